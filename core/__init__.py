@@ -1,0 +1,1 @@
+"""Turnstile core: configuration, store, security, the base handler and the plugin loader."""

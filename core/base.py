@@ -1,0 +1,191 @@
+"""The base handler every plugin handler derives from.
+
+It owns the cross-cutting rules so plugins cannot get them wrong:
+
+* **Auth on by default.** `prepare` runs the verify mixin unless the class
+  sets ``public = True``. Forgetting to mark a handler keeps it protected.
+* **CORS with credentials.** An allowed ``Origin`` is echoed with
+  ``Access-Control-Allow-Credentials: true`` on every response, errors and
+  preflights included; any other origin gets no CORS headers at all.
+* **One error format.** `write_error` answers ``{"message": ...}`` and never
+  a traceback; 404s are negotiated by ``Accept`` like the tutorial's.
+* **Input checks.** `json_body` and `field` turn malformed input into 400s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tornado import httputil
+from tornado.web import HTTPError, RequestHandler
+
+from .errors import APIError
+from .verify import VerifyJWTMixin
+
+if TYPE_CHECKING:
+    from .app import Services
+    from .plugin import PluginContext
+
+error_log = logging.getLogger("turnstile.error")
+_HEADER_LIST = re.compile(r"^[A-Za-z0-9\-, ]*$")
+NOT_FOUND_HTML = "<!DOCTYPE html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
+_MISSING = object()
+
+
+class BaseHandler(VerifyJWTMixin, RequestHandler):
+    """Protected by default; set ``public = True`` on handlers anyone may call."""
+
+    public: ClassVar[bool] = False
+    cors_methods: ClassVar[str] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+    def initialize(self, plugin: "PluginContext | None" = None) -> None:
+        self.plugin = plugin
+
+    # -- what handlers use -------------------------------------------------------------
+
+    @property
+    def services(self) -> "Services":
+        """The app's shared services: settings, store, password hasher, token signer."""
+        return self.application.settings["services"]
+
+    @property
+    def db(self):  # -> Namespace
+        """This plugin's own collections in the store."""
+        if self.plugin is None:
+            raise RuntimeError(f"{type(self).__name__} was not registered by a plugin")
+        return self.plugin.db
+
+    @property
+    def username(self) -> str | None:
+        return self.current_user["username"] if self.current_user else None
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 saying what is wrong with it."""
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise APIError(400, "Request body must be valid JSON.") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "Request body must be a JSON object.")
+        return body
+
+    @staticmethod
+    def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, default: Any = None) -> Any:
+        """``body[name]`` if it has type ``kind``; ``default`` if absent or null; else 400."""
+        value = body.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            return default
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise APIError(400, f"Field '{name}' has the wrong type.")
+        if not isinstance(value, kind):
+            raise APIError(400, f"Field '{name}' has the wrong type.")
+        return value
+
+    def send_json(self, data: Any, status: int = 200) -> None:
+        """Write any JSON value (Tornado's ``write`` refuses lists)."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(data))
+
+    # -- request lifecycle --------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.request.method != "OPTIONS" and not self.public:
+            self.authenticate()
+
+    def set_default_headers(self) -> None:
+        origin = self.allowed_origin()
+        if origin:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+        self.add_header("Vary", "Origin")
+
+    def allowed_origin(self) -> str | None:
+        origin = self.request.headers.get("Origin")
+        if origin and origin.rstrip("/") in self.services.settings.allowed_origins:
+            return origin
+        return None
+
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """CORS preflight: 204 for an allowed origin, 403 for any other."""
+        if self.request.headers.get("Origin") is not None and not self.allowed_origin():
+            raise APIError(403, "Origin not allowed.", log_message="CORS preflight from a disallowed origin")
+        self.set_header("Access-Control-Allow-Methods", self.cors_methods)
+        requested = self.request.headers.get("Access-Control-Request-Headers", "")
+        allowed = requested if requested and _HEADER_LIST.match(requested) else "Authorization, Content-Type"
+        self.set_header("Access-Control-Allow-Headers", allowed)
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
+    # -- errors -------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, APIError):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        if status_code == 404 and not (isinstance(exc, APIError) and exc.message):
+            self.write_not_found()
+            return
+        message = exc.message if isinstance(exc, APIError) and exc.message else None
+        self.finish({"message": message or httputil.responses.get(status_code, "Error")})
+
+    def write_not_found(self) -> None:
+        """The tutorial's 404: an HTML page, else JSON, else plain text, by ``Accept``."""
+        self.set_status(404)
+        if self.accepts("text/html"):
+            self.set_header("Content-Type", "text/html; charset=UTF-8")
+            self.finish(self.not_found_html())
+        elif self.accepts("application/json"):
+            self.finish({"error": "404 Not Found"})
+        else:
+            self.set_header("Content-Type", "text/plain; charset=UTF-8")
+            self.finish("404 Not Found")
+
+    def not_found_html(self) -> str:
+        return NOT_FOUND_HTML
+
+    def accepts(self, mime: str) -> bool:
+        """Whether the ``Accept`` header admits ``mime`` (a missing header admits anything)."""
+        header = self.request.headers.get("Accept")
+        if not header:
+            return True
+        kind = mime.split("/")[0]
+        for part in header.split(","):
+            item, *params = [p.strip() for p in part.split(";")]
+            q = 1.0
+            for param in params:
+                if param.startswith("q="):
+                    try:
+                        q = float(param[2:])
+                    except ValueError:
+                        q = 0.0
+            if q > 0 and item.lower() in (mime, f"{kind}/*", "*/*"):
+                return True
+        return False
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log by path only: query strings and headers may carry credentials."""
+        where = f"{self.request.method} {self.request.path}"
+        if isinstance(value, HTTPError):
+            if value.log_message:
+                error_log.warning("%d %s: %s", value.status_code, where, value.log_message % value.args if value.args else value.log_message)
+        else:
+            error_log.error("Uncaught exception in %s", where, exc_info=(typ, value, tb))
+
+
+class NotFoundHandler(BaseHandler):
+    """What the app answers when no route matches."""
+
+    public = True
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.request.method != "OPTIONS":
+            raise HTTPError(404)

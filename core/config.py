@@ -1,0 +1,156 @@
+"""Settings, read once at start-up from the environment (and `.env`).
+
+Everything the app needs is collected into one immutable `Settings` object so
+handlers and plugins never read `os.environ` themselves: tests build a
+`Settings` directly and get a fully isolated app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+log = logging.getLogger("turnstile.config")
+
+DEFAULT_ORIGINS = ("http://127.0.0.1:5500", "http://localhost:5500", "http://localhost:3500")
+MIN_SECRET_BYTES = 32
+_SECRET_NAMES = ("ACCESS_TOKEN_SECRET", "REFRESH_TOKEN_SECRET")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+def parse_duration(name: str, value: str) -> int:
+    """Seconds from `900`, `30s`, `15m`, `2h` or `1d`."""
+    match = _DURATION.match(value)
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"{name}={value!r} is not a duration; use seconds or 30s/15m/2h/1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def parse_int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"{name}={value!r} must be at least {minimum}")
+    return number
+
+
+def check_secret(name: str, value: str) -> str:
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{name} is {len(value.encode())} bytes; at least {MIN_SECRET_BYTES} are required "
+            "(delete it from .env to have a random one generated)"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    access_secret: str
+    refresh_secret: str
+    host: str = ""
+    port: int = 3500
+    access_ttl: int = 15 * 60
+    refresh_ttl: int = 24 * 3600
+    allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
+    data_dir: Path = Path("data")
+    log_dir: Path = Path("logs")
+    bcrypt_rounds: int = 12
+    cookie_secure: bool = True
+    cookie_partitioned: bool = True
+    token_leeway: int = 0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_secret("ACCESS_TOKEN_SECRET", self.access_secret)
+        check_secret("REFRESH_TOKEN_SECRET", self.refresh_secret)
+        if self.access_secret == self.refresh_secret:
+            raise ConfigError("ACCESS_TOKEN_SECRET and REFRESH_TOKEN_SECRET must differ")
+        if not 4 <= self.bcrypt_rounds <= 31:
+            raise ConfigError(f"BCRYPT_ROUNDS={self.bcrypt_rounds} must be between 4 and 31")
+
+    def with_changes(self, **changes: object) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        """Build settings from a mapping such as `os.environ`."""
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "")
+            return value if value.strip() else default
+
+        for name in _SECRET_NAMES:
+            if not env.get(name):
+                raise ConfigError(f"{name} is not set")
+        origins = tuple(o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS)).split(",") if o.strip())
+        return cls(
+            access_secret=env["ACCESS_TOKEN_SECRET"],
+            refresh_secret=env["REFRESH_TOKEN_SECRET"],
+            host=env.get("HOST", "").strip(),
+            port=parse_int("PORT", get("PORT", "3500")),
+            access_ttl=parse_duration("ACCESS_TOKEN_TTL", get("ACCESS_TOKEN_TTL", "15m")),
+            refresh_ttl=parse_duration("REFRESH_TOKEN_TTL", get("REFRESH_TOKEN_TTL", "1d")),
+            allowed_origins=origins,
+            data_dir=Path(get("DATA_DIR", "data")),
+            log_dir=Path(get("LOG_DIR", "logs")),
+            bcrypt_rounds=parse_int("BCRYPT_ROUNDS", get("BCRYPT_ROUNDS", "12"), minimum=4),
+            cookie_secure=parse_bool("COOKIE_SECURE", get("COOKIE_SECURE", "true")),
+            cookie_partitioned=parse_bool("COOKIE_PARTITIONED", get("COOKIE_PARTITIONED", "true")),
+            token_leeway=parse_int("TOKEN_LEEWAY", get("TOKEN_LEEWAY", "0")),
+            extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
+        )
+
+
+def ensure_secrets(env_file: Path, environ: dict[str, str] | None = None) -> list[str]:
+    """Generate missing token secrets into `env_file` (mode 0600).
+
+    Returns the names generated so the caller can say so. Secrets already in
+    the environment are left alone. The values are never logged.
+    """
+    environ = os.environ if environ is None else environ
+    missing = [name for name in _SECRET_NAMES if not environ.get(name)]
+    if not missing:
+        return []
+    lines = [f"{name}={secrets.token_hex(64)}" for name in missing]
+    existing = env_file.read_text() if env_file.exists() else ""
+    prefix = "" if not existing or existing.endswith("\n") else "\n"
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write(prefix + "\n".join(lines) + "\n")
+    os.chmod(env_file, 0o600)
+    for line in lines:
+        name, value = line.split("=", 1)
+        environ[name] = value
+    return missing
+
+
+def load_settings(env_file: Path = Path(".env")) -> Settings:
+    """Read `.env` (without overriding real environment), generating secrets on first run."""
+    from dotenv import load_dotenv
+
+    load_dotenv(env_file, override=False)
+    generated = ensure_secrets(env_file)
+    if generated:
+        log.warning("Generated %s and wrote them to %s (mode 0600)", " and ".join(generated), env_file)
+    return Settings.from_env(os.environ)

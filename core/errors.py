@@ -1,0 +1,25 @@
+"""One error type for handlers: a status, a client-safe message, and private details."""
+
+from __future__ import annotations
+
+from tornado.web import HTTPError
+
+
+class APIError(HTTPError):
+    """An HTTP error whose ``message`` is shown to the client as ``{"message": ...}``.
+
+    ``log_message`` goes to the error log only, so internals never reach the
+    response. ``headers`` are added to the error response (``Retry-After``,
+    ``WWW-Authenticate``...).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str | None = None,
+        log_message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code, log_message)
+        self.message = message
+        self.headers = headers or {}

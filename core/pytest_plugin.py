@@ -1,0 +1,177 @@
+"""pytest fixtures for testing Turnstile and its plugins with pytest-tornado.
+
+Enable with one line in a ``conftest.py``::
+
+    pytest_plugins = ["core.pytest_plugin"]
+
+Fixtures:
+
+* ``turnstile_settings``: settings on a fresh temporary ``DATA_DIR``, fast bcrypt.
+* ``plugins_dir``: where plugins are loaded from (override to test your own).
+* ``app``: the full application (pytest-tornado serves it).
+* ``api``: an HTTP client for the app that never raises on 4xx/5xx and keeps cookies.
+* ``make_user``: ``await make_user("alice")`` registers a user.
+* ``auth_headers``: ``await auth_headers("alice")`` logs in and returns the Bearer header.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import secrets
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+
+from .app import create_app
+from .config import Settings
+from .loader import PROJECT_PLUGINS
+
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+class Response:
+    """A finished response with helpers for JSON and cookies."""
+
+    def __init__(self, raw: HTTPResponse) -> None:
+        self.raw = raw
+        self.code = raw.code
+        self.headers = raw.headers
+        self.body = raw.body or b""
+
+    def json(self) -> Any:
+        return jsonlib.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def set_cookies(self) -> list[str]:
+        return self.headers.get_list("Set-Cookie")
+
+
+class ApiClient:
+    """Talks to the app under test like a browser would: keeps the cookies it is given."""
+
+    def __init__(self, http_client: AsyncHTTPClient, base_url: str) -> None:
+        self.http = http_client
+        self.base_url = base_url
+        self.cookies: dict[str, str] = {}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        cookies: bool = True,
+    ) -> Response:
+        headers = dict(headers or {})
+        if json is not None:
+            body = jsonlib.dumps(json)
+            headers.setdefault("Content-Type", "application/json")
+        if cookies and self.cookies:
+            headers.setdefault("Cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        raw = await self.http.fetch(
+            self.base_url + path,
+            method=method,
+            body=body,
+            headers=headers,
+            raise_error=False,
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+        )
+        response = Response(raw)
+        if cookies:
+            self._remember(response)
+        return response
+
+    def _remember(self, response: Response) -> None:
+        for header in response.set_cookies():
+            jar = SimpleCookie()
+            jar.load(header.replace("; Partitioned", ""))
+            for name, morsel in jar.items():
+                if morsel.value == "" or morsel["expires"].startswith("Thu, 01 Jan 1970") or morsel["max-age"] == "0":
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = morsel.value
+
+    async def get(self, path: str, **kw: Any) -> Response:
+        return await self.request("GET", path, **kw)
+
+    async def post(self, path: str, **kw: Any) -> Response:
+        return await self.request("POST", path, **kw)
+
+    async def put(self, path: str, **kw: Any) -> Response:
+        return await self.request("PUT", path, **kw)
+
+    async def delete(self, path: str, **kw: Any) -> Response:
+        return await self.request("DELETE", path, **kw)
+
+    async def options(self, path: str, **kw: Any) -> Response:
+        return await self.request("OPTIONS", path, **kw)
+
+    async def login(self, user: str, pwd: str = DEFAULT_PASSWORD) -> str:
+        """Log in, keep the refresh cookie, and return the access token."""
+        response = await self.post("/auth", json={"user": user, "pwd": pwd})
+        assert response.code == 200, f"login of {user!r} failed: {response.code} {response.text}"
+        return response.json()["accessToken"]
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for tests: random secrets, cheap bcrypt, everything under ``data_dir``."""
+    base = dict(
+        access_secret=secrets.token_hex(32),
+        refresh_secret=secrets.token_hex(32),
+        data_dir=data_dir / "data",
+        log_dir=data_dir / "logs",
+        bcrypt_rounds=4,
+    )
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def turnstile_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def plugins_dir() -> Path:
+    return PROJECT_PLUGINS
+
+
+@pytest.fixture
+def app(io_loop, turnstile_settings: Settings, plugins_dir: Path):
+    application = io_loop.run_sync(lambda: create_app(turnstile_settings, plugins_dir))
+    yield application
+    application.settings["services"].executor.shutdown(wait=True)
+
+
+@pytest.fixture
+def api(http_client: AsyncHTTPClient, base_url: str) -> ApiClient:
+    return ApiClient(http_client, base_url)
+
+
+@pytest.fixture
+def make_user(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[str]]:
+    async def make(name: str, pwd: str = DEFAULT_PASSWORD) -> str:
+        response = await ApiClient(http_client, base_url).post("/register", json={"user": name, "pwd": pwd})
+        assert response.code == 201, f"registering {name!r} failed: {response.code} {response.text}"
+        return name
+
+    return make
+
+
+@pytest.fixture
+def auth_headers(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[dict[str, str]]]:
+    async def headers(name: str, pwd: str = DEFAULT_PASSWORD) -> dict[str, str]:
+        token = await ApiClient(http_client, base_url).login(name, pwd)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers

@@ -1,0 +1,100 @@
+"""Passwords and tokens.
+
+bcrypt is deliberately slow, so hashing and checking run in an executor and
+never on the event loop. JWTs are signed and verified with HS256 only (the
+algorithm is pinned on decode), and every token carries a ``typ`` claim so an
+access token is refused where a refresh token is expected, and vice versa.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from concurrent.futures import Executor
+from typing import Any
+
+import bcrypt
+import jwt
+
+ALGORITHM = "HS256"
+ACCESS = "access"
+REFRESH = "refresh"
+BCRYPT_MAX_BYTES = 72
+
+
+class TokenInvalid(Exception):
+    """Expired, forged, malformed, or of the wrong type. Never says which to the client."""
+
+
+class PasswordHasher:
+    """bcrypt on an executor, with a dummy hash so unknown users cost the same as wrong passwords."""
+
+    def __init__(self, rounds: int = 12, executor: Executor | None = None) -> None:
+        self.rounds = rounds
+        self.executor = executor
+        self._dummy = bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds)).decode()
+
+    async def hash(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self._hash_sync, password)
+
+    async def check(self, password: str, hashed: str | None) -> bool:
+        """True when ``password`` matches; with ``hashed=None`` burns the same time and returns False."""
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self.executor, self._check_sync, password, hashed or self._dummy)
+        return ok and hashed is not None
+
+    def _hash_sync(self, password: str) -> str:
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(self.rounds)).decode()
+
+    @staticmethod
+    def _check_sync(password: str, hashed: str) -> bool:
+        try:
+            return bcrypt.checkpw(password.encode(), hashed.encode())
+        except ValueError:  # over 72 bytes, or a hash that is not bcrypt
+            return False
+
+
+class TokenSigner:
+    """Issues and verifies access and refresh JWTs with separate secrets."""
+
+    def __init__(self, access_secret: str, refresh_secret: str, access_ttl: int, refresh_ttl: int, leeway: int = 0) -> None:
+        self._secrets = {ACCESS: access_secret, REFRESH: refresh_secret}
+        self.ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
+        self.leeway = leeway
+
+    def issue(self, typ: str, username: str, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {
+            "typ": typ,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + self.ttl[typ],
+            "username": username,
+            **claims,
+        }
+        return jwt.encode(payload, self._secrets[typ], algorithm=ALGORITHM)
+
+    def verify(self, typ: str, token: str) -> dict[str, Any]:
+        """Claims of a valid token of type ``typ``; raises `TokenInvalid` otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secrets[typ],
+                algorithms=[ALGORITHM],
+                leeway=self.leeway,
+                options={"require": ["exp", "iat", "typ", "jti", "username"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(type(exc).__name__) from None
+        if claims.get("typ") != typ or not isinstance(claims.get("username"), str):
+            raise TokenInvalid("wrong token type")
+        return claims
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 of a refresh token: what the store keeps instead of the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,85 @@
+"""Employees CRUD, as in the tutorial, but with ids that are never reused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.base import BaseHandler
+from core.errors import APIError
+from core.plugin import PluginContext
+
+SAMPLE = [
+    {"firstname": "Dave", "lastname": "Gray"},
+    {"firstname": "John", "lastname": "Smith"},
+]
+
+
+async def seed(plugin: PluginContext) -> None:
+    """On the very first run, add the tutorial's two sample rows (never again, even if deleted)."""
+    async with plugin.db.transaction() as tx:
+        meta = tx.collection("meta")
+        if meta.get("seeded") is None:
+            employees = tx.collection("employees")
+            for row in SAMPLE:
+                employees.insert(row)
+            meta.put("seeded", {"seeded": True})
+
+
+def parse_id(value: Any) -> int:
+    """An employee id from JSON (int or digit string) or a path segment."""
+    if isinstance(value, bool):
+        raise APIError(400, "Employee ID must be a whole number.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise APIError(400, "Employee ID must be a whole number.")
+
+
+class EmployeesBase(BaseHandler):
+    @property
+    def employees(self):
+        return self.db.collection("employees")
+
+    def send_all(self, status: int = 200) -> None:
+        self.send_json(sorted(self.employees.all(), key=lambda e: e["id"]), status)
+
+    def require_id(self, body: dict[str, Any]) -> int:
+        if body.get("id") is None:
+            raise APIError(400, "Employee ID required.")
+        return parse_id(body["id"])
+
+
+class EmployeesHandler(EmployeesBase):
+    def get(self) -> None:
+        self.send_all()
+
+    async def post(self) -> None:
+        body = self.json_body()
+        first, last = self.field(body, "firstname"), self.field(body, "lastname")
+        if not first or not last:
+            raise APIError(400, "First and last names are required.")
+        await self.employees.insert({"firstname": first, "lastname": last})
+        self.send_all(201)
+
+    async def put(self) -> None:
+        body = self.json_body()
+        employee_id = self.require_id(body)
+        changes = {k: self.field(body, k) for k in ("firstname", "lastname") if self.field(body, k)}
+        if await self.employees.update(employee_id, changes) is None:
+            raise APIError(400, f"Employee ID {employee_id} not found")
+        self.send_all()
+
+    async def delete(self) -> None:
+        employee_id = self.require_id(self.json_body())
+        if not await self.employees.delete(employee_id):
+            raise APIError(400, f"Employee ID {employee_id} not found")
+        self.send_all()
+
+
+class EmployeeHandler(EmployeesBase):
+    def get(self, raw_id: str) -> None:
+        employee = self.employees.get(parse_id(raw_id))
+        if employee is None:
+            raise APIError(400, f"Employee ID {raw_id} not found")
+        self.send_json(employee)
