@@ -4,35 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 
-from core.app import create_app
-from core.config import ConfigError, load_settings
+from core.config import ConfigError
 from core.jsondb import StoreError
-from core.logs import setup_logging
 from core.plugin import PluginError
-
-log = logging.getLogger("turnstile.server")
-
-
-async def serve() -> None:
-    settings = load_settings()
-    setup_logging(settings.log_dir)
-    app = await create_app(settings)
-    server = app.listen(settings.port, address=settings.host, xheaders=False)
-    log.warning("Server running on %s:%d", settings.host or "*", settings.port)
-    print(f"Server running on port {settings.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.stop()
-    await server.close_all_connections()
-    services = app.settings["services"]
-    await services.store.close()
-    services.executor.shutdown(wait=True)
+from core.serve import serve
 
 
 def main(argv: list[str]) -> int:
