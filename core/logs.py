@@ -16,8 +16,11 @@ access_log = logging.getLogger("turnstile.access")
 _FORMAT = "%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s"
 
 
-def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
-    """Send request lines to reqLog.txt and warnings/errors to errLog.txt."""
+def setup_logging(log_dir: Path, level: int = logging.INFO) -> list[tuple[logging.Logger, logging.Handler]]:
+    """Send request lines to reqLog.txt and warnings/errors to errLog.txt.
+
+    Returns the (logger, handler) pairs added, so a caller can remove them.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter(_FORMAT)
     requests = logging.FileHandler(log_dir / "reqLog.txt", encoding="utf-8")
@@ -31,7 +34,15 @@ def setup_logging(log_dir: Path, level: int = logging.INFO) -> None:
     root = logging.getLogger("turnstile")
     root.addHandler(errors)
     root.setLevel(level)
-    logging.getLogger("tornado").addHandler(errors)
+    tornado_log = logging.getLogger("tornado")
+    tornado_log.addHandler(errors)
+    return [(access_log, requests), (root, errors), (tornado_log, errors)]
+
+
+def teardown_logging(added: list[tuple[logging.Logger, logging.Handler]]) -> None:
+    for logger, handler in added:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def log_request(handler: RequestHandler) -> None:

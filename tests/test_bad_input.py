@@ -1,0 +1,76 @@
+"""Client mistakes get a 4xx with a JSON message, never a 500 or a traceback."""
+
+import pytest
+
+
+@pytest.fixture
+def headers(io_loop, make_user, auth_headers):
+    async def login():
+        await make_user("alice")
+        return await auth_headers("alice")
+
+    return io_loop.run_sync(login)
+
+
+def assert_client_error(response, status=400):
+    assert response.code == status, response.text
+    body = response.json()
+    assert isinstance(body["message"], str) and body["message"]
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/register", "/auth"])
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"42", b"null", b'{"user": 5, "pwd": "x"}', b'{"user": "a", "pwd": ["x"]}', b'{"user": {"$ne": 1}, "pwd": "x"}'],
+)
+async def test_bad_credentials_bodies(api, path, body):
+    assert_client_error(await api.post(path, body=body, headers={"Content-Type": "application/json"}))
+
+
+@pytest.mark.gen_test
+async def test_password_over_72_bytes_is_400(api):
+    assert_client_error(await api.post("/register", json={"user": "alice", "pwd": "é" * 40}))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+@pytest.mark.parametrize("body", [b"{oops", b"[]", b"7", b"\xff"])
+async def test_malformed_employee_bodies(api, headers, method, body):
+    assert_client_error(await api.request(method, "/employees", body=body, headers={**headers, "Content-Type": "application/json"}))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+@pytest.mark.parametrize("employee_id", ["abc", True, 1.5, [1], {"n": 1}])
+async def test_wrongly_typed_employee_id(api, headers, method, employee_id):
+    assert_client_error(await api.request(method, "/employees", json={"id": employee_id, "firstname": "A"}, headers=headers))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("method, extra", [("POST", {}), ("PUT", {"id": 1})])
+async def test_wrongly_typed_names(api, headers, method, extra):
+    assert_client_error(await api.request(method, "/employees", json={"firstname": 1, "lastname": ["x"], **extra}, headers=headers))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("raw_id", ["abc", "-1", "1.5", "%20"])
+async def test_non_numeric_employee_id_in_path(api, headers, raw_id):
+    assert_client_error(await api.get(f"/employees/{raw_id}", headers=headers))
+
+
+@pytest.mark.gen_test
+async def test_missing_id_is_400(api, headers):
+    assert_client_error(await api.put("/employees", json={"firstname": "A"}, headers=headers))
+    assert_client_error(await api.delete("/employees", json={}, headers=headers))
+
+
+@pytest.mark.gen_test
+async def test_missing_bearer_is_401_json(api):
+    assert_client_error(await api.get("/employees"), status=401)
+
+
+@pytest.mark.gen_test
+async def test_unsupported_method_is_405_json(api):
+    assert_client_error(await api.request("PATCH", "/register", json={}), status=405)

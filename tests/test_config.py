@@ -1,0 +1,72 @@
+"""Settings from the environment and .env: durations, secrets, origins."""
+
+import os
+import stat
+
+import pytest
+
+from core.config import ConfigError, Settings, ensure_secrets, parse_duration
+
+GOOD = {"ACCESS_TOKEN_SECRET": "a" * 64, "REFRESH_TOKEN_SECRET": "b" * 64}
+
+
+@pytest.mark.parametrize("text, seconds", [("30", 30), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400)])
+def test_durations(text, seconds):
+    assert parse_duration("X", text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "15x", "-5", "0", "1.5m"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ConfigError, match="X="):
+        parse_duration("X", text)
+
+
+def test_defaults():
+    settings = Settings.from_env(GOOD)
+    assert settings.port == 3500
+    assert settings.access_ttl == 15 * 60 and settings.refresh_ttl == 86400
+    assert settings.allowed_origins == ("http://127.0.0.1:5500", "http://localhost:5500", "http://localhost:3500")
+    assert str(settings.data_dir) == "data" and str(settings.log_dir) == "logs"
+    assert settings.bcrypt_rounds == 12
+
+
+def test_overrides():
+    settings = Settings.from_env(
+        {**GOOD, "PORT": "8080", "HOST": "127.0.0.1", "ACCESS_TOKEN_TTL": "30s", "REFRESH_TOKEN_TTL": "7d",
+         "ALLOWED_ORIGINS": "https://a.example, https://b.example/", "DATA_DIR": "/tmp/d", "BCRYPT_ROUNDS": "4"}
+    )
+    assert (settings.port, settings.host, settings.access_ttl, settings.refresh_ttl) == (8080, "127.0.0.1", 30, 7 * 86400)
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert str(settings.data_dir) == "/tmp/d" and settings.bcrypt_rounds == 4
+
+
+def test_short_secret_is_refused_with_a_clear_error():
+    with pytest.raises(ConfigError, match="ACCESS_TOKEN_SECRET is 5 bytes; at least 32"):
+        Settings.from_env({**GOOD, "ACCESS_TOKEN_SECRET": "short"})
+
+
+def test_equal_secrets_are_refused():
+    with pytest.raises(ConfigError, match="must differ"):
+        Settings.from_env({"ACCESS_TOKEN_SECRET": "s" * 40, "REFRESH_TOKEN_SECRET": "s" * 40})
+
+
+@pytest.mark.parametrize("name, value", [("PORT", "http"), ("BCRYPT_ROUNDS", "3"), ("COOKIE_SECURE", "maybe")])
+def test_malformed_values_name_the_setting(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**GOOD, name: value})
+
+
+def test_missing_secrets_are_generated_into_env_file(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=4000")
+    environ = {}
+    assert ensure_secrets(env_file, environ) == ["ACCESS_TOKEN_SECRET", "REFRESH_TOKEN_SECRET"]
+    assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
+    lines = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert lines["PORT"] == "4000"
+    for name in ("ACCESS_TOKEN_SECRET", "REFRESH_TOKEN_SECRET"):
+        assert len(bytes.fromhex(lines[name])) == 64
+        assert environ[name] == lines[name]
+    assert lines["ACCESS_TOKEN_SECRET"] != lines["REFRESH_TOKEN_SECRET"]
+    assert ensure_secrets(env_file, environ) == []  # second run keeps them
+    Settings.from_env(environ)

@@ -1,0 +1,103 @@
+"""GET /refresh trades the cookie for an access token; GET /logout ends the session."""
+
+import time
+
+import jwt
+import pytest
+
+from core.security import token_digest
+
+
+async def login(api, make_user):
+    await make_user("alice")
+    await api.login("alice")
+    return api.cookies["jwt"]
+
+
+@pytest.mark.gen_test
+async def test_refresh_without_cookie_is_401(api):
+    response = await api.get("/refresh")
+    assert response.code == 401
+
+
+@pytest.mark.gen_test
+async def test_refresh_with_unknown_token_is_403(api, turnstile_settings):
+    forged_but_valid = jwt.encode(
+        {"typ": "refresh", "jti": "x", "iat": int(time.time()), "exp": int(time.time()) + 60, "username": "alice"},
+        turnstile_settings.refresh_secret,
+        algorithm="HS256",
+    )
+    response = await api.get("/refresh", headers={"Cookie": f"jwt={forged_but_valid}"}, cookies=False)
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+async def test_refresh_with_garbage_is_403(api):
+    response = await api.get("/refresh", headers={"Cookie": "jwt=not-a-token"}, cookies=False)
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+async def test_refresh_with_stored_but_badly_signed_token_is_403(api, app, make_user):
+    """A token whose digest is on record still has to verify with the refresh secret."""
+    await make_user("alice")
+    token = jwt.encode({"typ": "refresh", "jti": "x", "iat": 1, "exp": 2**40, "username": "alice"}, "k" * 64, algorithm="HS256")
+    await app.settings["services"].store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
+    response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+async def test_refresh_with_username_mismatch_is_403(api, app, make_user, turnstile_settings):
+    await make_user("alice")
+    token = jwt.encode(
+        {"typ": "refresh", "jti": "x", "iat": int(time.time()), "exp": int(time.time()) + 60, "username": "mallory"},
+        turnstile_settings.refresh_secret,
+        algorithm="HS256",
+    )
+    await app.settings["services"].store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
+    response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+async def test_refresh_ok_returns_new_access_token(api, make_user, turnstile_settings):
+    await login(api, make_user)
+    response = await api.get("/refresh")
+    assert response.code == 200
+    claims = jwt.decode(response.json()["accessToken"], turnstile_settings.access_secret, algorithms=["HS256"])
+    assert claims["username"] == "alice" and claims["typ"] == "access"
+
+
+@pytest.mark.gen_test
+async def test_access_token_is_not_a_refresh_token(api, make_user):
+    await make_user("alice")
+    access = await api.login("alice")
+    response = await api.get("/refresh", headers={"Cookie": f"jwt={access}"}, cookies=False)
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+async def test_logout_deletes_session_and_clears_cookie(api, app, make_user, turnstile_settings):
+    token = await login(api, make_user)
+    response = await api.get("/logout")
+    assert response.code == 204
+    assert app.settings["services"].store.collection("auth.sessions").get(token_digest(token)) is None
+    [cleared] = response.set_cookies()
+    parts = [p.strip() for p in cleared.split(";")]
+    assert parts[0] == "jwt="
+    for attribute in ("HttpOnly", "Secure", "SameSite=None", "Path=/"):
+        assert attribute in parts
+    assert not any(p.startswith("Max-Age") for p in parts)
+    assert any(p.startswith("Expires=Thu, 01 Jan 1970") for p in parts)
+    # The old cookie no longer refreshes, even if a client kept it.
+    response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
+    assert response.code == 403
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("cookie", [None, "jwt=unknown"])
+async def test_logout_is_204_without_a_live_session(api, cookie):
+    response = await api.get("/logout", headers={"Cookie": cookie} if cookie else {}, cookies=False)
+    assert response.code == 204
+    assert response.body == b""
