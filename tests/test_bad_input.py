@@ -3,15 +3,6 @@
 import pytest
 
 
-@pytest.fixture
-def headers(io_loop, make_user, auth_headers):
-    async def login():
-        await make_user("alice")
-        return await auth_headers("alice")
-
-    return io_loop.run_sync(login)
-
-
 def assert_client_error(response, status=400):
     assert response.code == status, response.text
     body = response.json()

@@ -5,15 +5,6 @@ import pytest
 SAMPLE = [{"id": 1, "firstname": "Dave", "lastname": "Gray"}, {"id": 2, "firstname": "John", "lastname": "Smith"}]
 
 
-@pytest.fixture
-def headers(io_loop, make_user, auth_headers):
-    async def login():
-        await make_user("alice")
-        return await auth_headers("alice")
-
-    return io_loop.run_sync(login)
-
-
 @pytest.mark.gen_test
 async def test_list_starts_with_the_seeded_rows(api, headers):
     response = await api.get("/employees", headers=headers)
