@@ -1,0 +1,158 @@
+"""Store write cost vs size: seeds 1k then 100k users and prints one line per figure.
+
+    python bench/db_scaling.py
+
+Figures (targets on a 2-core machine): write p50/p99 at 1k and 100k users (p50 at 100k <= 2 ms,
+bcrypt excluded: the hash is precomputed), the p50 ratio 100k/1k (<= 1.5), the longest event-loop
+stall during sustained writes at 100k with a compaction running (<= 50 ms), load time at 100k
+(<= 2 s) and RSS at 100k, both measured in a fresh process. Last, the JSON codec that the
+store uses compared with the standard library on the 100k snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.jsondb import Store  # noqa: E402
+
+HASH = "$2b$12$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"[:53]
+WRITES = 1000
+
+
+def user(i: int) -> dict:
+    return {"username": f"user{i:06d}", "password": HASH, "created": 1_700_000_000 + i}
+
+
+async def seed(data_dir: Path, count: int) -> Store:
+    store = Store(data_dir).open()
+    for start in range(0, count, 5000):
+        async with store.transaction() as tx:
+            users = tx.collection("auth.users")
+            for i in range(start, min(count, start + 5000)):
+                users.put(f"user{i:06d}", user(i))
+    await store.compact()
+    return store
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def write_latencies(store: Store, offset: int) -> list[float]:
+    users = store.collection("auth.users")
+    out = []
+    for i in range(offset, offset + WRITES):
+        started = time.perf_counter()
+        await users.insert(user(i), key=f"user{i:06d}")
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+async def longest_stall(store: Store, seconds: float = 3.0) -> tuple[float, int]:
+    """Max event-loop lag while 16 writers insert and a compaction runs in the background."""
+    users = store.collection("auth.users")
+    stop = time.monotonic() + seconds
+    written = 0
+    worst = 0.0
+
+    async def writer(n: int) -> None:
+        nonlocal written
+        i = 0
+        while time.monotonic() < stop:
+            await users.insert(user(0), key=f"load{n}-{i}")
+            i += 1
+            written += 1
+
+    async def monitor() -> None:
+        nonlocal worst
+        while time.monotonic() < stop:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, (time.perf_counter() - before - 0.001) * 1000)
+
+    async def compactions() -> None:
+        while time.monotonic() < stop:
+            await store.compact()
+
+    await asyncio.gather(monitor(), compactions(), *(writer(n) for n in range(16)))
+    return worst, written
+
+
+LOAD_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from core.jsondb import Store
+started = time.perf_counter()
+store = Store({data!r}).open()
+elapsed = time.perf_counter() - started
+rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS"))
+print(elapsed, rss / 1024, store.collection("auth.users").count())
+"""
+
+
+def load_in_fresh_process(data_dir: Path) -> tuple[float, float, int]:
+    out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT.format(root=str(ROOT), data=str(data_dir))],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def codec_comparison(snapshot: Path) -> tuple[float, float | None]:
+    lines = snapshot.read_bytes().splitlines()
+    started = time.perf_counter()
+    for line in lines:
+        json.loads(line)
+    std = time.perf_counter() - started
+    try:
+        import orjson
+    except ImportError:
+        return std, None
+    started = time.perf_counter()
+    for line in lines:
+        orjson.loads(line)
+    return std, time.perf_counter() - started
+
+
+def line(label: str, value: str, target: str = "", ok: bool | None = None) -> None:
+    verdict = "" if ok is None else ("  OK" if ok else "  MISSED")
+    print(f"{label:<48} {value:>12}   {target}{verdict}", flush=True)
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="turnstile-bench-") as tmp:
+        small_dir, big_dir = Path(tmp) / "1k", Path(tmp) / "100k"
+        small = await seed(small_dir, 1_000)
+        small_lat = await write_latencies(small, 1_000)
+        await small.close()
+        big = await seed(big_dir, 100_000)
+        big_lat = await write_latencies(big, 100_000)
+        stall, written = await longest_stall(big)
+        await big.close()
+        load, rss, count = load_in_fresh_process(big_dir)
+        std, fast = codec_comparison(big_dir / "snapshot.jsonl")
+
+        p50_small, p50_big = pct(small_lat, 0.5), pct(big_lat, 0.5)
+        line("write p50 at 1k users", f"{p50_small:.3f} ms")
+        line("write p99 at 1k users", f"{pct(small_lat, 0.99):.3f} ms")
+        line("write p50 at 100k users", f"{p50_big:.3f} ms", "target <= 2 ms", p50_big <= 2)
+        line("write p99 at 100k users", f"{pct(big_lat, 0.99):.3f} ms")
+        line("p50 ratio 100k / 1k", f"{p50_big / p50_small:.2f}", "target <= 1.5", p50_big / p50_small <= 1.5)
+        line(f"longest loop stall, 16 writers + compaction, 100k", f"{stall:.1f} ms", f"target <= 50 ms ({written} writes in 3 s)", stall <= 50)
+        line(f"load time at 100k ({count} users, fresh process)", f"{load:.3f} s", "target <= 2 s", load <= 2)
+        line("RSS at 100k (fresh process, after load)", f"{rss:.0f} MiB")
+        line("machine load average (1 min) during the run", f"{os.getloadavg()[0]:.2f}")
+        line("parse 100k snapshot lines: json / orjson", f"{std:.3f} s / " + (f"{fast:.3f} s" if fast is not None else "n/a"))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
