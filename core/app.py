@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import tornado.web
 
 from .base import NotFoundHandler
 from .config import Settings
 from .jsondb import Store
-from .loader import PROJECT_PLUGINS, build_routes, load_plugins
+from .loader import PROJECT_PLUGINS, build_routes, load_plugins, run_setup
 from .logs import log_request
-from .plugin import PluginContext
+from .openapi import OPENAPI_ROUTE, OpenAPIHandler, build_document
 from .security import PasswordHasher, TokenSigner
 
 
@@ -44,30 +43,34 @@ def make_services(settings: Settings) -> Services:
     )
 
 
-async def create_app(settings: Settings, plugins_dir: Path = PROJECT_PLUGINS, **tornado_settings: Any) -> tornado.web.Application:
-    """Open the store, load the plugins, run their ``setup`` hooks, and return the app."""
+async def create_app(
+    settings: Settings,
+    plugins_dir: Path = PROJECT_PLUGINS,
+    extra_plugins: Mapping[str, Path] | None = None,
+    installed_plugins: bool = True,
+    **tornado_settings: Any,
+) -> tornado.web.Application:
+    """Open the store, load the plugins, run their ``setup`` hooks, and return the app.
+
+    ``extra_plugins`` maps plugin names to package folders loaded besides
+    ``plugins_dir``; ``installed_plugins=False`` ignores entry points.
+    """
     services = make_services(settings)
-    plugins = load_plugins(plugins_dir, services)
-    routes, default = build_routes(plugins)
+    plugins = load_plugins(plugins_dir, services, extra_plugins, installed_plugins)
+    routes, default = build_routes(plugins, reserved={OPENAPI_ROUTE: "the core (core/openapi.py)"})
+    document = build_document(routes)
     for ctx in plugins:
         await run_setup(ctx)
     handler, kwargs = default or (NotFoundHandler, {})
     app = tornado.web.Application(
-        routes,
+        [(OPENAPI_ROUTE, OpenAPIHandler), *routes],
         default_handler_class=handler,
         default_handler_args=kwargs,
         log_function=log_request,
         services=services,
         plugins=plugins,
+        openapi=document,
         **tornado_settings,
     )
     return app
 
-
-async def run_setup(ctx: PluginContext) -> None:
-    setup = getattr(ctx.module, "setup", None)
-    if setup is None:
-        return
-    result = setup(ctx)
-    if inspect.isawaitable(result):
-        await result

@@ -2,8 +2,11 @@
 
 It owns the cross-cutting rules so plugins cannot get them wrong:
 
-* **Auth on by default.** `prepare` runs the verify mixin unless the class
-  sets ``public = True``. Forgetting to mark a handler keeps it protected.
+* **Auth on by default.** The verify mixin runs before every request unless
+  the class itself is marked public (``@public`` or ``public = True``).
+  Forgetting to mark a handler keeps it protected; overriding ``prepare``
+  (even without calling ``super()``) cannot skip the check, and only the
+  built-in CORS preflight ``options`` is answered without a token.
 * **CORS with credentials.** An allowed ``Origin`` is echoed with
   ``Access-Control-Allow-Credentials: true`` on every response, errors and
   preflights included; any other origin gets no CORS headers at all.
@@ -14,10 +17,11 @@ It owns the cross-cutting rules so plugins cannot get them wrong:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
@@ -33,6 +37,31 @@ error_log = logging.getLogger("turnstile.error")
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9\-, ]*$")
 NOT_FOUND_HTML = "<!DOCTYPE html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
 _MISSING = object()
+H = TypeVar("H", bound=type)
+
+
+def public(cls: H) -> H:
+    """Class decorator: anyone may call this handler (no token needed)."""
+    cls.public = True  # type: ignore[attr-defined]
+    return cls
+
+
+def protected(cls: H) -> H:
+    """Class decorator: a valid access token is required (the default, stated explicitly)."""
+    cls.public = False  # type: ignore[attr-defined]
+    return cls
+
+
+def _gated(prepare: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a subclass's ``prepare`` so the auth gate always runs first."""
+
+    @functools.wraps(prepare)
+    def gated_prepare(self: "BaseHandler", *args: Any, **kwargs: Any) -> Any:
+        self._gate()
+        return prepare(self, *args, **kwargs)
+
+    gated_prepare._turnstile_gated = True  # type: ignore[attr-defined]
+    return gated_prepare
 
 
 class BaseHandler(VerifyJWTMixin, RequestHandler):
@@ -40,6 +69,13 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 
     public: ClassVar[bool] = False
     cors_methods: ClassVar[str] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    #: OpenAPI operations by method name, e.g. ``{"get": {"summary": ..., "responses": ...}}``.
+    openapi: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not getattr(cls.prepare, "_turnstile_gated", False):
+            cls.prepare = _gated(cls.prepare)  # type: ignore[method-assign]
 
     def initialize(self, plugin: "PluginContext | None" = None) -> None:
         self.plugin = plugin
@@ -95,8 +131,16 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     # -- request lifecycle --------------------------------------------------------------
 
     def prepare(self) -> None:
-        if self.request.method != "OPTIONS" and not self.public:
+        self._gate()
+
+    def _gate(self) -> None:
+        """Authenticate once per request unless public or a built-in CORS preflight."""
+        if getattr(self, "_gate_passed", False):
+            return
+        preflight = self.request.method == "OPTIONS" and type(self).options is BaseHandler.options
+        if not preflight and self.public is not True:
             self.authenticate()
+        self._gate_passed = True
 
     def set_default_headers(self) -> None:
         origin = self.allowed_origin()
@@ -178,6 +222,9 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
                 error_log.warning("%d %s: %s", value.status_code, where, value.log_message % value.args if value.args else value.log_message)
         else:
             error_log.error("Uncaught exception in %s", where, exc_info=(typ, value, tb))
+
+
+BaseHandler.prepare._turnstile_gated = True  # type: ignore[attr-defined]
 
 
 class NotFoundHandler(BaseHandler):

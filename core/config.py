@@ -79,6 +79,7 @@ class Settings:
     cookie_secure: bool = True
     cookie_partitioned: bool = True
     token_leeway: int = 0
+    plugins: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -118,6 +119,7 @@ class Settings:
             cookie_secure=parse_bool("COOKIE_SECURE", get("COOKIE_SECURE", "true")),
             cookie_partitioned=parse_bool("COOKIE_PARTITIONED", get("COOKIE_PARTITIONED", "true")),
             token_leeway=parse_int("TOKEN_LEEWAY", get("TOKEN_LEEWAY", "0")),
+            plugins=env.get("PLUGINS", "").strip(),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )
 

@@ -1,20 +1,31 @@
-"""Finds plugin packages and turns their declarations into Tornado routes.
+"""Finds plugins, checks them, and turns their declarations into Tornado routes.
 
-The core never imports a plugin by name: every sub-package of the plugins
-folder is loaded, in alphabetical order of its folder name, so route order
-(and therefore which of two overlapping patterns wins) never depends on the
-file system.
+Plugins come from two places, and the core never imports one by name:
+
+* every package folder in ``plugins/`` (name = folder name), and
+* every installed distribution's entry point in the group ``turnstile.plugins``
+  (name = entry point name, value = the plugin's module).
+
+``PLUGINS`` selects among them (see `select`). The selected plugins load in
+alphabetical order of name, whatever their source, so route order (and so
+which of two overlapping patterns wins) never depends on the file system or
+on install order. Anything wrong stops start-up with a one-line `PluginError`
+naming the plugin and its file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import inspect
 import logging
+import re
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .base import BaseHandler
 from .plugin import PluginContext, PluginError
@@ -23,27 +34,114 @@ if TYPE_CHECKING:
     from .app import Services
 
 PROJECT_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+ENTRY_POINT_GROUP = "turnstile.plugins"
+PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+Route = tuple[str, type, dict[str, Any]]
 log = logging.getLogger("turnstile.loader")
 
 
-def discover(plugins_dir: Path) -> list[tuple[str, Path]]:
-    """``(name, package folder)`` for every package under ``plugins_dir``, sorted by name."""
+@dataclass(frozen=True)
+class Candidate:
+    """A plugin found but not yet imported."""
+
+    name: str
+    path: Path  # the file that defines it (package __init__.py or module)
+    source: str  # "plugins/" or "distribution NAME VERSION"
+    folder: Path | None = None
+    entry_point: importlib.metadata.EntryPoint | None = None
+
+
+def discover_folder(plugins_dir: Path) -> list[Candidate]:
+    """Every package under ``plugins_dir`` (folders starting with ``_`` or ``.`` are skipped)."""
     if not plugins_dir.is_dir():
         return []
     found = []
     for child in sorted(plugins_dir.iterdir(), key=lambda p: p.name):
         if child.is_dir() and (child / "__init__.py").is_file() and not child.name.startswith(("_", ".")):
-            found.append((child.name, child))
+            found.append(Candidate(child.name, child / "__init__.py", "plugins/", folder=child))
     return found
 
 
-def import_plugin(name: str, folder: Path) -> Any:
-    """Import a plugin package so that its relative imports work."""
-    folder = folder.resolve()
+def discover_installed() -> list[Candidate]:
+    """Every entry point in the ``turnstile.plugins`` group, without importing it."""
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        source = f"distribution {dist.metadata['Name']} {dist.version}" if dist is not None else "distribution"
+        found.append(Candidate(ep.name, _module_file(ep), source, entry_point=ep))
+    return sorted(found, key=lambda c: (c.name, c.source))
+
+
+def _module_file(ep: importlib.metadata.EntryPoint) -> Path:
+    try:
+        spec = importlib.util.find_spec(ep.module)
+    except Exception:
+        spec = None
+    if spec is not None and spec.origin:
+        return Path(spec.origin)
+    dist = getattr(ep, "dist", None)
+    return Path(str(dist.locate_file(""))) if dist is not None else Path(ep.value)
+
+
+def select(candidates: Iterable[Candidate], spec: str) -> list[Candidate]:
+    """Apply the ``PLUGINS`` setting and return the plugins to load, in load order.
+
+    ``spec`` is a comma list of plugin names. Empty or ``*`` means every plugin
+    found. A name prefixed with ``-`` disables that plugin. If the list names
+    no plugin without ``-``, it starts from every plugin found, so
+    ``PLUGINS=-employees`` means "all but employees"; otherwise only the
+    named plugins load (``PLUGINS=auth,site,notes``). Naming a plugin that
+    was not found is an error, so a typo never silently changes what runs.
+    """
+    by_name: dict[str, list[Candidate]] = {}
+    for cand in candidates:
+        by_name.setdefault(cand.name, []).append(cand)
+    items = [item.strip() for item in spec.split(",") if item.strip()]
+    wanted = [i for i in items if not i.startswith("-") and i != "*"]
+    unwanted = {i[1:].strip() for i in items if i.startswith("-")}
+    for name in [*wanted, *unwanted]:
+        if name not in by_name:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise PluginError(name, f"PLUGINS={spec}", f"PLUGINS names a plugin that was not found (found: {known})")
+    names = set(wanted) if wanted and "*" not in items else set(by_name)
+    selected = []
+    for name in sorted(names - unwanted):
+        cands = by_name[name]
+        if not PLUGIN_NAME.match(name):
+            raise PluginError(name, cands[0].path, "plugin names must be lowercase letters, digits and _, starting with a letter")
+        if len(cands) > 1:
+            where = " and ".join(f"{c.source} ({c.path})" for c in cands)
+            raise PluginError(name, cands[0].path, f"found twice: {where}; remove one, or disable the name with PLUGINS")
+        selected.append(cands[0])
+    return selected
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line`` of the deepest frame of ``exc`` (or of a SyntaxError's own location)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" at {exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}{_where(exc)}"
+
+
+def import_plugin(cand: Candidate) -> Any:
+    """Import a plugin (a package folder, or an entry point's module)."""
+    if cand.entry_point is not None:
+        try:
+            return cand.entry_point.load()
+        except Exception as exc:
+            raise PluginError(cand.name, cand.path, f"failed to import: {_describe(exc)}") from exc
+    assert cand.folder is not None
+    folder = cand.folder.resolve()
     if folder.parent == PROJECT_PLUGINS:
-        module_name = f"plugins.{name}"
+        module_name = f"plugins.{cand.name}"
     else:
-        module_name = f"turnstile_plugins_{hashlib.sha1(str(folder.parent).encode()).hexdigest()[:10]}.{name}"
+        digest = hashlib.sha1(str(folder.parent).encode()).hexdigest()[:10]
+        module_name = f"turnstile_plugins_{digest}.{cand.name}"
     existing = sys.modules.get(module_name)
     if existing is not None and Path(getattr(existing, "__file__", "")).resolve() == folder / "__init__.py":
         return existing
@@ -54,19 +152,23 @@ def import_plugin(name: str, folder: Path) -> Any:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise PluginError(name, folder / "__init__.py", f"failed to import: {type(exc).__name__}: {exc}") from exc
+        for key in [k for k in sys.modules if k == module_name or k.startswith(module_name + ".")]:
+            sys.modules.pop(key, None)
+        raise PluginError(cand.name, cand.path, f"failed to import: {_describe(exc)}") from exc
     return module
 
 
-def plugin_routes(ctx: PluginContext) -> list[tuple[str, type, dict[str, Any]]]:
+def plugin_routes(ctx: PluginContext) -> list[Route]:
     """The plugin's routes, checked, with its context added to each handler's kwargs."""
-    declared = getattr(ctx.module, "routes", None)
-    if declared is None:
-        raise PluginError(ctx.name, ctx.path, "declares no `routes`")
+    if not hasattr(ctx.module, "routes"):
+        raise PluginError(ctx.name, ctx.path, "declares no `routes` (a list of (pattern, handler) tuples, or a function returning one)")
+    declared = ctx.module.routes
     if callable(declared):
-        declared = declared(ctx)
-    if not isinstance(declared, Iterable):
+        try:
+            declared = declared(ctx)
+        except Exception as exc:
+            raise PluginError(ctx.name, ctx.path, f"routes(plugin) failed: {_describe(exc)}") from exc
+    if isinstance(declared, (str, bytes)) or not isinstance(declared, Iterable):
         raise PluginError(ctx.name, ctx.path, "`routes` must be a list of (pattern, handler[, kwargs]) tuples")
     out = []
     for entry in declared:
@@ -74,53 +176,90 @@ def plugin_routes(ctx: PluginContext) -> list[tuple[str, type, dict[str, Any]]]:
             raise PluginError(ctx.name, ctx.path, f"bad route entry {entry!r}: expected (pattern, handler[, kwargs])")
         pattern, handler = entry[0], entry[1]
         kwargs = dict(entry[2]) if len(entry) == 3 else {}
-        check_handler(ctx, handler)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise PluginError(ctx.name, ctx.path, f"route {pattern!r} is not a valid regular expression: {exc}") from None
+        check_handler(ctx, handler, f"route {pattern!r}")
         out.append((pattern, handler, {**kwargs, "plugin": ctx}))
     return out
 
 
-def check_handler(ctx: PluginContext, handler: Any) -> None:
+def check_handler(ctx: PluginContext, handler: Any, where: str) -> None:
+    """Refuse any handler that is not a BaseHandler, or whose public/protected status is not its own."""
     if not (inspect.isclass(handler) and issubclass(handler, BaseHandler)):
         raise PluginError(
-            ctx.name, ctx.path, f"handler {handler!r} must derive from core.base.BaseHandler (auth is on by default)"
+            ctx.name, ctx.path, f"{where}: handler {handler!r} must derive from core.plugin.BaseHandler, which carries the auth check"
         )
+    own = handler.__dict__.get("public", None)
+    if own is None:
+        if handler.public is not False:
+            raise PluginError(
+                ctx.name,
+                ctx.path,
+                f"{where}: handler {handler.__qualname__} inherits public access; mark it @public or @protected itself",
+            )
+    elif type(own) is not bool:
+        raise PluginError(ctx.name, ctx.path, f"{where}: {handler.__qualname__}.public must be True or False, not {own!r}")
 
 
-def load_plugins(plugins_dir: Path, services: "Services") -> list[PluginContext]:
-    """Import every plugin in ``plugins_dir`` and build its context."""
+def plugin_config(name: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """``TURNSTILE_<NAME>_<KEY>`` variables as ``{KEY: value}``."""
+    prefix = f"TURNSTILE_{name.upper()}_"
+    return {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
+
+
+def find_plugins(
+    plugins_dir: Path, spec: str = "", extra: Mapping[str, Path] | None = None, installed: bool = True
+) -> list[Candidate]:
+    """Every plugin to load, checked and in load order (see `select`)."""
+    candidates = discover_folder(plugins_dir)
+    for name, folder in (extra or {}).items():
+        folder = Path(folder)
+        candidates.append(Candidate(name, folder / "__init__.py", f"folder {folder}", folder=folder))
+    if installed:
+        candidates.extend(discover_installed())
+    return select(candidates, spec)
+
+
+def load_plugins(
+    plugins_dir: Path, services: "Services", extra: Mapping[str, Path] | None = None, installed: bool = True
+) -> list[PluginContext]:
+    """Import every selected plugin and build its context."""
     contexts = []
-    for name, folder in discover(plugins_dir):
-        module = import_plugin(name, folder)
-        prefix = f"TURNSTILE_{name.upper()}_"
-        config = {k[len(prefix):]: v for k, v in services.settings.extra.items() if k.startswith(prefix)}
+    for cand in find_plugins(plugins_dir, services.settings.plugins, extra, installed):
+        module = import_plugin(cand)
         contexts.append(
             PluginContext(
-                name=name,
-                path=folder / "__init__.py",
+                name=cand.name,
+                path=cand.path,
                 module=module,
                 services=services,
-                db=services.store.namespace(name),
-                log=logging.getLogger(f"turnstile.plugins.{name}"),
-                config=config,
+                db=services.store.namespace(cand.name),
+                log=logging.getLogger(f"turnstile.plugins.{cand.name}"),
+                config=plugin_config(cand.name, services.settings.extra),
+                source=cand.source,
             )
         )
     return contexts
 
 
-def build_routes(contexts: list[PluginContext]) -> tuple[list[tuple[str, type, dict[str, Any]]], tuple[type, dict[str, Any]] | None]:
-    """All routes in plugin order, refusing a pattern claimed twice; plus the default handler."""
-    routes: list[tuple[str, type, dict[str, Any]]] = []
-    owners: dict[str, PluginContext] = {}
+def build_routes(
+    contexts: list[PluginContext], reserved: Mapping[str, str] | None = None
+) -> tuple[list[Route], tuple[type, dict[str, Any]] | None]:
+    """All routes in plugin order, refusing a pattern claimed twice; plus the default handler.
+
+    ``reserved`` maps patterns the core serves itself to a description of their owner.
+    """
+    routes: list[Route] = []
+    owners: dict[str, str] = dict(reserved or {})
     default: tuple[type, dict[str, Any]] | None = None
     default_owner: PluginContext | None = None
     for ctx in contexts:
         for pattern, handler, kwargs in plugin_routes(ctx):
             if pattern in owners:
-                other = owners[pattern]
-                raise PluginError(
-                    ctx.name, ctx.path, f"route {pattern!r} is already claimed by plugin {other.name!r} ({other.path})"
-                )
-            owners[pattern] = ctx
+                raise PluginError(ctx.name, ctx.path, f"route {pattern!r} is already claimed by {owners[pattern]}")
+            owners[pattern] = f"plugin {ctx.name!r} ({ctx.path})"
             routes.append((pattern, handler, kwargs))
         fallback = getattr(ctx.module, "default_handler", None)
         if fallback is not None:
@@ -128,6 +267,19 @@ def build_routes(contexts: list[PluginContext]) -> tuple[list[tuple[str, type, d
                 raise PluginError(
                     ctx.name, ctx.path, f"default_handler is already declared by plugin {default_owner.name!r} ({default_owner.path})"
                 )
-            check_handler(ctx, fallback)
+            check_handler(ctx, fallback, "default_handler")
             default, default_owner = (fallback, {"plugin": ctx}), ctx
     return routes, default
+
+
+async def run_setup(ctx: PluginContext) -> None:
+    """Run the plugin's optional ``setup(plugin)``; a failure is a `PluginError`."""
+    setup = getattr(ctx.module, "setup", None)
+    if setup is None:
+        return
+    try:
+        result = setup(ctx)
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        raise PluginError(ctx.name, ctx.path, f"setup failed: {_describe(exc)}") from exc

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import time
 
-from core.base import BaseHandler
 from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
 from core.errors import APIError
 from core.jsondb import KeyExists
+from core.openapi import error_response, json_body, json_response
+from core.plugin import BaseHandler, public
 from core.security import ACCESS, BCRYPT_MAX_BYTES, REFRESH, TokenInvalid, token_digest
 
 CREDENTIALS_REQUIRED = "Username and password are required."
+CREDENTIALS = json_body(
+    {
+        "type": "object",
+        "properties": {"user": {"type": "string", "minLength": 1}, "pwd": {"type": "string", "minLength": 1}},
+        "required": ["user", "pwd"],
+    }
+)
+ACCESS_TOKEN = {"type": "object", "properties": {"accessToken": {"type": "string"}}, "required": ["accessToken"]}
+REFRESH_COOKIE_PARAM = {"name": REFRESH_COOKIE, "in": "cookie", "required": False, "schema": {"type": "string"}}
 
 
 class CredentialsMixin:
@@ -30,8 +40,19 @@ class CredentialsMixin:
         return user.strip(), pwd
 
 
+@public
 class RegisterHandler(CredentialsMixin, BaseHandler):
-    public = True
+    openapi = {
+        "post": {
+            "summary": "Create a user.",
+            "requestBody": CREDENTIALS,
+            "responses": {
+                "201": json_response("Created.", {"type": "object", "properties": {"success": {"type": "string"}}, "required": ["success"]}),
+                "400": error_response("Missing or malformed user or pwd."),
+                "409": error_response("The username is taken."),
+            },
+        }
+    }
 
     async def post(self) -> None:
         user, pwd = self.credentials()
@@ -47,8 +68,19 @@ class RegisterHandler(CredentialsMixin, BaseHandler):
         self.finish({"success": f"New user {user} created!"})
 
 
+@public
 class AuthHandler(CredentialsMixin, BaseHandler):
-    public = True
+    openapi = {
+        "post": {
+            "summary": "Log in: an access token in the body, the refresh token in the httpOnly `jwt` cookie.",
+            "requestBody": CREDENTIALS,
+            "responses": {
+                "200": json_response("Logged in.", ACCESS_TOKEN),
+                "400": error_response("Missing or malformed user or pwd."),
+                "401": error_response("Unknown user or wrong password."),
+            },
+        }
+    }
 
     async def post(self) -> None:
         user, pwd = self.credentials()
@@ -65,8 +97,19 @@ class AuthHandler(CredentialsMixin, BaseHandler):
         self.finish({"accessToken": tokens.issue(ACCESS, user)})
 
 
+@public
 class RefreshHandler(BaseHandler):
-    public = True
+    openapi = {
+        "get": {
+            "summary": "A new access token for the refresh token in the `jwt` cookie.",
+            "parameters": [REFRESH_COOKIE_PARAM],
+            "responses": {
+                "200": json_response("A new access token.", ACCESS_TOKEN),
+                "401": error_response("No refresh cookie."),
+                "403": error_response("Unknown, expired or invalid refresh token."),
+            },
+        }
+    }
 
     def get(self) -> None:
         token = self.get_cookie(REFRESH_COOKIE)
@@ -84,8 +127,15 @@ class RefreshHandler(BaseHandler):
         self.finish({"accessToken": self.services.tokens.issue(ACCESS, session["username"])})
 
 
+@public
 class LogoutHandler(BaseHandler):
-    public = True
+    openapi = {
+        "get": {
+            "summary": "End the session of the `jwt` cookie and clear the cookie.",
+            "parameters": [REFRESH_COOKIE_PARAM],
+            "responses": {"204": {"description": "Logged out (always)."}},
+        }
+    }
 
     async def get(self) -> None:
         token = self.get_cookie(REFRESH_COOKIE)

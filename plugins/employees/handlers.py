@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.base import BaseHandler
-from core.errors import APIError
-from core.plugin import PluginContext
+from core.openapi import error_response, json_body, json_response
+from core.plugin import APIError, BaseHandler, PluginContext, protected
 
 SAMPLE = [
     {"firstname": "Dave", "lastname": "Gray"},
@@ -23,6 +22,17 @@ async def seed(plugin: PluginContext) -> None:
             for row in SAMPLE:
                 employees.insert(row)
             meta.put("seeded", {"seeded": True})
+
+
+NAME = {"type": "string", "minLength": 1}
+ID = {"type": ["integer", "string"], "description": "A whole number, or a string of digits."}
+EMPLOYEE = {
+    "type": "object",
+    "properties": {"id": {"type": "integer"}, "firstname": {"type": "string"}, "lastname": {"type": "string"}},
+    "required": ["id", "firstname", "lastname"],
+}
+LIST = json_response("All employees, by id.", {"type": "array", "items": EMPLOYEE})
+NOT_FOUND = error_response("Malformed input, or no employee with that id.")
 
 
 def parse_id(value: Any) -> int:
@@ -50,7 +60,31 @@ class EmployeesBase(BaseHandler):
         return parse_id(body["id"])
 
 
+@protected
 class EmployeesHandler(EmployeesBase):
+    openapi = {
+        "get": {"summary": "List employees.", "responses": {"200": LIST}},
+        "post": {
+            "summary": "Add an employee.",
+            "requestBody": json_body(
+                {"type": "object", "properties": {"firstname": NAME, "lastname": NAME}, "required": ["firstname", "lastname"]}
+            ),
+            "responses": {"201": LIST, "400": error_response("A name is missing or malformed.")},
+        },
+        "put": {
+            "summary": "Change an employee's names.",
+            "requestBody": json_body(
+                {"type": "object", "properties": {"id": ID, "firstname": NAME, "lastname": NAME}, "required": ["id"]}
+            ),
+            "responses": {"200": LIST, "400": NOT_FOUND},
+        },
+        "delete": {
+            "summary": "Remove an employee.",
+            "requestBody": json_body({"type": "object", "properties": {"id": ID}, "required": ["id"]}),
+            "responses": {"200": LIST, "400": NOT_FOUND},
+        },
+    }
+
     def get(self) -> None:
         self.send_all()
 
@@ -77,7 +111,10 @@ class EmployeesHandler(EmployeesBase):
         self.send_all()
 
 
+@protected
 class EmployeeHandler(EmployeesBase):
+    openapi = {"get": {"summary": "One employee.", "responses": {"200": json_response("The employee.", EMPLOYEE), "400": NOT_FOUND}}}
+
     def get(self, raw_id: str) -> None:
         employee = self.employees.get(parse_id(raw_id))
         if employee is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import tornado.web
 
-from core.base import BaseHandler
+from core.plugin import BaseHandler, public
 
 HERE = Path(__file__).resolve().parent
 PUBLIC = HERE / "public"
@@ -15,18 +15,27 @@ NOT_FOUND_HTML = (HERE / "views" / "404.html").read_text(encoding="utf-8")
 
 
 class SitePage(BaseHandler):
-    public = True
+    """Pages with the site's own 404 page; each concrete page still says it is public."""
 
     def not_found_html(self) -> str:
         return NOT_FOUND_HTML
 
 
+@public
 class IndexHandler(SitePage):
+    openapi = {
+        "get": {
+            "summary": "The index page.",
+            "responses": {"200": {"description": "The index page.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }
+    }
+
     def get(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(INDEX_HTML)
 
 
+@public
 class PublicFileHandler(SitePage, tornado.web.StaticFileHandler):
     """Static files at the site root (``/css/style.css``); a negotiated 404 otherwise."""
 

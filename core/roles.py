@@ -1,0 +1,78 @@
+"""The role guard: ``@require_roles(ADMIN)`` on a handler method.
+
+Roles are the tutorial's numeric codes: User 2001, Editor 1984, Admin 5150.
+A user holds a list of them (``"roles"`` on their record in the store's
+``auth.users`` collection). The guard lets a request through if the user holds
+*any* of the listed roles, and answers 403 otherwise. It is checked when the
+handler is defined: an unknown role code is an error at import time, so a typo
+stops the plugin from loading instead of locking everyone out (or in).
+
+The user's roles come from the access token's ``roles`` claim when the token
+carries one, else from the user's record in the store.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Iterable, TypeVar
+
+from .errors import APIError
+
+USER = 2001
+EDITOR = 1984
+ADMIN = 5150
+ROLES: dict[str, int] = {"User": USER, "Editor": EDITOR, "Admin": ADMIN}
+USERS_COLLECTION = "auth.users"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def role_codes(roles: Iterable[int | str]) -> list[int]:
+    """Role codes from codes or names (``[5150, "Editor"]`` -> ``[5150, 1984]``); unknown ones raise ValueError."""
+    out = []
+    for role in roles:
+        if isinstance(role, str) and role in ROLES:
+            out.append(ROLES[role])
+        elif isinstance(role, int) and not isinstance(role, bool) and role in ROLES.values():
+            out.append(role)
+        else:
+            raise ValueError(f"unknown role {role!r}; known roles: {ROLES}")
+    return out
+
+
+def user_roles(handler: Any) -> list[int]:
+    """The roles of the user making the request (authenticating it first if needed)."""
+    claims = handler.current_user or handler.authenticate()
+    if isinstance(claims.get("roles"), list):
+        return [r for r in claims["roles"] if isinstance(r, int)]
+    record = handler.services.store.collection(USERS_COLLECTION).get(claims.get("username"))
+    if record is None:
+        return []
+    roles = record.get("roles")
+    return [r for r in roles if isinstance(r, int)] if isinstance(roles, list) else [USER]
+
+
+def require_roles(*roles: int | str) -> Callable[[F], F]:
+    """Let a handler method run only for users holding at least one of ``roles``; else 403."""
+    if not roles:
+        raise ValueError("require_roles() needs at least one role")
+    allowed = frozenset(role_codes(roles))
+
+    def decorate(method: F) -> F:
+        if not callable(method):
+            raise TypeError("require_roles decorates handler methods")
+
+        @functools.wraps(method)
+        async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not allowed.intersection(user_roles(self)):
+                raise APIError(403, "You do not have a role allowed to do this.")
+            result = method(self, *args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        guarded.required_roles = tuple(sorted(allowed))  # type: ignore[attr-defined]
+        return guarded  # type: ignore[return-value]
+
+    return decorate
