@@ -7,11 +7,17 @@ Enable with one line in a ``conftest.py``::
 Fixtures:
 
 * ``turnstile_settings``: settings on a fresh temporary ``DATA_DIR``, fast bcrypt.
-* ``plugins_dir``: where plugins are loaded from (override to test your own).
-* ``app``: the full application (pytest-tornado serves it).
+* ``plugins_dir``: where plugins are loaded from (default: the project's ``plugins/``).
+* ``extra_plugins``: ``{name: package folder}`` loaded besides them (override
+  to test a plugin that is not installed; default none).
+* ``app``: the full application on that ``DATA_DIR`` (pytest-tornado serves it).
 * ``api``: an HTTP client for the app that never raises on 4xx/5xx and keeps cookies.
-* ``make_user``: ``await make_user("alice")`` registers a user.
+* ``make_user``: ``await make_user("alice", roles=[ADMIN])`` registers a user
+  and gives it exactly those roles (codes or names; default: the store's default).
 * ``auth_headers``: ``await auth_headers("alice")`` logs in and returns the Bearer header.
+* ``logged_in``: ``client = await logged_in("alice", roles=["Editor"])`` makes the
+  user if needed and returns an `ApiClient` that sends its access token on every
+  request and keeps the refresh cookie (``await client.refresh()``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json as jsonlib
 import secrets
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
@@ -28,6 +34,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from .app import create_app
 from .config import Settings
 from .loader import PROJECT_PLUGINS
+from .roles import USERS_COLLECTION, role_codes
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 
@@ -59,6 +66,8 @@ class ApiClient:
         self.http = http_client
         self.base_url = base_url
         self.cookies: dict[str, str] = {}
+        self.headers: dict[str, str] = {}
+        self.token: str | None = None
 
     async def request(
         self,
@@ -69,7 +78,7 @@ class ApiClient:
         headers: dict[str, str] | None = None,
         cookies: bool = True,
     ) -> Response:
-        headers = dict(headers or {})
+        headers = {**self.headers, **(headers or {})}
         if json is not None:
             body = jsonlib.dumps(json)
             headers.setdefault("Content-Type", "application/json")
@@ -122,6 +131,21 @@ class ApiClient:
         assert response.code == 200, f"login of {user!r} failed: {response.code} {response.text}"
         return response.json()["accessToken"]
 
+    def use_token(self, token: str | None) -> None:
+        """Send ``Authorization: Bearer <token>`` on every request from now on (None: stop)."""
+        self.token = token
+        if token is None:
+            self.headers.pop("Authorization", None)
+        else:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    async def refresh(self) -> Response:
+        """``GET /refresh`` with the kept cookie; on success, use the new access token."""
+        response = await self.get("/refresh")
+        if response.code == 200:
+            self.use_token(response.json()["accessToken"])
+        return response
+
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: random secrets, cheap bcrypt, everything under ``data_dir``."""
@@ -143,12 +167,20 @@ def turnstile_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def plugins_dir() -> Path:
+    """The folder plugins are discovered in."""
     return PROJECT_PLUGINS
 
 
 @pytest.fixture
-def app(io_loop, turnstile_settings: Settings, plugins_dir: Path):
-    application = io_loop.run_sync(lambda: create_app(turnstile_settings, plugins_dir))
+def extra_plugins() -> Mapping[str, Path]:
+    """Plugins loaded besides ``plugins_dir`` and installed ones: ``{name: package folder}``."""
+    return {}
+
+
+@pytest.fixture
+def app(io_loop, turnstile_settings: Settings, plugins_dir: Path, extra_plugins: Mapping[str, Path]):
+    """The application with every plugin loaded, on a temporary ``DATA_DIR``."""
+    application = io_loop.run_sync(lambda: create_app(turnstile_settings, plugins_dir, extra_plugins))
     yield application
     application.settings["services"].executor.shutdown(wait=True)
 
@@ -158,11 +190,21 @@ def api(http_client: AsyncHTTPClient, base_url: str) -> ApiClient:
     return ApiClient(http_client, base_url)
 
 
+async def set_roles(app: Any, name: str, roles: Iterable[int | str]) -> None:
+    """Give user ``name`` exactly ``roles``, directly through the store."""
+    users = app.settings["services"].store.collection(USERS_COLLECTION)
+    assert await users.update(name, {"roles": role_codes(roles)}) is not None, f"no user {name!r}"
+
+
 @pytest.fixture
-def make_user(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[str]]:
-    async def make(name: str, pwd: str = DEFAULT_PASSWORD) -> str:
+def make_user(app: Any, http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[str]]:
+    """``await make_user(name, pwd=..., roles=None)`` registers ``name`` over HTTP and sets its roles."""
+
+    async def make(name: str, pwd: str = DEFAULT_PASSWORD, roles: Iterable[int | str] | None = None) -> str:
         response = await ApiClient(http_client, base_url).post("/register", json={"user": name, "pwd": pwd})
         assert response.code == 201, f"registering {name!r} failed: {response.code} {response.text}"
+        if roles is not None:
+            await set_roles(app, name, roles)
         return name
 
     return make
@@ -170,8 +212,32 @@ def make_user(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awai
 
 @pytest.fixture
 def auth_headers(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[dict[str, str]]]:
+    """``await auth_headers(name, pwd=...)`` logs ``name`` in and returns its Bearer header."""
+
     async def headers(name: str, pwd: str = DEFAULT_PASSWORD) -> dict[str, str]:
         token = await ApiClient(http_client, base_url).login(name, pwd)
         return {"Authorization": f"Bearer {token}"}
 
     return headers
+
+
+@pytest.fixture
+def logged_in(app: Any, http_client: AsyncHTTPClient, base_url: str, make_user) -> Callable[..., Awaitable[ApiClient]]:
+    """``await logged_in(name, roles=None, pwd=...)``: a client logged in as ``name`` (created if new).
+
+    The client sends the access token on every request and keeps the refresh
+    cookie, so ``await client.refresh()`` and ``await client.get("/logout")``
+    work like in a browser.
+    """
+
+    async def login(name: str, roles: Iterable[int | str] | None = None, pwd: str = DEFAULT_PASSWORD) -> ApiClient:
+        if name in app.settings["services"].store.collection(USERS_COLLECTION):
+            if roles is not None:
+                await set_roles(app, name, roles)
+        else:
+            await make_user(name, pwd, roles)
+        client = ApiClient(http_client, base_url)
+        client.use_token(await client.login(name, pwd))
+        return client
+
+    return login

@@ -115,8 +115,8 @@ class EmployeesHandler(EmployeesBase):
 class EmployeeHandler(EmployeesBase):
     openapi = {"get": {"summary": "One employee.", "responses": {"200": json_response("The employee.", EMPLOYEE), "400": NOT_FOUND}}}
 
-    def get(self, raw_id: str) -> None:
-        employee = self.employees.get(parse_id(raw_id))
+    def get(self, employee_id: str) -> None:
+        employee = self.employees.get(parse_id(employee_id))
         if employee is None:
-            raise APIError(400, f"Employee ID {raw_id} not found")
+            raise APIError(400, f"Employee ID {employee_id} not found")
         self.send_json(employee)
