@@ -1,4 +1,4 @@
-"""Turnstile entry point: ``python server.py`` runs the API on the embedded JSON store."""
+"""Turnstile entry point: ``python server.py`` runs the API on the embedded JSON store; ``python server.py user ...`` manages users."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from core.serve import serve
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv:  # operator commands; no arguments runs the server
+        from core.cli import main as cli
+
+        return cli(argv)
     try:
         asyncio.run(serve())
     except (ConfigError, PluginError, StoreError) as exc:

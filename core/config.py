@@ -80,6 +80,12 @@ class Settings:
     cookie_partitioned: bool = True
     token_leeway: int = 0
     plugins: str = ""
+    refresh_reuse_grace: int = 10
+    password_min_length: int = 8
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window: int = 15 * 60
+    login_lockout: int = 15 * 60
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,6 +126,14 @@ class Settings:
             cookie_partitioned=parse_bool("COOKIE_PARTITIONED", get("COOKIE_PARTITIONED", "true")),
             token_leeway=parse_int("TOKEN_LEEWAY", get("TOKEN_LEEWAY", "0")),
             plugins=env.get("PLUGINS", "").strip(),
+            refresh_reuse_grace=parse_int("REFRESH_REUSE_GRACE", get("REFRESH_REUSE_GRACE", "10")),
+            password_min_length=parse_int("PASSWORD_MIN_LENGTH", get("PASSWORD_MIN_LENGTH", "8"), minimum=1),
+            login_max_failures=parse_int("LOGIN_MAX_FAILURES", get("LOGIN_MAX_FAILURES", "5")),
+            login_max_failures_per_address=parse_int(
+                "LOGIN_MAX_FAILURES_PER_ADDRESS", get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20")
+            ),
+            login_failure_window=parse_duration("LOGIN_FAILURE_WINDOW", get("LOGIN_FAILURE_WINDOW", "15m")),
+            login_lockout=parse_duration("LOGIN_LOCKOUT", get("LOGIN_LOCKOUT", "15m")),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )
 

@@ -76,3 +76,41 @@ def require_roles(*roles: int | str) -> Callable[[F], F]:
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def parse_roles(text: str | Iterable[int | str]) -> list[int]:
+    """Role codes from ``"Admin,Editor"`` (names any case, or codes), always with User, sorted.
+
+    For operators: every account keeps the base User role whatever else it is given.
+    """
+    items = [i.strip() for i in text.split(",")] if isinstance(text, str) else list(text)
+    names = {n.lower(): n for n in ROLES}
+    codes = set()
+    for item in items:
+        if isinstance(item, str):
+            if not item:
+                continue
+            item = int(item) if item.isdigit() else names.get(item.lower(), item)
+        codes.update(role_codes([item]))
+    codes.add(USER)
+    return sorted(codes)
+
+
+def stored_roles(record: dict[str, Any]) -> list[int]:
+    """The role codes on a user record; a record without any is a plain User."""
+    roles = record.get("roles")
+    if not isinstance(roles, list):
+        return [USER]
+    return sorted({r for r in roles if isinstance(r, int) and not isinstance(r, bool) and r in ROLES.values()})
+
+
+def role_names(codes: Iterable[int]) -> list[str]:
+    """Names for role codes, in the order User, Editor, Admin."""
+    held = set(codes)
+    return [name for name, code in ROLES.items() if code in held]
+
+
+def check_roles(handler: Any, allowed: Iterable[int]) -> None:
+    """403 unless the user making the request holds one of ``allowed`` (for roles known only at run time)."""
+    if not set(allowed).intersection(user_roles(handler)):
+        raise APIError(403, "You do not have a role allowed to do this.")

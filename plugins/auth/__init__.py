@@ -1,10 +1,51 @@
-"""Accounts and sessions: register, log in, refresh, log out."""
+"""Accounts and sessions: register, log in, refresh, log out (one device or all), change password."""
 
-from .handlers import AuthHandler, LogoutHandler, RefreshHandler, RegisterHandler
+from __future__ import annotations
 
-routes = [
-    (r"/register", RegisterHandler),
-    (r"/auth", AuthHandler),
-    (r"/refresh", RefreshHandler),
-    (r"/logout", LogoutHandler),
-]
+import asyncio
+
+from tornado.ioloop import PeriodicCallback
+
+from core.accounts import Accounts
+from core.plugin import PluginContext
+
+from .handlers import (
+    AuthHandler,
+    LogoutAllHandler,
+    LogoutHandler,
+    PasswordHandler,
+    RefreshHandler,
+    RegisterHandler,
+)
+from .throttle import LoginThrottle
+
+PRUNE_EVERY = 600  # seconds between sweeps of expired session records
+
+
+def routes(plugin: PluginContext) -> list:
+    settings = plugin.settings
+    throttle = LoginThrottle(settings.login_failure_window, settings.login_lockout)
+    return [
+        (r"/register", RegisterHandler),
+        (r"/auth", AuthHandler, {"throttle": throttle}),
+        (r"/refresh", RefreshHandler),
+        (r"/logout", LogoutHandler),
+        (r"/logout-all", LogoutAllHandler),
+        (r"/password", PasswordHandler, {"throttle": throttle}),
+    ]
+
+
+async def setup(plugin: PluginContext) -> None:
+    """Prune expired sessions now, then every ``PRUNE_EVERY`` seconds."""
+    accounts = Accounts(plugin.services.store)
+    await accounts.prune()
+
+    def sweep() -> None:
+        task = asyncio.ensure_future(accounts.prune())
+        task.add_done_callback(_report)
+
+    def _report(task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            plugin.log.error("pruning expired sessions failed", exc_info=task.exception())
+
+    PeriodicCallback(sweep, PRUNE_EVERY * 1000).start()

@@ -1,67 +1,119 @@
-"""The tutorial's register/auth/refresh/logout controllers, on the shared store.
+"""Register, log in, refresh, log out: the tutorial's controllers, with sessions done properly.
 
-The refresh token lives in an httpOnly cookie and the store keeps only its
-SHA-256 digest, keyed for O(1) lookup, one record per login, so logging in
-on a second device never ends the first session.
+* Every login starts its own session *family*; a second device never ends the
+  first. The store keeps only SHA-256 digests of refresh tokens.
+* ``/refresh`` rotates: it retires the presented token and sets a new cookie.
+  A retired token presented again revokes its whole family (RFC 9700
+  §4.14.2), except inside ``REFRESH_REUSE_GRACE`` seconds, where it is
+  answered without a new refresh token so two tabs refreshing together both
+  succeed.
+* ``/logout`` ends one family, ``/logout-all`` and ``/password`` end all of a
+  user's sessions.
+* Failed logins are throttled per username and per client address, and the
+  cookie endpoints refuse cross-site requests from origins not allowed.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 
+from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, check_password_length, check_username
 from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
 from core.errors import APIError
-from core.jsondb import KeyExists
 from core.openapi import error_response, json_body, json_response
-from core.plugin import BaseHandler, public
-from core.security import ACCESS, BCRYPT_MAX_BYTES, REFRESH, TokenInvalid, token_digest
+from core.plugin import BaseHandler, PluginContext, public
+from core.roles import USER, stored_roles
+from core.security import ACCESS, REFRESH, TokenInvalid, token_digest
+
+from .throttle import LoginThrottle
 
 CREDENTIALS_REQUIRED = "Username and password are required."
+REFRESH_REFUSED = "Unknown or expired refresh token."
+log = logging.getLogger("turnstile.plugins.auth")
+
 CREDENTIALS = json_body(
     {
         "type": "object",
-        "properties": {"user": {"type": "string", "minLength": 1}, "pwd": {"type": "string", "minLength": 1}},
+        "properties": {
+            "user": {"type": "string", "minLength": 1, "description": f"matches {USERNAME_PATTERN}"},
+            "pwd": {"type": "string", "minLength": 1, "description": "at most 72 bytes"},
+        },
         "required": ["user", "pwd"],
     }
 )
-ACCESS_TOKEN = {"type": "object", "properties": {"accessToken": {"type": "string"}}, "required": ["accessToken"]}
+TOKENS = json_response(
+    "The user's role codes and a new access token.",
+    {
+        "type": "object",
+        "properties": {"roles": {"type": "array", "items": {"type": "integer"}}, "accessToken": {"type": "string"}},
+        "required": ["roles", "accessToken"],
+    },
+)
 REFRESH_COOKIE_PARAM = {"name": REFRESH_COOKIE, "in": "cookie", "required": False, "schema": {"type": "string"}}
+CROSS_SITE = error_response("The request's Origin is not in ALLOWED_ORIGINS.")
+LOCKED = error_response("Too many failures: locked out for the number of seconds in Retry-After.")
 
 
-class CredentialsMixin:
-    def credentials(self) -> tuple[str, str]:
-        body = self.json_body()  # type: ignore[attr-defined]
-        user = self.field(body, "user")  # type: ignore[attr-defined]
-        pwd = self.field(body, "pwd")  # type: ignore[attr-defined]
+class AuthBase(BaseHandler):
+    def initialize(self, plugin: PluginContext | None = None, throttle: LoginThrottle | None = None) -> None:
+        super().initialize(plugin)
+        self.throttle = throttle
+
+    @property
+    def accounts(self) -> Accounts:
+        return Accounts(self.services.store)
+
+    def credentials(self, register: bool = False) -> tuple[str, str]:
+        """``user`` and ``pwd`` from the body; 400 if missing, malformed or (on register) too short."""
+        body = self.json_body()
+        user = self.field(body, "user")
+        pwd = self.field(body, "pwd")
         if not user or not pwd or not user.strip():
             raise APIError(400, CREDENTIALS_REQUIRED)
-        if len(pwd.encode()) > BCRYPT_MAX_BYTES:
-            raise APIError(400, f"Password must be at most {BCRYPT_MAX_BYTES} bytes.")
-        return user.strip(), pwd
+        user = check_username(user.strip())
+        check_password_length(pwd, self.services.settings.password_min_length if register else 0)
+        return user, pwd
+
+    def send_tokens(self, username: str, roles: list[int], refresh: str | None) -> None:
+        """``{"roles", "accessToken"}``, plus a refresh cookie when one was issued."""
+        tokens = self.services.tokens
+        if refresh is not None:
+            self.add_header("Set-Cookie", set_cookie_header(self.services.settings, refresh, tokens.ttl[REFRESH]))
+        self.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles)})
+
+    def clear_cookie_and_end(self) -> None:
+        self.add_header("Set-Cookie", clear_cookie_header(self.services.settings))
+        self.set_status(204)
+        self.finish()
+
+    def check_origin(self) -> None:
+        """403 for a cross-site request: an ``Origin`` that is not allowed. No ``Origin`` is fine."""
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.allowed_origin():
+            raise APIError(403, "Origin not allowed.", log_message="cookie endpoint called from a disallowed origin")
 
 
 @public
-class RegisterHandler(CredentialsMixin, BaseHandler):
+class RegisterHandler(AuthBase):
     openapi = {
         "post": {
-            "summary": "Create a user.",
+            "summary": "Create a user (role User).",
             "requestBody": CREDENTIALS,
             "responses": {
                 "201": json_response("Created.", {"type": "object", "properties": {"success": {"type": "string"}}, "required": ["success"]}),
-                "400": error_response("Missing or malformed user or pwd."),
+                "400": error_response("Missing or malformed user or pwd, an unsafe username, or a password too short or long."),
                 "409": error_response("The username is taken."),
             },
         }
     }
 
     async def post(self) -> None:
-        user, pwd = self.credentials()
-        users = self.db.collection("users")
-        if user in users:
+        user, pwd = self.credentials(register=True)
+        if self.db.collection("users").get(user) is not None:
             raise APIError(409, f"Username {user} is already taken.")
         hashed = await self.services.passwords.hash(pwd)
         try:
-            await users.insert({"username": user, "password": hashed, "created": int(time.time())}, key=user)
+            await self.accounts.create_user(user, hashed, [USER])
         except KeyExists:
             raise APIError(409, f"Username {user} is already taken.") from None
         self.set_status(201)
@@ -69,78 +121,167 @@ class RegisterHandler(CredentialsMixin, BaseHandler):
 
 
 @public
-class AuthHandler(CredentialsMixin, BaseHandler):
+class AuthHandler(AuthBase):
     openapi = {
         "post": {
-            "summary": "Log in: an access token in the body, the refresh token in the httpOnly `jwt` cookie.",
+            "summary": "Log in: roles and an access token in the body, the refresh token in the httpOnly `jwt` cookie.",
             "requestBody": CREDENTIALS,
             "responses": {
-                "200": json_response("Logged in.", ACCESS_TOKEN),
+                "200": TOKENS,
                 "400": error_response("Missing or malformed user or pwd."),
                 "401": error_response("Unknown user or wrong password."),
+                "429": LOCKED,
             },
         }
     }
 
     async def post(self) -> None:
         user, pwd = self.credentials()
-        found = self.db.collection("users").get(user)
-        if not await self.services.passwords.check(pwd, found["password"] if found else None):
+        settings = self.services.settings
+        throttle = self.throttle
+        assert throttle is not None
+        user_key, addr_key = f"user:{user}", f"addr:{self.request.remote_ip}"
+        wait = throttle.retry_after(user_key, addr_key)
+        if wait:
+            raise APIError(429, "Too many failed logins. Try again later.", headers={"Retry-After": str(wait)})
+        # Count the attempt before the slow check, so a burst of parallel guesses
+        # cannot all get past the lock; a success takes it back.
+        throttle.failure(user_key, settings.login_max_failures)
+        throttle.failure(addr_key, settings.login_max_failures_per_address)
+        found = await self.accounts.user(user)
+        hashed = found["password"] if found else None
+        if not await self.services.passwords.check(pwd, hashed):
             raise APIError(401, "Invalid username or password.")
         tokens = self.services.tokens
         refresh = tokens.issue(REFRESH, user)
-        now = int(time.time())
-        await self.db.collection("sessions").put(
-            token_digest(refresh), {"username": user, "created": now, "expires": now + tokens.ttl[REFRESH]}
-        )
-        self.add_header("Set-Cookie", set_cookie_header(self.services.settings, refresh, tokens.ttl[REFRESH]))
-        self.finish({"accessToken": tokens.issue(ACCESS, user)})
+        assert found is not None and hashed is not None
+        if not await self.accounts.start_session(user, token_digest(refresh), tokens.ttl[REFRESH], hashed):
+            raise APIError(401, "Invalid username or password.", log_message="account changed during login")
+        throttle.success(user_key)
+        throttle.forgive(addr_key)
+        self.send_tokens(user, stored_roles(found), refresh)
 
 
 @public
-class RefreshHandler(BaseHandler):
+class RefreshHandler(AuthBase):
     openapi = {
         "get": {
-            "summary": "A new access token for the refresh token in the `jwt` cookie.",
+            "summary": "Rotate the refresh token in the `jwt` cookie: a new cookie, the roles and a new access token.",
             "parameters": [REFRESH_COOKIE_PARAM],
             "responses": {
-                "200": json_response("A new access token.", ACCESS_TOKEN),
+                "200": TOKENS,
                 "401": error_response("No refresh cookie."),
-                "403": error_response("Unknown, expired or invalid refresh token."),
+                "403": error_response("Unknown, expired, invalid or reused refresh token, or a cross-site Origin."),
             },
         }
     }
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        self.check_origin()
         token = self.get_cookie(REFRESH_COOKIE)
         if not token:
             raise APIError(401, "Missing refresh cookie.")
-        session = self.db.collection("sessions").get(token_digest(token))
-        if session is None:
-            raise APIError(403, "Unknown or expired refresh token.")
+        tokens = self.services.tokens
         try:
-            claims = self.services.tokens.verify(REFRESH, token)
+            claims = tokens.verify(REFRESH, token)
         except TokenInvalid as exc:
-            raise APIError(403, "Unknown or expired refresh token.", log_message=f"refresh token refused: {exc}") from None
-        if claims["username"] != session["username"]:
-            raise APIError(403, "Unknown or expired refresh token.", log_message="refresh token username mismatch")
-        self.finish({"accessToken": self.services.tokens.issue(ACCESS, session["username"])})
+            raise APIError(403, REFRESH_REFUSED, log_message=f"refresh token refused: {exc}") from None
+        username = claims["username"]
+        successor = tokens.issue(REFRESH, username)
+        outcome = await self.accounts.refresh(
+            token_digest(token),
+            username,
+            successor,
+            token_digest(successor),
+            tokens.ttl[REFRESH],
+            self.services.settings.refresh_reuse_grace,
+        )
+        if outcome.status == "reused":
+            raise APIError(
+                403,
+                REFRESH_REFUSED,
+                log_message=f"retired refresh token reused; revoked that session of user {username}",
+                headers={"Set-Cookie": clear_cookie_header(self.services.settings)},
+            )
+        if outcome.status == "unknown":
+            raise APIError(403, REFRESH_REFUSED)
+        assert outcome.roles is not None
+        self.send_tokens(username, outcome.roles, outcome.token)
 
 
 @public
-class LogoutHandler(BaseHandler):
+class LogoutHandler(AuthBase):
     openapi = {
         "get": {
-            "summary": "End the session of the `jwt` cookie and clear the cookie.",
+            "summary": "End the session of the `jwt` cookie (this device only) and clear the cookie.",
             "parameters": [REFRESH_COOKIE_PARAM],
-            "responses": {"204": {"description": "Logged out (always)."}},
+            "responses": {"204": {"description": "Logged out (also without a live session)."}, "403": CROSS_SITE},
         }
     }
 
     async def get(self) -> None:
+        self.check_origin()
         token = self.get_cookie(REFRESH_COOKIE)
         if token:
-            await self.db.collection("sessions").delete(token_digest(token))
-        self.add_header("Set-Cookie", clear_cookie_header(self.services.settings))
-        self.set_status(204)
-        self.finish()
+            await self.accounts.end_session(token_digest(token))
+        self.clear_cookie_and_end()
+
+
+class LogoutAllHandler(AuthBase):
+    """Ends every session of the signed-in user, on every device."""
+
+    openapi = {"post": {"summary": "End every session of the signed-in user.", "responses": {"204": {"description": "Logged out everywhere."}}}}
+
+    async def post(self) -> None:
+        await self.accounts.revoke_all(self.username)
+        self.clear_cookie_and_end()
+
+
+class PasswordHandler(AuthBase):
+    """``{"pwd": current, "newPwd": new}``: changes the password and ends every session of the user."""
+
+    openapi = {
+        "post": {
+            "summary": "Change the password (current and new) and end every session of the user.",
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "properties": {"pwd": {"type": "string", "minLength": 1}, "newPwd": {"type": "string", "minLength": 1}},
+                    "required": ["pwd", "newPwd"],
+                }
+            ),
+            "responses": {
+                "204": {"description": "Changed; every session ended."},
+                "400": error_response("Missing fields, or a new password too short or long."),
+                "403": error_response("Invalid access token, or the current password is wrong."),
+                "409": error_response("The account changed meanwhile."),
+                "429": LOCKED,
+            },
+        }
+    }
+
+    async def post(self) -> None:
+        body = self.json_body()
+        current, new = self.field(body, "pwd"), self.field(body, "newPwd")
+        if not current or not new:
+            raise APIError(400, "Current and new password are required.")
+        check_password_length(current, 0)
+        check_password_length(new, self.services.settings.password_min_length)
+        user = self.username
+        throttle = self.throttle
+        assert throttle is not None and user is not None
+        user_key = f"user:{user}"
+        wait = throttle.retry_after(user_key)
+        if wait:
+            raise APIError(429, "Too many failed attempts. Try again later.", headers={"Retry-After": str(wait)})
+        throttle.failure(user_key, self.services.settings.login_max_failures)
+        found = await self.accounts.user(user)
+        old_hash = found["password"] if found else None
+        if not await self.services.passwords.check(current, old_hash):
+            raise APIError(403, "Current password is incorrect.")
+        throttle.success(user_key)
+        assert old_hash is not None
+        new_hash = await self.services.passwords.hash(new)
+        if not await self.accounts.set_password(user, new_hash, expected_old=old_hash):
+            raise APIError(409, "The account changed meanwhile; try again.")
+        self.clear_cookie_and_end()

@@ -6,6 +6,7 @@ from typing import Any
 
 from core.openapi import error_response, json_body, json_response
 from core.plugin import APIError, BaseHandler, PluginContext, protected
+from core.roles import check_roles
 
 SAMPLE = [
     {"firstname": "Dave", "lastname": "Gray"},
@@ -47,6 +48,15 @@ def parse_id(value: Any) -> int:
 
 
 class EmployeesBase(BaseHandler):
+    def initialize(self, plugin: PluginContext | None = None, write_roles: frozenset[int] = frozenset()) -> None:
+        super().initialize(plugin)
+        self.write_roles = write_roles
+
+    def prepare(self) -> None:
+        super().prepare()
+        if self.write_roles and self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            check_roles(self, self.write_roles)
+
     @property
     def employees(self):
         return self.db.collection("employees")

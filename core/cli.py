@@ -1,0 +1,128 @@
+"""Operator commands: ``python server.py user ...``.
+
+They work on the same ``DATA_DIR`` as the server, while it runs: every change
+is one store transaction under the store's cross-process lock, and the server
+re-reads changed files at its next transaction, so it sees the change without
+a restart (roles reach a client's access token on its next ``/refresh``)::
+
+    python server.py user add NAME [--roles Admin,Editor]   # password from stdin, or prompted
+    python server.py user list
+    python server.py user roles NAME Editor,Admin            # set roles (User is always kept)
+    python server.py user passwd NAME                        # new password; ends all sessions
+    python server.py user revoke NAME                        # end all sessions
+    python server.py user delete NAME                        # delete the user and their sessions
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import TextIO
+
+from .accounts import Accounts, KeyExists, check_password_length, check_username
+from .config import Settings, load_settings
+from .errors import APIError
+from .jsondb import Store, StoreError
+from .roles import parse_roles, role_names
+from .security import PasswordHasher
+
+
+class CLIError(Exception):
+    """A problem the operator can fix; printed without a traceback."""
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="server.py", description="Without arguments, run the server.")
+    groups = top.add_subparsers(dest="group", required=True)
+    user = groups.add_parser("user", help="manage user accounts").add_subparsers(dest="command", required=True)
+    add = user.add_parser("add", help="create a user (password read from stdin, or prompted on a terminal)")
+    add.add_argument("name")
+    add.add_argument("--roles", default="User", help="comma list of User, Editor, Admin (User is always included)")
+    user.add_parser("list", help="list users with their roles and live sessions")
+    roles = user.add_parser("roles", help="set a user's roles")
+    roles.add_argument("name")
+    roles.add_argument("roles", help="comma list of User, Editor, Admin (User is always included)")
+    for name, text in (
+        ("passwd", "set a new password (stdin or prompt) and end all sessions"),
+        ("revoke", "end every session of a user"),
+        ("delete", "delete a user and end their sessions"),
+    ):
+        user.add_parser(name, help=text).add_argument("name")
+    return top
+
+
+def read_password(settings: Settings, stdin: TextIO) -> str:
+    """One line from stdin when it is not a terminal; otherwise prompt twice without echo."""
+    if not stdin.isatty():
+        pwd = stdin.readline().rstrip("\r\n")
+    else:
+        pwd = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pwd:
+            raise CLIError("the passwords differ")
+    return checked(check_password_length, pwd, settings.password_min_length)
+
+
+def checked(check, *args):  # type: ignore[no-untyped-def]
+    try:
+        return check(*args)
+    except APIError as exc:
+        raise CLIError(exc.message) from None
+
+
+async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: TextIO) -> None:
+    store = Store(settings.data_dir).open()
+    accounts = Accounts(store)
+    try:
+        name = getattr(args, "name", None)
+        if args.command == "add":
+            checked(check_username, name)
+            roles = parse_roles(args.roles)
+            pwd = read_password(settings, stdin)
+            hashed = await PasswordHasher(settings.bcrypt_rounds).hash(pwd)
+            try:
+                await accounts.create_user(name, hashed, roles)
+            except KeyExists:
+                raise CLIError(f"user {name} already exists") from None
+            print(f"created {name} ({', '.join(role_names(roles))})", file=out)
+        elif args.command == "list":
+            for user in await accounts.users():
+                print(f"{user['username']}\t{','.join(role_names(user['roles']))}\tsessions={user['sessions']}", file=out)
+        elif args.command == "roles":
+            roles = parse_roles(args.roles)
+            if not await accounts.set_roles(name, roles):
+                raise CLIError(f"no user {name}")
+            print(f"{name}: {', '.join(role_names(roles))} (clients get the new roles on their next refresh)", file=out)
+        elif args.command == "passwd":
+            if await accounts.user(name) is None:
+                raise CLIError(f"no user {name}")
+            hashed = await PasswordHasher(settings.bcrypt_rounds).hash(read_password(settings, stdin))
+            if not await accounts.set_password(name, hashed):
+                raise CLIError(f"no user {name}")
+            print(f"{name}: password changed, all sessions ended", file=out)
+        elif args.command == "revoke":
+            if await accounts.user(name) is None:
+                raise CLIError(f"no user {name}")
+            await accounts.revoke_all(name)
+            print(f"{name}: all sessions ended", file=out)
+        elif args.command == "delete":
+            if await accounts.delete_user(name) is None:
+                raise CLIError(f"no user {name}")
+            print(f"deleted {name}", file=out)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str], stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        asyncio.run(run(args, settings, stdin, out))
+    except (ValueError, StoreError) as exc:  # unknown role names, bad settings, unreadable data
+        print(f"turnstile: {exc}", file=sys.stderr)
+        return 1
+    except CLIError as exc:
+        print(f"turnstile: {exc}", file=sys.stderr)
+        return 1
+    return 0

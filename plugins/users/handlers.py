@@ -1,0 +1,72 @@
+"""``/users``: Admin only, through the core role guard."""
+
+from __future__ import annotations
+
+from core.accounts import Accounts, public_user
+from core.openapi import error_response, json_body, json_response
+from core.plugin import ADMIN, APIError, BaseHandler, protected, require_roles
+
+USER_VIEW = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string"},
+        "roles": {"type": "array", "items": {"type": "integer"}},
+        "created": {"type": ["integer", "null"]},
+        "sessions": {"type": "integer", "description": "live sessions (logins not ended)"},
+    },
+    "required": ["username", "roles"],
+}
+
+
+class UsersBase(BaseHandler):
+    @property
+    def accounts(self) -> Accounts:
+        return Accounts(self.services.store)
+
+
+@protected
+class UsersHandler(UsersBase):
+    openapi = {
+        "get": {"summary": "List users (Admin).", "responses": {"200": json_response("Every user.", {"type": "array", "items": USER_VIEW})}},
+        "delete": {
+            "summary": "Delete a user and end their sessions (Admin).",
+            "requestBody": json_body({"type": "object", "properties": {"user": {"type": "string", "minLength": 1}}, "required": ["user"]}),
+            "responses": {
+                "200": json_response("Deleted.", {"type": "object", "properties": {"message": {"type": "string"}}}),
+                "404": error_response("No such user."),
+            },
+        },
+    }
+
+    @require_roles(ADMIN)
+    async def get(self) -> None:
+        """Every user: name, role codes, creation time, number of live sessions."""
+        self.send_json(await self.accounts.users())
+
+    @require_roles(ADMIN)
+    async def delete(self) -> None:
+        """``{"user"}``: delete the user and end all their sessions."""
+        name = self.field(self.json_body(), "user")
+        if not name:
+            raise APIError(400, "Field 'user' is required.")
+        ended = await self.accounts.delete_user(name)
+        if ended is None:
+            raise APIError(404, f"User {name} not found.")
+        self.send_json({"message": f"User {name} deleted."})
+
+
+@protected
+class UserHandler(UsersBase):
+    openapi = {
+        "get": {
+            "summary": "One user (Admin).",
+            "responses": {"200": json_response("The user.", USER_VIEW), "404": error_response("No such user.")},
+        }
+    }
+
+    @require_roles(ADMIN)
+    async def get(self, name: str) -> None:
+        user = await self.accounts.user(name)
+        if user is None:
+            raise APIError(404, f"User {name} not found.")
+        self.send_json(public_user(user))
