@@ -1,0 +1,138 @@
+"""Sessions: one per login, logout ends one, logout-all and a password change end all, only digests stored."""
+
+import pytest
+
+from core.logs import setup_logging, teardown_logging
+from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient, make_settings
+from core.security import token_digest
+
+
+@pytest.fixture
+def turnstile_settings(tmp_path, request):
+    return make_settings(tmp_path, **getattr(request, "param", {}))
+
+
+def device(http_client, base_url):
+    return ApiClient(http_client, base_url)
+
+
+@pytest.mark.gen_test
+async def test_second_login_keeps_the_first_session(http_client, base_url, make_user):
+    await make_user("alice")
+    laptop, phone = device(http_client, base_url), device(http_client, base_url)
+    await laptop.login("alice")
+    await phone.login("alice")
+    assert (await laptop.get("/refresh")).code == 200
+    assert (await phone.get("/refresh")).code == 200
+
+
+@pytest.mark.gen_test
+async def test_logout_ends_only_its_own_session(http_client, base_url, make_user):
+    await make_user("alice")
+    laptop, phone = device(http_client, base_url), device(http_client, base_url)
+    await laptop.login("alice")
+    await phone.login("alice")
+    laptop_token = laptop.cookies["jwt"]
+    assert (await laptop.get("/logout")).code == 204
+    assert (await laptop.get("/refresh", headers={"Cookie": f"jwt={laptop_token}"}, cookies=False)).code == 403
+    assert (await phone.get("/refresh")).code == 200
+
+
+@pytest.mark.gen_test
+async def test_logout_with_a_retired_token_ends_the_whole_family(api, app, make_user):
+    await make_user("alice")
+    await api.login("alice")
+    first = api.cookies["jwt"]
+    assert (await api.get("/refresh")).code == 200
+    assert (await api.get("/logout", headers={"Cookie": f"jwt={first}"}, cookies=False)).code == 204
+    assert (await api.get("/refresh")).code == 403
+    assert app.settings["services"].store.collection("auth.sessions").count() == 0
+
+
+@pytest.mark.gen_test
+async def test_logout_all_ends_every_session(http_client, base_url, make_user):
+    await make_user("alice")
+    await make_user("bob")
+    laptop, phone, other = (device(http_client, base_url) for _ in range(3))
+    access = await laptop.login("alice")
+    await phone.login("alice")
+    await other.login("bob")
+    response = await laptop.post("/logout-all", headers={"Authorization": f"Bearer {access}"})
+    assert response.code == 204
+    assert response.set_cookies()[0].startswith("jwt=;")
+    assert (await phone.get("/refresh")).code == 403
+    assert (await laptop.get("/refresh")).code == 401  # its cookie was cleared
+    assert (await other.get("/refresh")).code == 200  # other users are untouched
+
+
+@pytest.mark.gen_test
+async def test_logout_all_needs_an_access_token(api):
+    assert (await api.post("/logout-all")).code == 401
+
+
+@pytest.mark.gen_test
+async def test_password_change_ends_every_session(http_client, base_url, make_user):
+    await make_user("alice")
+    laptop, phone = device(http_client, base_url), device(http_client, base_url)
+    access = await laptop.login("alice")
+    await phone.login("alice")
+    headers = {"Authorization": f"Bearer {access}"}
+    response = await laptop.post("/password", json={"pwd": DEFAULT_PASSWORD, "newPwd": "a brand new secret"}, headers=headers)
+    assert response.code == 204
+    assert (await phone.get("/refresh")).code == 403
+    assert (await phone.post("/auth", json={"user": "alice", "pwd": DEFAULT_PASSWORD})).code == 401
+    assert (await phone.post("/auth", json={"user": "alice", "pwd": "a brand new secret"})).code == 200
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"pwd": "not my password", "newPwd": "a brand new secret"}, 403),
+        ({"pwd": DEFAULT_PASSWORD, "newPwd": "short"}, 400),
+        ({"pwd": DEFAULT_PASSWORD, "newPwd": "x" * 73}, 400),
+        ({"pwd": DEFAULT_PASSWORD}, 400),
+        ({"newPwd": "a brand new secret"}, 400),
+    ],
+)
+async def test_password_change_refusals_keep_the_sessions(api, make_user, body, status):
+    await make_user("alice")
+    access = await api.login("alice")
+    response = await api.post("/password", json=body, headers={"Authorization": f"Bearer {access}"})
+    assert response.code == status
+    assert response.json()["message"]
+    assert (await api.get("/refresh")).code == 200
+
+
+@pytest.mark.gen_test
+async def test_password_change_needs_an_access_token(api):
+    response = await api.post("/password", json={"pwd": DEFAULT_PASSWORD, "newPwd": "a brand new secret"})
+    assert response.code == 401
+
+
+@pytest.fixture
+def log_dir(turnstile_settings):
+    added = setup_logging(turnstile_settings.log_dir)
+    yield turnstile_settings.log_dir
+    teardown_logging(added)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("turnstile_settings", [{"refresh_reuse_grace": 0}], indirect=True)
+async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turnstile_settings, log_dir):
+    """The store keys sessions by SHA-256; neither data files nor logs contain a token."""
+    await make_user("alice")
+    await api.login("alice")
+    tokens = [api.cookies["jwt"]]
+    await api.get("/refresh")
+    tokens.append(api.cookies["jwt"])
+    sessions = app.settings["services"].store.collection("auth.sessions")
+    assert sessions.get(token_digest(tokens[0]))["retired"] is not None
+    assert sessions.get(token_digest(tokens[1]))["retired"] is None
+    reuse = await api.get("/refresh", headers={"Cookie": f"jwt={tokens[0]}"}, cookies=False)
+    assert reuse.code == 403
+    assert "reused" in (log_dir / "errLog.txt").read_text()
+    files = [p for d in (turnstile_settings.data_dir, log_dir) for p in d.rglob("*") if p.is_file()]
+    for token in tokens:
+        for path in files:
+            assert token not in path.read_text(errors="replace"), path
