@@ -141,24 +141,22 @@ class AuthHandler(AuthBase):
         throttle = self.throttle
         assert throttle is not None
         user_key, addr_key = f"user:{user}", f"addr:{self.request.remote_ip}"
-        wait = throttle.retry_after(user_key, addr_key)
+        limits = {user_key: settings.login_max_failures, addr_key: settings.login_max_failures_per_address}
+        wait = throttle.retry_after(limits)
         if wait:
             raise APIError(429, "Too many failed logins. Try again later.", headers={"Retry-After": str(wait)})
-        # Count the attempt before the slow check, so a burst of parallel guesses
-        # cannot all get past the lock; a success takes it back.
-        throttle.failure(user_key, settings.login_max_failures)
-        throttle.failure(addr_key, settings.login_max_failures_per_address)
+        throttle.begin(limits)
         found = await self.accounts.user(user)
         hashed = found["password"] if found else None
         if not await self.services.passwords.check(pwd, hashed):
+            throttle.failed(limits)
             raise APIError(401, "Invalid username or password.")
+        throttle.succeeded(user_key, addr_key)
         tokens = self.services.tokens
         refresh = tokens.issue(REFRESH, user)
         assert found is not None and hashed is not None
         if not await self.accounts.start_session(user, token_digest(refresh), tokens.ttl[REFRESH], hashed):
             raise APIError(401, "Invalid username or password.", log_message="account changed during login")
-        throttle.success(user_key)
-        throttle.forgive(addr_key)
         self.send_tokens(user, stored_roles(found), refresh)
 
 
@@ -270,16 +268,17 @@ class PasswordHandler(AuthBase):
         user = self.username
         throttle = self.throttle
         assert throttle is not None and user is not None
-        user_key = f"user:{user}"
-        wait = throttle.retry_after(user_key)
+        limits = {f"user:{user}": self.services.settings.login_max_failures}
+        wait = throttle.retry_after(limits)
         if wait:
             raise APIError(429, "Too many failed attempts. Try again later.", headers={"Retry-After": str(wait)})
-        throttle.failure(user_key, self.services.settings.login_max_failures)
+        throttle.begin(limits)
         found = await self.accounts.user(user)
         old_hash = found["password"] if found else None
         if not await self.services.passwords.check(current, old_hash):
+            throttle.failed(limits)
             raise APIError(403, "Current password is incorrect.")
-        throttle.success(user_key)
+        throttle.succeeded(f"user:{user}")
         assert old_hash is not None
         new_hash = await self.services.passwords.hash(new)
         if not await self.accounts.set_password(user, new_hash, expected_old=old_hash):
