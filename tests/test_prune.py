@@ -1,0 +1,66 @@
+"""Expired session records are pruned, so the store does not grow without bound."""
+
+import time
+
+import pytest
+
+from core.accounts import Accounts
+from core.app import create_app
+
+
+def expired(username="alice", family="old"):
+    past = int(time.time()) - 10
+    return {"username": username, "family": family, "created": past - 100, "expires": past, "retired": None, "successor": None}
+
+
+@pytest.mark.gen_test
+async def test_login_prunes_expired_sessions(api, app, make_user):
+    sessions = app.settings["services"].store.collection("auth.sessions")
+    await sessions.put("a" * 64, expired())
+    await sessions.put("b" * 64, {**expired(), "retired": int(time.time()) - 20})
+    await make_user("alice")
+    await api.login("alice")
+    assert sessions.get("a" * 64) is None and sessions.get("b" * 64) is None
+    assert sessions.count() == 1
+
+
+@pytest.mark.gen_test
+async def test_prune_keeps_live_retired_records_for_reuse_detection(app, make_user, api):
+    await make_user("alice")
+    await api.login("alice")
+    await api.get("/refresh")
+    store = app.settings["services"].store
+    await store.collection("auth.sessions").put("c" * 64, expired())
+    assert await Accounts(store).prune() == 1
+    assert store.collection("auth.sessions").count() == 2  # the retired token and its successor
+
+
+@pytest.mark.gen_test
+async def test_start_up_prunes(app, turnstile_settings):
+    await app.settings["services"].store.collection("auth.sessions").put("d" * 64, expired())
+    restarted = await create_app(turnstile_settings)
+    try:
+        assert restarted.settings["services"].store.collection("auth.sessions").get("d" * 64) is None
+    finally:
+        restarted.settings["services"].executor.shutdown()
+
+
+@pytest.mark.gen_test
+async def test_running_server_prunes_periodically(tmp_path, monkeypatch):
+    import asyncio
+    import importlib
+
+    from core.pytest_plugin import make_settings
+
+    monkeypatch.setattr(importlib.import_module("plugins.auth"), "PRUNE_EVERY", 0.05)
+    app = await create_app(make_settings(tmp_path))
+    try:
+        sessions = app.settings["services"].store.collection("auth.sessions")
+        await sessions.put("e" * 64, expired())
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if sessions.get("e" * 64) is None:
+                break
+        assert sessions.get("e" * 64) is None
+    finally:
+        app.settings["services"].executor.shutdown()
