@@ -1,0 +1,112 @@
+"""`python server.py user ...`: works against a running server, which sees the change without a restart."""
+
+import asyncio
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import cli
+from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient
+
+SERVER = Path(__file__).resolve().parent.parent / "server.py"
+
+
+@pytest.fixture
+def run_cli(turnstile_settings, tmp_path):
+    """Runs the CLI in its own process on the app's DATA_DIR, without blocking the server's loop."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN_SECRET")}
+    env.update(
+        ACCESS_TOKEN_SECRET=turnstile_settings.access_secret,
+        REFRESH_TOKEN_SECRET=turnstile_settings.refresh_secret,
+        DATA_DIR=str(turnstile_settings.data_dir),
+        BCRYPT_ROUNDS="4",
+    )
+
+    async def run(*args, stdin=""):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(SERVER), *args, cwd=tmp_path, env=env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
+        return proc.returncode, out.decode(), err.decode()
+
+    return run
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_user_lifecycle_against_a_running_server(api, app, make_user, run_cli):
+    await make_user("alice")
+    alice = ApiClient(api.http, api.base_url)
+    await alice.login("alice")
+
+    code, out, err = await run_cli("user", "add", "boss", "--roles", "Admin,Editor", stdin="a boss password\n")
+    assert code == 0, err
+    assert "created boss" in out and "a boss password" not in out + err
+    login = await api.post("/auth", json={"user": "boss", "pwd": "a boss password"})
+    assert login.code == 200 and login.json()["roles"] == [1984, 2001, 5150]
+    assert (await api.get("/users", headers={"Authorization": f"Bearer {login.json()['accessToken']}"})).code == 200
+
+    code, out, _ = await run_cli("user", "list")
+    assert code == 0
+    assert "alice\tUser\tsessions=1" in out and "boss\tUser,Editor,Admin\tsessions=1" in out
+    assert "$2b$" not in out
+
+    assert (await run_cli("user", "roles", "alice", "Editor"))[0] == 0
+    assert (await alice.get("/refresh")).json()["roles"] == [1984, 2001]
+
+    assert (await run_cli("user", "revoke", "alice"))[0] == 0
+    assert (await alice.get("/refresh")).code == 403
+    await alice.login("alice")
+
+    code, out, _ = await run_cli("user", "passwd", "alice", stdin="a fresh password\n")
+    assert code == 0 and "sessions ended" in out
+    assert (await alice.get("/refresh")).code == 403
+    assert (await api.post("/auth", json={"user": "alice", "pwd": "a fresh password"})).code == 200
+
+    assert (await run_cli("user", "delete", "alice"))[0] == 0
+    assert (await api.post("/auth", json={"user": "alice", "pwd": "a fresh password"})).code == 401
+    assert app.settings["services"].store.collection("auth.users").get("alice") is None
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_refusals_exit_1_with_a_message(run_cli, make_user):
+    await make_user("alice")
+    cases = [
+        (("user", "add", "alice"), DEFAULT_PASSWORD, "already exists"),
+        (("user", "add", "bad name"), DEFAULT_PASSWORD, "Username must be"),
+        (("user", "add", "bob"), "short\n", "at least 8 characters"),
+        (("user", "add", "bob", "--roles", "Root"), DEFAULT_PASSWORD, "unknown role 'Root'"),
+        (("user", "roles", "nobody", "Admin"), "", "no user nobody"),
+        (("user", "revoke", "nobody"), "", "no user nobody"),
+        (("user", "delete", "nobody"), "", "no user nobody"),
+    ]
+    for args, stdin, message in cases:
+        code, _, err = await run_cli(*args, stdin=stdin)
+        assert code == 1 and message in err and "Traceback" not in err, args
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_password_is_prompted_on_a_terminal(monkeypatch, turnstile_settings):
+    answers = iter(["typed at the prompt", "typed at the prompt"])
+    prompts = []
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: prompts.append(prompt) or next(answers))
+    assert cli.read_password(turnstile_settings, FakeTTY("ignored\n")) == "typed at the prompt"
+    assert prompts == ["Password: ", "Again: "]
+
+
+def test_prompted_passwords_must_match(monkeypatch, turnstile_settings):
+    answers = iter(["one password", "another one"])
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt: next(answers))
+    with pytest.raises(cli.CLIError, match="differ"):
+        cli.read_password(turnstile_settings, FakeTTY())
+
+
+def test_password_is_read_from_stdin_when_piped(turnstile_settings):
+    assert cli.read_password(turnstile_settings, io.StringIO("from a pipe\nsecond line\n")) == "from a pipe"
