@@ -290,7 +290,9 @@ class TxCollection(_Reader):
             key = str(key)
             if self._lookup(key) is not None:
                 raise KeyExists(f"{self.name}: key {key!r} exists")
-            if key.isascii() and key.isdigit():
+            # A numeric key moves the id counter past it, unless it is too big to be an id
+            # (a 32-digit username, say): the counter must stay a JSON-safe integer.
+            if key.isascii() and key.isdigit() and int(key) < 2**53:
                 self._tx._ids[self.name] = max(self._next_id(), int(key) + 1)
         self._stage(key, doc)
         return _copy(doc)
