@@ -6,9 +6,11 @@ layout lives in one place:
 * ``auth.users``, keyed by username: ``{username, password (bcrypt), roles
   (codes, see core.roles), created}``.
 * ``auth.sessions``, keyed by the SHA-256 of a refresh token (the raw token
-  is never stored): ``{username, family, created, expires, retired,
-  successor}``. A *family* is one login; every ``/refresh`` retires the
-  presented token (``retired`` = when) and adds its successor to the family.
+  is never stored): ``{digest (the key again), username, family, created,
+  expires, retired, successor}``. A *family* is one login; every ``/refresh``
+  retires the presented token (``retired`` = when) and adds its successor to
+  the family. ``family`` and ``username`` are indexed, so ending a session or
+  all of a user's sessions costs O(their records), not a scan.
 
 Every read-modify-write runs in one store transaction, so concurrent
 requests (and the command line, in another process) see each other's
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import APIError
-from .jsondb import KeyExists, Store
+from .jsondb import KeyExists, Store, TxCollection
 from .roles import stored_roles
 from .security import BCRYPT_MAX_BYTES
 
@@ -86,6 +88,9 @@ class Accounts:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        sessions = store.collection(SESSIONS)
+        sessions.ensure_index("family")  # both are no-ops once done
+        sessions.ensure_index("username")
 
     # -- users --------------------------------------------------------------------------
 
@@ -128,7 +133,7 @@ class Accounts:
             if current is None or (expected_old is not None and current["password"] != expected_old):
                 return False
             users.update(name, {"password": hashed})
-            tx.collection(SESSIONS).delete_where(lambda s: s.get("username") == name)
+            _drop(tx.collection(SESSIONS), username=name)
         return True
 
     async def delete_user(self, name: str) -> int | None:
@@ -136,29 +141,23 @@ class Accounts:
         async with self.store.transaction() as tx:
             if not tx.collection(USERS).delete(name):
                 return None
-            return tx.collection(SESSIONS).delete_where(lambda s: s.get("username") == name)
+            return _drop(tx.collection(SESSIONS), username=name)
 
     # -- sessions -------------------------------------------------------------------------
 
     async def revoke_all(self, name: str) -> int:
         """End every session of ``name``; the number of session records removed."""
         async with self.store.transaction() as tx:
-            return tx.collection(SESSIONS).delete_where(lambda s: s.get("username") == name)
+            return _drop(tx.collection(SESSIONS), username=name)
 
     async def start_session(self, name: str, digest: str, ttl: int, password_hash: str) -> bool:
-        """Record a new login's first refresh token, if the user and password are unchanged.
-
-        Expired records are pruned in the same write, so the store cannot grow
-        without bound however rarely the periodic prune runs.
-        """
+        """Record a new login's first refresh token, if the user and password are unchanged."""
         now = int(time.time())
         async with self.store.transaction() as tx:
             user = tx.collection(USERS).get(name)
             if user is None or user["password"] != password_hash:
                 return False
-            sessions = tx.collection(SESSIONS)
-            sessions.delete_where(lambda s: s.get("expires", 0) < now)
-            sessions.put(digest, _session(name, secrets.token_hex(16), now, ttl))
+            tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl))
         return True
 
     async def refresh(self, digest: str, username: str, new_token: str, new_digest: str, ttl: int, grace: int) -> Refreshed:
@@ -174,20 +173,20 @@ class Accounts:
             record = sessions.get(digest)
             if record is None or record.get("expires", 0) < now or record.get("username") != username:
                 return Refreshed("unknown")
-            family = record.get("family")
+            family = record.get("family") or digest  # a record from before families is its own
             user = tx.collection(USERS).get(username)
             if user is None:
-                sessions.delete_where(lambda s: s.get("family") == family)
+                _drop_family(sessions, family, digest)
                 return Refreshed("unknown")
             roles = stored_roles(user)
             retired = record.get("retired")
             if retired is not None:
                 if grace > 0 and now - retired <= grace:
                     return Refreshed("grace", username, roles)
-                sessions.delete_where(lambda s: s.get("family") == family)
+                _drop_family(sessions, family, digest)
                 return Refreshed("reused", username)
-            sessions.update(digest, {"retired": now, "successor": new_digest})
-            sessions.put(new_digest, _session(username, family, now, ttl))
+            sessions.update(digest, {"digest": digest, "family": family, "retired": now, "successor": new_digest})
+            sessions.put(new_digest, _session(new_digest, username, family, now, ttl))
         return Refreshed("rotated", username, roles, new_token)
 
     async def end_session(self, digest: str) -> int:
@@ -197,8 +196,7 @@ class Accounts:
             record = sessions.get(digest)
             if record is None:
                 return 0
-            family = record.get("family")
-            return sessions.delete_where(lambda s: s.get("family") == family)
+            return _drop_family(sessions, record.get("family") or digest, digest)
 
     async def prune(self) -> int:
         """Delete expired session records (retired ones are kept until then, for reuse detection)."""
@@ -209,8 +207,32 @@ class Accounts:
             return sessions.delete_where(expired) if sessions.find(expired) else 0
 
 
-def _session(username: str, family: str, now: int, ttl: int) -> dict[str, Any]:
-    return {"username": username, "family": family, "created": now, "expires": now + ttl, "retired": None, "successor": None}
+def _session(digest: str, username: str, family: str, now: int, ttl: int) -> dict[str, Any]:
+    return {
+        "digest": digest,
+        "username": username,
+        "family": family,
+        "created": now,
+        "expires": now + ttl,
+        "retired": None,
+        "successor": None,
+    }
+
+
+def _drop(sessions: TxCollection, **equals: Any) -> int:
+    """Delete the session records matching ``field=value`` through the index; how many."""
+    docs = sessions.find(**equals)
+    if all("digest" in d for d in docs):
+        for doc in docs:
+            sessions.delete(doc["digest"])
+        return len(docs)
+    # Records written before they carried their own key: find them by scanning.
+    return sessions.delete_where(lambda s: all(s.get(k) == v for k, v in equals.items()))
+
+
+def _drop_family(sessions: TxCollection, family: str, digest: str) -> int:
+    """End a family: every record in it, and the presented record itself."""
+    return _drop(sessions, family=family) + int(sessions.delete(digest))
 
 
 __all__ = [

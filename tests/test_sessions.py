@@ -136,3 +136,39 @@ async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turns
     for token in tokens:
         for path in files:
             assert token not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.gen_test
+async def test_records_from_before_session_families_end_alone(api, app, make_user):
+    """A session stored without a family (older data) is its own family: logging it out ends nothing else."""
+    import time
+
+    await make_user("alice")
+    await api.login("alice")
+    services = app.settings["services"]
+    legacy = services.tokens.issue("refresh", "alice")
+    now = int(time.time())
+    sessions = services.store.collection("auth.sessions")
+    await sessions.put(token_digest(legacy), {"username": "alice", "created": now, "expires": now + 60})
+    await sessions.put("f" * 64, {"username": "bob", "created": now, "expires": now + 60})
+    response = await api.get("/logout", headers={"Cookie": f"jwt={legacy}"}, cookies=False)
+    assert response.code == 204
+    assert sessions.get(token_digest(legacy)) is None
+    assert sessions.get("f" * 64) is not None
+    assert (await api.get("/refresh")).code == 200
+
+
+@pytest.mark.gen_test
+async def test_a_legacy_session_rotates_into_a_family_of_its_own(api, app, make_user):
+    import time
+
+    await make_user("alice")
+    services = app.settings["services"]
+    legacy = services.tokens.issue("refresh", "alice")
+    now = int(time.time())
+    await services.store.collection("auth.sessions").put(token_digest(legacy), {"username": "alice", "created": now, "expires": now + 60})
+    response = await api.get("/refresh", headers={"Cookie": f"jwt={legacy}"})
+    assert response.code == 200
+    assert (await api.get("/refresh")).code == 200  # the successor works
+    assert (await api.get("/logout")).code == 204
+    assert services.store.collection("auth.sessions").count() == 0
