@@ -2,7 +2,6 @@
 
 import pytest
 
-from core.accounts import Accounts
 from core.app import create_app
 from core.plugin import PluginError
 from core.pytest_plugin import make_settings
@@ -21,8 +20,7 @@ editors_only = pytest.mark.parametrize(
 
 
 async def user_with(app, make_user, auth_headers, name, *roles):
-    await make_user(name)
-    await Accounts(app.settings["services"].store).set_roles(name, ["User", *roles])
+    await make_user(name, roles=["User", *roles])
     return await auth_headers(name)
 
 

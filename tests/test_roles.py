@@ -1,4 +1,4 @@
-"""Roles: User/Editor/Admin codes, roles in /auth and /refresh, and the core role guard."""
+"""Roles: User/Editor/Admin codes, roles in /auth and /refresh, and the core role guard on the access token's roles."""
 
 import textwrap
 
@@ -6,7 +6,7 @@ import pytest
 
 from core.accounts import Accounts
 from core.base import BaseHandler
-from core.roles import ROLES, parse_roles, require_roles
+from core.roles import ROLES, parse_roles, require_roles, role_names, stored_roles
 from core.security import ACCESS
 
 GUARDED_PLUGIN = '''
@@ -23,8 +23,8 @@ class Guarded(BaseHandler):
         self.finish({"ok": "write"})
 
 
-@require_roles("Admin")
 class AdminOnly(BaseHandler):
+    @require_roles("Admin")
     def get(self):
         self.finish({"ok": "admin"})
 
@@ -38,10 +38,18 @@ def test_role_codes_are_the_tutorials():
 
 
 def test_parse_roles_always_keeps_user_and_is_case_insensitive():
-    assert parse_roles("admin, Editor") == ["User", "Editor", "Admin"]
-    assert parse_roles("") == ["User"]
+    """What the CLI accepts: names in any case or codes; every account keeps User."""
+    assert parse_roles("admin, Editor") == [1984, 2001, 5150]
+    assert parse_roles("5150") == [2001, 5150]
+    assert parse_roles("") == [2001]
+    assert role_names([5150, 2001, 1984]) == ["User", "Editor", "Admin"]
     with pytest.raises(ValueError, match="unknown role 'Root'"):
         parse_roles("Root")
+
+
+def test_stored_roles_default_to_user():
+    assert stored_roles({}) == [2001]
+    assert stored_roles({"roles": [5150, 2001, "junk", 7]}) == [2001, 5150]
 
 
 def test_guard_with_an_unknown_role_fails_when_the_handler_is_defined():
@@ -53,21 +61,13 @@ def test_guard_with_an_unknown_role_fails_when_the_handler_is_defined():
                 pass
 
 
-def test_guard_on_a_public_handler_fails_when_defined():
-    with pytest.raises(TypeError, match="public"):
-
-        @require_roles("Admin")
-        class Open(BaseHandler):
-            public = True
-
-
 @pytest.mark.gen_test
 async def test_new_user_gets_user_role_in_auth_and_refresh(api, app, make_user):
     await make_user("alice")
     response = await api.post("/auth", json={"user": "alice", "pwd": "correct horse battery staple"})
     assert response.code == 200
     assert set(response.json()) == {"roles", "accessToken"} and response.json()["roles"] == [2001]
-    assert app.settings["services"].store.collection("auth.users").get("alice")["roles"] == ["User"]
+    assert app.settings["services"].store.collection("auth.users").get("alice")["roles"] == [2001]
     refreshed = await api.get("/refresh")
     assert set(refreshed.json()) == {"roles", "accessToken"} and refreshed.json()["roles"] == [2001]
 
@@ -76,7 +76,7 @@ async def test_new_user_gets_user_role_in_auth_and_refresh(api, app, make_user):
 async def test_refresh_picks_up_changed_roles(api, app, make_user):
     await make_user("alice")
     await api.login("alice")
-    await Accounts(app.settings["services"].store).set_roles("alice", ["User", "Admin"])
+    await Accounts(app.settings["services"].store).set_roles("alice", [2001, 5150])
     assert (await api.get("/refresh")).json()["roles"] == [2001, 5150]
 
 
@@ -103,7 +103,7 @@ class TestGuardInAPlugin:
         assert (await api.post("/guarded")).code == 401
 
     @pytest.mark.gen_test
-    async def test_class_guard(self, api, app):
+    async def test_admin_guard(self, api, app):
         assert (await api.get("/admin-only", headers=self.bearer(app, 2001, 1984))).code == 403
         assert (await api.get("/admin-only", headers=self.bearer(app))).code == 403
         assert (await api.get("/admin-only", headers=self.bearer(app, 5150))).json() == {"ok": "admin"}

@@ -4,6 +4,7 @@ import pytest
 
 from core.accounts import Accounts
 from core.pytest_plugin import ApiClient
+from core.roles import ADMIN, EDITOR, USER
 from core.security import token_digest
 
 
@@ -15,8 +16,7 @@ def accounts(app):
 @pytest.fixture
 def admin(io_loop, make_user, auth_headers, accounts):
     async def make():
-        await make_user("root")
-        await accounts.set_roles("root", ["User", "Admin"])
+        await make_user("root", roles=[USER, ADMIN])
         return await auth_headers("root")
 
     return io_loop.run_sync(make)
@@ -32,8 +32,7 @@ async def test_users_needs_admin(api, headers):
 
 @pytest.mark.gen_test
 async def test_editor_is_not_admin(api, make_user, auth_headers, accounts):
-    await make_user("ed")
-    await accounts.set_roles("ed", ["User", "Editor"])
+    await make_user("ed", roles=[USER, EDITOR])
     assert (await api.get("/users", headers=await auth_headers("ed"))).code == 403
 
 
