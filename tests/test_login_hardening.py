@@ -1,7 +1,6 @@
 """Login and input hardening: dummy-hash timing, password and username rules, lockouts."""
 
 import asyncio
-import time
 
 import pytest
 

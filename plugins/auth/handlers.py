@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, check_password_length, check_username
 from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
 from core.errors import APIError
@@ -29,7 +27,6 @@ from .throttle import LoginThrottle
 
 CREDENTIALS_REQUIRED = "Username and password are required."
 REFRESH_REFUSED = "Unknown or expired refresh token."
-log = logging.getLogger("turnstile.plugins.auth")
 
 CREDENTIALS = json_body(
     {
