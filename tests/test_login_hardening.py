@@ -184,3 +184,11 @@ def test_memory_is_bounded(monkeypatch):
         throttle.begin(limits)
         throttle.failed(limits)
     assert len(throttle._entries) <= 100
+
+
+@pytest.mark.gen_test
+async def test_openapi_documents_the_lockout(api):
+    doc = (await api.get("/openapi.json")).json()
+    locked = doc["paths"]["/auth"]["post"]["responses"]["429"]
+    assert locked["headers"]["Retry-After"]["required"] is True
+    assert "429" in doc["paths"]["/password"]["post"]["responses"]

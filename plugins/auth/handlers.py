@@ -48,7 +48,10 @@ TOKENS = json_response(
 )
 REFRESH_COOKIE_PARAM = {"name": REFRESH_COOKIE, "in": "cookie", "required": False, "schema": {"type": "string"}}
 CROSS_SITE = error_response("The request's Origin is not in ALLOWED_ORIGINS.")
-LOCKED = error_response("Too many failures: locked out for the number of seconds in Retry-After.")
+LOCKED = {
+    **error_response("Too many failures: locked out for the number of seconds in Retry-After."),
+    "headers": {"Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}}},
+}
 
 
 class AuthBase(BaseHandler):
