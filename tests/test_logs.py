@@ -7,14 +7,14 @@ from core.pytest_plugin import DEFAULT_PASSWORD
 
 
 @pytest.fixture
-def log_dir(turnstile_settings):
-    added = setup_logging(turnstile_settings.log_dir)
-    yield turnstile_settings.log_dir
-    teardown_logging(added)
+def logs(turnstile_settings):
+    setup = setup_logging(turnstile_settings.log_dir)
+    yield setup
+    teardown_logging(setup)
 
 
 @pytest.mark.gen_test
-async def test_logs_record_requests_but_no_secrets(api, log_dir, make_user):
+async def test_logs_record_requests_but_no_secrets(api, logs, make_user):
     await make_user("alice")
     access = await api.login("alice")
     refresh = api.cookies["jwt"]
@@ -24,6 +24,8 @@ async def test_logs_record_requests_but_no_secrets(api, log_dir, make_user):
     await api.get("/logout")
     await api.post("/auth", json={"user": "alice", "pwd": "wrong-password-123"})
 
+    logs.flush()
+    log_dir = logs.log_dir
     request_log = (log_dir / "reqLog.txt").read_text()
     assert "GET\thttp://localhost:5500\t/employees\t200" in request_log
     assert "POST\t-\t/auth\t401" in request_log
