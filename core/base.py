@@ -138,7 +138,7 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     # -- request lifecycle --------------------------------------------------------------
 
     def prepare(self) -> None:
-        if self._tracker is not None and self._tracker.draining:
+        if self._tracker is not None and self._tracker.arrived_late(self.request):
             raise APIError(503, "Server is shutting down.", headers={"Retry-After": "1", "Connection": "close"})
         self._gate()
 

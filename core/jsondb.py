@@ -488,6 +488,30 @@ class Store:
             if pool is not None:
                 pool.shutdown(wait=False)
 
+    async def state(self) -> dict[str, Any]:
+        """Health: whether ``DATA_DIR`` takes a durable write right now, and how much the store holds."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._probe_write)
+            writable, error = True, None
+        except OSError as exc:
+            writable, error = False, exc.strerror or type(exc).__name__
+        return {
+            "writable": writable,
+            "error": error,
+            "collections": len(self._tables),
+            "documents": sum(len(table.docs) for table in self._tables.values()),
+        }
+
+    def _probe_write(self) -> None:
+        probe = self.data_dir / f".probe-{os.getpid()}-{os.urandom(6).hex()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+
     # -- public API ------------------------------------------------------------------
 
     def collection(self, name: str) -> Collection:

@@ -34,7 +34,20 @@ class RequestTracker:
 
     def __init__(self) -> None:
         self.active = 0
-        self.draining = False
+        self.drain_started: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_started is not None
+
+    def start_draining(self) -> None:
+        self.drain_started = time.time()
+
+    def arrived_late(self, request: httputil.HTTPServerRequest) -> bool:
+        """Whether ``request``'s headers arrived after the drain began (it is refused, not served)."""
+        if self.drain_started is None:
+            return False
+        return time.time() - request.request_time() >= self.drain_started
 
     def begin(self) -> None:
         self.active += 1
@@ -64,6 +77,7 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         self.app = app
         self.conn = conn
         self.inner = inner
+        self.tracker: RequestTracker | None = None
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
         settings = self.app.settings["services"].settings
@@ -79,16 +93,32 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
             log_line(start_line.method, origin or "-", start_line.path.split("?", 1)[0], 413, 0.0)
             asyncio.ensure_future(_reject(stream, settings.max_body_size, 0 if expects_continue else size, cors))
             return None
+        # A request whose body is still arriving is in progress too: count it
+        # until its handler exists (the handler counts itself from then on).
+        self.tracker = self.app.settings.get("requests")
+        if self.tracker is not None:
+            self.tracker.begin()
         return self.inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:
         return self.inner.data_received(chunk)
 
     def finish(self) -> None:
-        self.inner.finish()
+        try:
+            self.inner.finish()
+        finally:
+            self._release()
 
     def on_connection_close(self) -> None:
-        self.inner.on_connection_close()
+        try:
+            self.inner.on_connection_close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.tracker is not None:
+            self.tracker.end()
+            self.tracker = None
 
 
 async def _reject(stream: IOStream, limit: int, incoming: int, cors_origin: str | None) -> None:

@@ -52,7 +52,7 @@ async def shutdown(server: HTTPServer, app: tornado.web.Application, timeout: fl
     services = app.settings["services"]
     tracker = app.settings["requests"]
     server.stop()
-    tracker.draining = True
+    tracker.start_draining()
     drained = await tracker.wait_idle(timeout, hurry)
     if not drained:
         log.warning("shutdown: %d request(s) still running after %ss; closing their connections", tracker.active, timeout)
