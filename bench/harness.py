@@ -45,6 +45,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> "ServerProcess":
+        self.root.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER)], cwd=self.root, env=self.env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -94,6 +95,10 @@ class ServerProcess:
         """Register ``user`` and log in: (access token, refresh cookie value)."""
         status, _, body = self.request("POST", "/register", {"user": user, "pwd": PASSWORD})
         assert status == 201, body
+        return self.login_again(user)
+
+    def login_again(self, user: str) -> tuple[str, str]:
+        """Log in an existing ``user``: (access token, refresh cookie value)."""
         status, headers, body = self.request("POST", "/auth", {"user": user, "pwd": PASSWORD})
         assert status == 200, body
         cookie = headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
