@@ -37,6 +37,34 @@ class _Enqueue(QueueHandler):
         return record
 
 
+class _LazyFlushFile(RotatingFileHandler):
+    """Rotating file whose writes are flushed by the listener once the queue is empty, not after every line."""
+
+    def flush(self) -> None:
+        pass
+
+    def flush_now(self) -> None:
+        super().flush()
+
+
+class _BatchingListener(QueueListener):
+    """Writes records as they come and flushes the files whenever it has caught up with the queue."""
+
+    def handle(self, record: logging.LogRecord) -> None:
+        super().handle(record)
+        if self.queue.empty():  # type: ignore[attr-defined]
+            self.flush_files()
+
+    def flush_files(self) -> None:
+        for handler in self.handlers:
+            if isinstance(handler, _LazyFlushFile):
+                handler.flush_now()
+
+    def stop(self) -> None:
+        super().stop()
+        self.flush_files()
+
+
 class LogSetup:
     """The queue handlers installed by `setup_logging`, and their writer threads."""
 
@@ -73,7 +101,7 @@ def setup_logging(
     formatter = logging.Formatter(fmt)
 
     def rotating(name: str) -> RotatingFileHandler:
-        handler = RotatingFileHandler(log_dir / name, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        handler = _LazyFlushFile(log_dir / name, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         handler.setFormatter(formatter)
         return handler
 
@@ -82,8 +110,8 @@ def setup_logging(
     request_file, error_file = rotating("reqLog.txt"), rotating("errLog.txt")
     error_file.setLevel(level)
     listeners = [
-        QueueListener(request_queue, request_file),
-        QueueListener(error_queue, error_file, respect_handler_level=True),
+        _BatchingListener(request_queue, request_file),
+        _BatchingListener(error_queue, error_file, respect_handler_level=True),
     ]
     for listener in listeners:
         listener.start()

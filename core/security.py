@@ -48,10 +48,13 @@ class HashingBusy(APIError):
         )
 
 
+HASH_NICENESS = 5  # CFS weight about a third of the event loop's: priority without starving logins on a busy host
+
+
 def _lower_priority() -> None:
     """Run a hashing thread at a lower CPU priority than the event loop (Linux; elsewhere a no-op)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICENESS)
     except (AttributeError, OSError):
         pass
 
