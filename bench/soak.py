@@ -69,7 +69,7 @@ def mixed_load(server: ServerProcess, total: int, workers: int = 4) -> dict[int,
             call("GET", "/employees/1", headers=bearer)
             call("GET", "/employees/2", headers=bearer)
             status, _, data = call("POST", "/employees", {"firstname": user, "lastname": "soak"}, bearer)
-            new_id = max(e["id"] for e in json.loads(data))
+            new_id = max(e["id"] for e in json.loads(data) if e["firstname"] == user)  # ours, not another worker's
             call("DELETE", "/employees", {"id": new_id}, bearer)
             call("GET", "/logout", headers=cookie)
             call("GET", "/healthz")

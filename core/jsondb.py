@@ -488,19 +488,14 @@ class Store:
             if pool is not None:
                 pool.shutdown(wait=False)
 
-    async def state(self) -> dict[str, Any]:
-        """Health: whether ``DATA_DIR`` takes a durable write right now, and how much the store holds."""
+    async def check(self) -> dict[str, Any]:
+        """`state` plus a real durable write (temp file, fsync, unlink) in ``DATA_DIR``, for health checks."""
+        facts = self.state()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._probe_write)
-            writable, error = True, None
+            await asyncio.get_running_loop().run_in_executor(self._io_pool(), self._probe_write)
         except OSError as exc:
-            writable, error = False, exc.strerror or type(exc).__name__
-        return {
-            "writable": writable,
-            "error": error,
-            "collections": len(self._tables),
-            "documents": sum(len(table.docs) for table in self._tables.values()),
-        }
+            facts.update(writable=False, error=facts.get("error") or exc.strerror or type(exc).__name__)
+        return facts
 
     def _probe_write(self) -> None:
         probe = self.data_dir / f".probe-{os.getpid()}-{os.urandom(6).hex()}"

@@ -9,7 +9,8 @@ class HealthHandler(BaseHandler):
     public = True
 
     async def get(self) -> None:
-        store = await self.services.store.state()
+        store = await self.services.store.check()
+        store.pop("data_dir", None)  # no file-system paths on a public endpoint
         healthy = bool(store["writable"])
         self.set_header("Cache-Control", "no-store")
         self.send_json({"status": "ok" if healthy else "unavailable", "store": store}, 200 if healthy else 503)
