@@ -12,6 +12,7 @@ import tornado.web
 from .base import NotFoundHandler
 from .config import Settings
 from .jsondb import Store
+from .lifecycle import RequestTracker, TurnstileApplication
 from .loader import PROJECT_PLUGINS, build_routes, load_plugins, run_setup
 from .logs import log_request
 from .openapi import OPENAPI_ROUTE, OpenAPIHandler, build_document
@@ -35,7 +36,7 @@ def make_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         store=store,
-        passwords=PasswordHasher(settings.bcrypt_rounds, executor=executor),
+        passwords=PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_pool_size, queue=settings.hash_queue_size),
         tokens=TokenSigner(
             settings.access_secret, settings.refresh_secret, settings.access_ttl, settings.refresh_ttl, settings.token_leeway
         ),
@@ -62,7 +63,7 @@ async def create_app(
     for ctx in plugins:
         await run_setup(ctx)
     handler, kwargs = default or (NotFoundHandler, {})
-    app = tornado.web.Application(
+    app = TurnstileApplication(
         [(OPENAPI_ROUTE, OpenAPIHandler), *routes],
         default_handler_class=handler,
         default_handler_args=kwargs,
@@ -70,6 +71,7 @@ async def create_app(
         services=services,
         plugins=plugins,
         openapi=document,
+        requests=RequestTracker(),
         **tornado_settings,
     )
     return app

@@ -77,6 +77,13 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         if not getattr(cls.prepare, "_turnstile_gated", False):
             cls.prepare = _gated(cls.prepare)  # type: ignore[method-assign]
 
+    def __init__(self, application: Any, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+        # Counted from here until `on_finish`, so a graceful shutdown can wait for it.
+        self._tracker = application.settings.get("requests")
+        if self._tracker is not None:
+            self._tracker.begin()
+        super().__init__(application, request, **kwargs)
+
     def initialize(self, plugin: "PluginContext | None" = None) -> None:
         self.plugin = plugin
 
@@ -131,6 +138,8 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     # -- request lifecycle --------------------------------------------------------------
 
     def prepare(self) -> None:
+        if self._tracker is not None and self._tracker.arrived_late(self.request):
+            raise APIError(503, "Server is shutting down.", headers={"Retry-After": "1", "Connection": "close"})
         self._gate()
 
     def _gate(self) -> None:
@@ -141,6 +150,12 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         if not preflight and self.public is not True:
             self.authenticate()
         self._gate_passed = True
+
+    def on_finish(self) -> None:
+        """Subclasses that override this must call ``super().on_finish()``."""
+        if self._tracker is not None:
+            self._tracker.end()
+            self._tracker = None
 
     def set_default_headers(self) -> None:
         origin = self.allowed_origin()

@@ -55,6 +55,27 @@ def parse_int(name: str, value: str, minimum: int = 0) -> int:
     return number
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_FORMAT = "%(asctime)s\t%(levelname)s\t%(name)s\t%(message)s"
+
+
+def parse_size(name: str, value: str) -> int:
+    """Bytes from `1048576`, `64k`, `1m` or `1MiB`."""
+    match = _SIZE.match(value)
+    if not match or int(match.group(1)) <= 0:
+        raise ConfigError(f"{name}={value!r} is not a size; use bytes or 64k/1m/1g")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+
+
+def parse_level(name: str, value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name}={value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def check_secret(name: str, value: str) -> str:
     if len(value.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
@@ -86,6 +107,17 @@ class Settings:
     login_max_failures_per_address: int = 20
     login_failure_window: int = 15 * 60
     login_lockout: int = 15 * 60
+    # Long-running operation: shutdown, logs, limits.
+    shutdown_timeout: int = 10
+    log_level: str = "WARNING"
+    log_format: str = DEFAULT_LOG_FORMAT
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    max_body_size: int = 1024 * 1024
+    idle_timeout: int = 60
+    body_timeout: int = 30
+    hash_workers: int = 0
+    hash_queue: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -95,6 +127,26 @@ class Settings:
             raise ConfigError("ACCESS_TOKEN_SECRET and REFRESH_TOKEN_SECRET must differ")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError(f"BCRYPT_ROUNDS={self.bcrypt_rounds} must be between 4 and 31")
+        parse_level("LOG_LEVEL", self.log_level)
+        try:
+            logging.Formatter(self.log_format, validate=True)
+        except ValueError as exc:
+            raise ConfigError(f"LOG_FORMAT={self.log_format!r} is not a logging format string ({exc})") from None
+
+    @property
+    def hash_pool_size(self) -> int:
+        """bcrypt threads: ``HASH_WORKERS``, or one per CPU this process may use."""
+        if self.hash_workers:
+            return self.hash_workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+
+    @property
+    def hash_queue_size(self) -> int:
+        """Logins that may wait for a bcrypt thread: ``HASH_QUEUE``, default 4 per thread."""
+        return self.hash_queue or 4 * self.hash_pool_size
 
     def with_changes(self, **changes: object) -> "Settings":
         return replace(self, **changes)
@@ -134,6 +186,16 @@ class Settings:
             ),
             login_failure_window=parse_duration("LOGIN_FAILURE_WINDOW", get("LOGIN_FAILURE_WINDOW", "15m")),
             login_lockout=parse_duration("LOGIN_LOCKOUT", get("LOGIN_LOCKOUT", "15m")),
+            shutdown_timeout=parse_duration("SHUTDOWN_TIMEOUT", get("SHUTDOWN_TIMEOUT", "10s")),
+            log_level=parse_level("LOG_LEVEL", get("LOG_LEVEL", "WARNING")),
+            log_format=get("LOG_FORMAT", DEFAULT_LOG_FORMAT),
+            log_max_bytes=parse_size("LOG_MAX_BYTES", get("LOG_MAX_BYTES", "10m")),
+            log_backups=parse_int("LOG_BACKUPS", get("LOG_BACKUPS", "5")),
+            max_body_size=parse_size("MAX_BODY_SIZE", get("MAX_BODY_SIZE", "1m")),
+            idle_timeout=parse_duration("IDLE_TIMEOUT", get("IDLE_TIMEOUT", "60s")),
+            body_timeout=parse_duration("BODY_TIMEOUT", get("BODY_TIMEOUT", "30s")),
+            hash_workers=parse_int("HASH_WORKERS", get("HASH_WORKERS", "0")),
+            hash_queue=parse_int("HASH_QUEUE", get("HASH_QUEUE", "0")),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )
 

@@ -490,6 +490,25 @@ class Store:
             if pool is not None:
                 pool.shutdown(wait=False)
 
+    async def check(self) -> dict[str, Any]:
+        """`state` plus a real durable write (temp file, fsync, unlink) in ``DATA_DIR``, for health checks."""
+        facts = self.state()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._io_pool(), self._probe_write)
+        except OSError as exc:
+            facts.update(writable=False, error=facts.get("error") or exc.strerror or type(exc).__name__)
+        return facts
+
+    def _probe_write(self) -> None:
+        probe = self.data_dir / f".probe-{os.getpid()}-{os.urandom(6).hex()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+
     # -- public API ------------------------------------------------------------------
 
     def collection(self, name: str) -> Collection:

@@ -183,6 +183,7 @@ def app(io_loop, turnstile_settings: Settings, plugins_dir: Path, extra_plugins:
     application = io_loop.run_sync(lambda: create_app(turnstile_settings, plugins_dir, extra_plugins))
     yield application
     application.settings["services"].executor.shutdown(wait=True)
+    application.settings["services"].passwords.close()
 
 
 @pytest.fixture

@@ -70,3 +70,22 @@ def test_missing_secrets_are_generated_into_env_file(tmp_path):
     assert lines["ACCESS_TOKEN_SECRET"] != lines["REFRESH_TOKEN_SECRET"]
     assert ensure_secrets(env_file, environ) == []  # second run keeps them
     Settings.from_env(environ)
+
+
+def test_operations_settings():
+    """Shutdown, log and limit settings: defaults, overrides, and refusal of bad values."""
+    settings = Settings.from_env(GOOD)
+    assert (settings.shutdown_timeout, settings.max_body_size, settings.idle_timeout, settings.body_timeout) == (10, 1 << 20, 60, 30)
+    assert (settings.log_level, settings.log_max_bytes, settings.log_backups) == ("WARNING", 10 << 20, 5)
+    assert settings.hash_pool_size == len(os.sched_getaffinity(0)) and settings.hash_queue_size == 4 * settings.hash_pool_size
+    settings = Settings.from_env(
+        {**GOOD, "SHUTDOWN_TIMEOUT": "30s", "MAX_BODY_SIZE": "64k", "IDLE_TIMEOUT": "5s", "BODY_TIMEOUT": "2s",
+         "LOG_LEVEL": "info", "LOG_FORMAT": "%(levelname)s %(message)s", "LOG_MAX_BYTES": "1m", "LOG_BACKUPS": "2",
+         "HASH_WORKERS": "3", "HASH_QUEUE": "7"}
+    )
+    assert (settings.shutdown_timeout, settings.max_body_size, settings.idle_timeout, settings.body_timeout) == (30, 65536, 5, 2)
+    assert (settings.log_level, settings.log_format, settings.log_max_bytes, settings.log_backups) == ("INFO", "%(levelname)s %(message)s", 1 << 20, 2)
+    assert (settings.hash_pool_size, settings.hash_queue_size) == (3, 7)
+    for name, value in [("MAX_BODY_SIZE", "lots"), ("LOG_LEVEL", "LOUD"), ("LOG_FORMAT", "no fields"), ("HASH_QUEUE", "-1")]:
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({**GOOD, name: value})

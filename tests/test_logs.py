@@ -7,14 +7,14 @@ from core.pytest_plugin import DEFAULT_PASSWORD
 
 
 @pytest.fixture
-def log_dir(turnstile_settings):
-    added = setup_logging(turnstile_settings.log_dir)
-    yield turnstile_settings.log_dir
-    teardown_logging(added)
+def logs(turnstile_settings):
+    setup = setup_logging(turnstile_settings.log_dir)
+    yield setup
+    teardown_logging(setup)
 
 
 @pytest.mark.gen_test
-async def test_logs_record_requests_but_no_secrets(api, log_dir, make_user):
+async def test_logs_record_requests_but_no_secrets(api, logs, make_user):
     await make_user("alice")
     access = await api.login("alice")
     refresh = api.cookies["jwt"]
@@ -24,6 +24,8 @@ async def test_logs_record_requests_but_no_secrets(api, log_dir, make_user):
     await api.get("/logout")
     await api.post("/auth", json={"user": "alice", "pwd": "wrong-password-123"})
 
+    logs.flush()
+    log_dir = logs.log_dir
     request_log = (log_dir / "reqLog.txt").read_text()
     assert "GET\thttp://localhost:5500\t/employees\t200" in request_log
     assert "POST\t-\t/auth\t401" in request_log
@@ -31,3 +33,59 @@ async def test_logs_record_requests_but_no_secrets(api, log_dir, make_user):
     for secret in (access, refresh, DEFAULT_PASSWORD, "wrong-password-123", "forged.token.value"):
         assert secret not in everything
     assert "refused" in (log_dir / "errLog.txt").read_text()
+
+
+@pytest.mark.gen_test
+async def test_request_log_rotates_by_size(api, turnstile_settings):
+    setup = setup_logging(turnstile_settings.log_dir, max_bytes=2000, backups=2)
+    try:
+        for _ in range(120):
+            await api.get("/healthz")
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    files = sorted(p.name for p in turnstile_settings.log_dir.glob("reqLog.txt*"))
+    assert files == ["reqLog.txt", "reqLog.txt.1", "reqLog.txt.2"]
+    assert all((turnstile_settings.log_dir / name).stat().st_size <= 2000 for name in files)
+
+
+@pytest.mark.gen_test
+async def test_log_files_are_written_off_the_event_loop_thread(api, turnstile_settings, monkeypatch):
+    """Requests only queue records; a background thread formats and writes them."""
+    import logging.handlers
+    import threading
+
+    writers = set()
+    real_emit = logging.handlers.RotatingFileHandler.emit
+    monkeypatch.setattr(
+        logging.handlers.RotatingFileHandler, "emit", lambda self, record: writers.add(threading.get_ident()) or real_emit(self, record)
+    )
+    setup = setup_logging(turnstile_settings.log_dir)
+    try:
+        await api.get("/healthz")
+        await api.get("/employees")  # 401: a request line and no error line
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    assert writers and threading.get_ident() not in writers
+    assert "GET\t-\t/healthz\t200" in (turnstile_settings.log_dir / "reqLog.txt").read_text()
+
+
+def test_error_log_level_and_format_are_configurable(tmp_path):
+    import logging
+
+    setup = setup_logging(tmp_path, level="ERROR", fmt="%(levelname)s|%(name)s|%(message)s")
+    try:
+        log = logging.getLogger("turnstile.example")
+        log.warning("below the level")
+        try:
+            raise RuntimeError("kaboom")
+        except RuntimeError:
+            log.exception("with a traceback")
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    text = (tmp_path / "errLog.txt").read_text()
+    assert "below the level" not in text
+    assert "ERROR|turnstile.example|with a traceback" in text
+    assert "Traceback (most recent call last)" in text and "RuntimeError: kaboom" in text

@@ -79,10 +79,10 @@ def test_load_order_is_alphabetical_by_name_whatever_the_source(tmp_path, site_p
 @pytest.mark.parametrize(
     "spec, loaded",
     [
-        ("", ["auth", "employees", "site", "users"]),
-        ("*", ["auth", "employees", "site", "users"]),
-        ("-employees", ["auth", "site", "users"]),
-        ("*, -employees", ["auth", "site", "users"]),
+        ("", ["auth", "employees", "health", "site", "users"]),
+        ("*", ["auth", "employees", "health", "site", "users"]),
+        ("-employees", ["auth", "health", "site", "users"]),
+        ("*, -employees", ["auth", "health", "site", "users"]),
         ("site,auth", ["auth", "site"]),
         ("site, auth, -auth", ["site"]),
     ],
@@ -183,7 +183,7 @@ def test_the_server_stops_with_the_one_line_error(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "turnstile: plugin 'nope' (PLUGINS=nope): PLUGINS names a plugin that was not found (found: auth, employees, site, users)"
+        "turnstile: plugin 'nope' (PLUGINS=nope): PLUGINS names a plugin that was not found (found: auth, employees, health, site, users)"
     ]
 
 

@@ -1,0 +1,305 @@
+"""Turnstile's benchmark: ``python bench/run.py`` (or ``.venv/bin/python bench/run.py``).
+
+Starts the real server (``server.py``) on fresh data at the default bcrypt
+cost, and a bare Tornado ceiling app (bench/bare.py), both on 127.0.0.1, and
+drives them from separate load processes: wrk when installed, else the bounded
+asyncio generator in bench/load.py. Every measurement is repeated and the
+median is reported; ratios are taken between runs made side by side in this
+same invocation, because the machine is shared and absolute numbers drift.
+
+Measures
+1. protected GET /employees: requests/s, p50, p99, and the bare ceiling's, with their ratio;
+2. GET /refresh: requests/s (rotation followed per connection when the server rotates);
+3. POST /auth: logins/s at the default cost, against one core's bcrypt rate;
+4. p99 of protected GETs during a login storm, against the idle p99.
+
+Prints a table and writes bench/results.md and bench/results.png (matplotlib,
+from bench/requirements.txt; installed on first use if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import bcrypt  # noqa: E402
+import tornado  # noqa: E402
+
+from bench.harness import PASSWORD, ServerProcess, free_port  # noqa: E402
+from core.config import Settings  # noqa: E402
+
+WRK = shutil.which("wrk")
+TARGETS = {"get_ratio": 0.85, "login_ratio": 1.7, "storm_p99_ratio": 3.0}
+
+
+# -- load ----------------------------------------------------------------------------------
+
+def _wrk_seconds(text: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk_command(port: int, method: str, path: str, headers: dict[str, str], body: str | None, conns: int, seconds: float, script_dir: Path) -> list[str]:
+    script = script_dir / f"req-{method}-{abs(hash((path, body)))}.lua"
+    lua = [f'wrk.method = "{method}"']
+    if body is not None:
+        lua.append("wrk.body = " + json.dumps(body))
+    for name, value in headers.items():
+        lua.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    script.write_text("\n".join(lua) + "\n")
+    return [WRK, "-t1", f"-c{conns}", "--timeout", "30s", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    total, secs = re.search(r"(\d+) requests in ([\d.]+\w+)", out).groups()  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    dist = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    ok = int(total) - (int(bad.group(1)) if bad else 0)
+    return {
+        "rps": ok / _wrk_seconds(secs), "p50_ms": _wrk_seconds(dist["50"]) * 1000, "p99_ms": _wrk_seconds(dist["99"]) * 1000,
+        "non2xx": int(bad.group(1)) if bad else 0, "errors": errors.group(1) if errors else "",
+    }
+
+
+class Load:
+    """One load run from a separate process; ``start`` then ``result``, or ``run`` for both."""
+
+    def __init__(self, port: int, method: str, path: str, headers: dict[str, str] | None = None, body: str | None = None,
+                 conns: int = 16, seconds: float = 4, cookies: list[str] | None = None, scratch: Path | None = None) -> None:
+        self.use_wrk = WRK is not None and not cookies
+        if self.use_wrk:
+            cmd = wrk_command(port, method, path, headers or {}, body, conns, seconds, scratch or Path(tempfile.gettempdir()))
+        else:
+            cfg = {"port": port, "method": method, "path": path, "headers": headers or {}, "body": body, "connections": conns,
+                   "seconds": seconds, "max_requests": 500000, "follow_cookie": bool(cookies), "cookies": cookies or []}
+            if body is not None:
+                cfg["headers"] = {"Content-Type": "application/json", **cfg["headers"]}
+            cmd = [sys.executable, str(HERE / "load.py"), json.dumps(cfg)]
+        self.cmd = cmd
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> "Load":
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def result(self) -> dict[str, Any]:
+        assert self.proc is not None
+        out, _ = self.proc.communicate(timeout=120)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"load generator failed: {out}")
+        result = parse_wrk(out) if self.use_wrk else json.loads(out.strip().splitlines()[-1])
+        if not result["p99_ms"] > 0 and "/auth" not in " ".join(self.cmd):
+            raise RuntimeError(f"load generator measured nothing: {out}")
+        return result
+
+    def run(self) -> dict[str, Any]:
+        return self.start().result()
+
+
+# -- measurements --------------------------------------------------------------------------
+
+def one_core_bcrypt_rate(rounds: int, seconds: float = 2.0) -> float:
+    """Checks per second on one thread, at ``rounds``."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds))
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        bcrypt.checkpw(PASSWORD.encode(), hashed)
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def start_bare(secret: str) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(HERE / "bare.py"), str(port)], env={**os.environ, "ACCESS_TOKEN_SECRET": secret},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc, port
+
+
+def med(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def benchmark(repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
+    res: dict[str, Any] = {"repeats": repeats, "seconds": seconds}
+    with ServerProcess(scratch / "server", BCRYPT_ROUNDS="12") as server:
+        rounds = 12
+        access, cookie = server.login("bench")
+        bearer = {"Authorization": f"Bearer {access}"}
+        bare, bare_port = start_bare(server.env["ACCESS_TOKEN_SECRET"])
+        settings = Settings.from_env(server.env)
+        capacity = settings.hash_pool_size + settings.hash_queue_size  # every login in flight has a slot: no 503s
+        try:
+            # 1. protected GET vs the bare ceiling, alternating.
+            pairs = []
+            for _ in range(repeats):
+                ours = Load(server.port, "GET", "/employees", bearer, seconds=seconds, scratch=scratch).run()
+                ceiling = Load(bare_port, "GET", "/employees", bearer, seconds=seconds, scratch=scratch).run()
+                pairs.append({"ours": ours, "bare": ceiling, "ratio": ours["rps"] / ceiling["rps"]})
+            res["get"] = {
+                "rps": med([p["ours"] for p in pairs], "rps"), "p50_ms": med([p["ours"] for p in pairs], "p50_ms"),
+                "p99_ms": med([p["ours"] for p in pairs], "p99_ms"), "bare_rps": med([p["bare"] for p in pairs], "rps"),
+                "bare_p50_ms": med([p["bare"] for p in pairs], "p50_ms"), "bare_p99_ms": med([p["bare"] for p in pairs], "p99_ms"),
+                "ratio": statistics.median(p["ratio"] for p in pairs), "ratios": [round(p["ratio"], 3) for p in pairs],
+            }
+
+            # 2. refresh; with rotation each connection follows its own session's cookie.
+            status, headers, _ = server.request("GET", "/refresh", headers={"Cookie": f"jwt={cookie}"})
+            rotation = status == 200 and any(h.startswith("jwt=") and not h.startswith("jwt=;") for h in headers.get_all("Set-Cookie") or [])
+            refresh_runs = []
+            for _ in range(repeats):
+                if rotation:
+                    cookies = [f"jwt={server.login_again('bench')[1]}" for _ in range(8)]
+                    refresh_runs.append(Load(server.port, "GET", "/refresh", conns=8, seconds=seconds, cookies=cookies).run())
+                else:
+                    _, fresh = server.login_again("bench")
+                    refresh_runs.append(Load(server.port, "GET", "/refresh", {"Cookie": f"jwt={fresh}"}, seconds=seconds, scratch=scratch).run())
+            res["refresh"] = {"rps": med(refresh_runs, "rps"), "p50_ms": med(refresh_runs, "p50_ms"), "p99_ms": med(refresh_runs, "p99_ms"),
+                              "rotation": rotation, "runs": [round(r["rps"]) for r in refresh_runs]}
+
+            # 3. logins/s against one core's bcrypt rate, measured just before each run.
+            login_body = json.dumps({"user": "bench", "pwd": PASSWORD})
+            conns = 2 * settings.hash_pool_size  # one running and one waiting per bcrypt thread keeps them all busy
+            login_runs = []
+            for _ in range(repeats):
+                core = one_core_bcrypt_rate(rounds)
+                run = Load(server.port, "POST", "/auth", {"Content-Type": "application/json"}, login_body, conns=conns,
+                           seconds=max(2 * seconds, 8), scratch=scratch).run()
+                login_runs.append({"rps": run["rps"], "core": core, "ratio": run["rps"] / core, "p99_ms": run["p99_ms"]})
+            res["login"] = {"rps": med(login_runs, "rps"), "one_core": med(login_runs, "core"),
+                            "ratio": statistics.median(r["ratio"] for r in login_runs),
+                            "ratios": [round(r["ratio"], 2) for r in login_runs], "connections": conns, "rounds": rounds}
+
+            # 4. GET p99 at idle, then during a login storm, alternating.
+            storm_runs = []
+            for _ in range(repeats):
+                idle = Load(server.port, "GET", "/employees", bearer, conns=4, seconds=seconds, scratch=scratch).run()
+                storm = Load(server.port, "POST", "/auth", {"Content-Type": "application/json"}, login_body, conns=capacity,
+                             seconds=seconds + 2, scratch=scratch).start()
+                time.sleep(1)
+                busy = Load(server.port, "GET", "/employees", bearer, conns=4, seconds=seconds, scratch=scratch).run()
+                logins = storm.result()
+                storm_runs.append({"idle_p99": idle["p99_ms"], "storm_p99": busy["p99_ms"], "ratio": busy["p99_ms"] / idle["p99_ms"],
+                                   "idle_rps": idle["rps"], "storm_rps": busy["rps"], "storm_logins": logins["rps"]})
+            res["storm"] = {"idle_p99_ms": med(storm_runs, "idle_p99"), "storm_p99_ms": med(storm_runs, "storm_p99"),
+                            "ratio": statistics.median(r["ratio"] for r in storm_runs),
+                            "ratios": [round(r["ratio"], 2) for r in storm_runs],
+                            "storm_logins_rps": med(storm_runs, "storm_logins"), "storm_get_rps": med(storm_runs, "storm_rps")}
+        finally:
+            bare.terminate()
+            bare.wait()
+        code, _ = server.stop()
+        res["exit_code"] = code
+    return res
+
+
+# -- report --------------------------------------------------------------------------------
+
+def table(res: dict[str, Any]) -> str:
+    g, r, l, s = res["get"], res["refresh"], res["login"], res["storm"]
+
+    def verdict(value: float, target: float, higher: bool = True) -> str:
+        return "met" if (value >= target if higher else value <= target) else "MISSED"
+
+    rows = [
+        ("Protected GET /employees", f"{g['rps']:.0f} req/s, p50 {g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms", ""),
+        ("Bare Tornado ceiling (same verify + JSON)", f"{g['bare_rps']:.0f} req/s, p50 {g['bare_p50_ms']:.2f} ms, p99 {g['bare_p99_ms']:.2f} ms", ""),
+        ("GET / ceiling", f"{g['ratio']:.3f} (runs {g['ratios']})", f">= {TARGETS['get_ratio']}: {verdict(g['ratio'], TARGETS['get_ratio'])}"),
+        ("GET /refresh" + (" (rotation on)" if r["rotation"] else " (no rotation in this build)"),
+         f"{r['rps']:.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms", ""),
+        (f"POST /auth at cost {l['rounds']}", f"{l['rps']:.1f} logins/s ({l['connections']} connections)", ""),
+        ("One core's bcrypt rate", f"{l['one_core']:.2f} checks/s", ""),
+        ("logins / one core", f"{l['ratio']:.2f} (runs {l['ratios']})", f">= {TARGETS['login_ratio']}: {verdict(l['ratio'], TARGETS['login_ratio'])}"),
+        ("GET p99 idle / during login storm", f"{s['idle_p99_ms']:.2f} ms / {s['storm_p99_ms']:.2f} ms ({s['storm_logins_rps']:.1f} logins/s meanwhile)", ""),
+        ("storm p99 / idle p99", f"{s['ratio']:.2f} (runs {s['ratios']})", f"<= {TARGETS['storm_p99_ratio']}: {verdict(s['ratio'], TARGETS['storm_p99_ratio'], higher=False)}"),
+    ]
+    lines = ["| measure | median | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def plot(res: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(HERE / "requirements.txt")], check=True)
+            import matplotlib
+        except Exception as exc:  # no network: keep the numbers, skip the picture
+            print(f"(no plot: matplotlib unavailable: {exc})")
+            return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g, l, s = res["get"], res["login"], res["storm"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    axes[0].bar(["Turnstile", "bare Tornado"], [g["rps"], g["bare_rps"]], color=["tab:blue", "tab:gray"])
+    axes[0].axhline(g["bare_rps"] * TARGETS["get_ratio"], color="tab:red", ls="--", label="target 0.85 x ceiling")
+    axes[0].set_title(f"Protected GET: req/s (ratio {g['ratio']:.2f})")
+    axes[0].legend(loc="lower right")
+    axes[1].bar(["logins/s", "one core\nbcrypt/s"], [l["rps"], l["one_core"]], color=["tab:blue", "tab:gray"])
+    axes[1].axhline(l["one_core"] * TARGETS["login_ratio"], color="tab:red", ls="--", label="target 1.7 x one core")
+    axes[1].set_title(f"Logins at cost {l['rounds']} (ratio {l['ratio']:.2f})")
+    axes[1].legend(loc="lower right")
+    axes[2].bar(["idle", "login storm"], [s["idle_p99_ms"], s["storm_p99_ms"]], color=["tab:gray", "tab:blue"])
+    axes[2].axhline(s["idle_p99_ms"] * TARGETS["storm_p99_ratio"], color="tab:red", ls="--", label="target 3 x idle")
+    axes[2].set_title(f"GET p99 ms (ratio {s['ratio']:.2f})")
+    axes[2].legend(loc="upper left")
+    fig.suptitle(f"Turnstile benchmark, {os.cpu_count()} cores, medians of {res['repeats']} runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+LIMITS = HERE / "LIMITS.md"
+
+
+def write_results(res: dict[str, Any], path: Path, plotted: bool) -> None:
+    env = (f"{os.cpu_count()} cores, Python {platform.python_version()}, Tornado {tornado.version}, bcrypt {bcrypt.__version__}, "
+           f"load from {'wrk (`' + (subprocess.run([WRK, '--version'], capture_output=True, text=True).stdout.split()[1] if WRK else '') + '`)' if WRK else 'bench/load.py (asyncio)'}"
+           f" in a separate process on 127.0.0.1; {res['repeats']} runs of {res['seconds']:.0f} s per measure, medians; "
+           f"ratios from runs made side by side in the same invocation.")
+    text = [
+        "# Benchmark results", "",
+        f"Written by `python bench/run.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {env}", "",
+        table(res), "",
+    ]
+    if plotted:
+        text += ["![benchmark](results.png)", ""]
+    text += ["Raw medians and per-run values:", "", "```json", json.dumps(res, indent=1), "```", ""]
+    if LIMITS.exists():
+        text += [LIMITS.read_text()]
+    path.write_text("\n".join(text))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Turnstile benchmark (loopback only, bounded).")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        res = benchmark(args.repeats, args.seconds, Path(scratch))
+    print(table(res))
+    plotted = plot(res, HERE / "results.png")
+    write_results(res, HERE / "results.md", plotted)
+    print(f"\nwrote {HERE / 'results.md'}" + (f" and {HERE / 'results.png'}" if plotted else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

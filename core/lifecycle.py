@@ -1,0 +1,147 @@
+"""What a long-lived server needs around the plugins: request draining and the body-size limit.
+
+* `RequestTracker` counts requests in progress so a shutdown can wait for
+  them, and makes requests that arrive during the drain answer 503 with
+  ``Connection: close``.
+* `TurnstileApplication` answers a declared body larger than
+  ``MAX_BODY_SIZE`` with a JSON 413 as soon as the headers are in, without
+  reading the body into memory. It then reads and drops what the client is
+  still sending (bounded in bytes and time) before closing, so the client
+  gets the 413 rather than a connection reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import tornado.web
+from tornado import gen, httputil
+from tornado.iostream import IOStream, StreamClosedError
+
+from .logs import log_line
+
+log = logging.getLogger("turnstile.server")
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
+
+
+class RequestTracker:
+    """Requests in progress, and whether the server is draining."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.drain_started: float | None = None
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_started is not None
+
+    def start_draining(self) -> None:
+        self.drain_started = time.time()
+
+    def arrived_late(self, request: httputil.HTTPServerRequest) -> bool:
+        """Whether ``request``'s headers arrived after the drain began (it is refused, not served)."""
+        if self.drain_started is None:
+            return False
+        return time.time() - request.request_time() >= self.drain_started
+
+    def begin(self) -> None:
+        self.active += 1
+
+    def end(self) -> None:
+        self.active -= 1
+
+    async def wait_idle(self, timeout: float, give_up: asyncio.Event | None = None) -> bool:
+        """Wait until no request is in progress; False if ``timeout`` passed (or ``give_up`` was set) first."""
+        deadline = time.monotonic() + timeout
+        while self.active > 0:
+            if time.monotonic() >= deadline or (give_up is not None and give_up.is_set()):
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+
+class TurnstileApplication(tornado.web.Application):
+    """A Tornado application that refuses oversized bodies with 413 before reading them."""
+
+    def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
+        return _BodyLimit(self, request_conn, super().start_request(server_conn, request_conn))
+
+
+class _BodyLimit(httputil.HTTPMessageDelegate):
+    def __init__(self, app: TurnstileApplication, conn: Any, inner: httputil.HTTPMessageDelegate) -> None:
+        self.app = app
+        self.conn = conn
+        self.inner = inner
+        self.tracker: RequestTracker | None = None
+
+    def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
+        settings = self.app.settings["services"].settings
+        try:
+            size = int(headers.get("Content-Length", ""))
+        except ValueError:
+            size = None  # absent or malformed: Tornado handles it
+        if size is not None and size > settings.max_body_size:
+            origin = headers.get("Origin")
+            cors = origin if origin and origin.rstrip("/") in settings.allowed_origins else None
+            expects_continue = headers.get("Expect", "").lower() == "100-continue"
+            stream = self.conn.detach()
+            log_line(start_line.method, origin or "-", start_line.path.split("?", 1)[0], 413, 0.0)
+            asyncio.ensure_future(_reject(stream, settings.max_body_size, 0 if expects_continue else size, cors))
+            return None
+        # A request whose body is still arriving is in progress too: count it
+        # until its handler exists (the handler counts itself from then on).
+        self.tracker = self.app.settings.get("requests")
+        if self.tracker is not None:
+            self.tracker.begin()
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Any:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        try:
+            self.inner.finish()
+        finally:
+            self._release()
+
+    def on_connection_close(self) -> None:
+        try:
+            self.inner.on_connection_close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.tracker is not None:
+            self.tracker.end()
+            self.tracker = None
+
+
+async def _reject(stream: IOStream, limit: int, incoming: int, cors_origin: str | None) -> None:
+    body = json.dumps({"message": f"Request body is too large; the limit is {limit} bytes."}).encode()
+    head = [
+        "HTTP/1.1 413 Payload Too Large",
+        "Content-Type: application/json; charset=UTF-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "Vary: Origin",
+    ]
+    if cors_origin:
+        head += [f"Access-Control-Allow-Origin: {cors_origin}", "Access-Control-Allow-Credentials: true"]
+    try:
+        await stream.write(("\r\n".join(head) + "\r\n\r\n").encode("latin1") + body)
+        # Drop what the client is still sending: closing a socket with unread
+        # data makes the kernel send a reset, which can destroy the 413 in flight.
+        budget = min(incoming, LINGER_BYTES)
+        deadline = stream.io_loop.time() + LINGER_SECONDS
+        while budget > 0:
+            chunk = await gen.with_timeout(deadline, stream.read_bytes(min(budget, 65536), partial=True))
+            budget -= len(chunk)
+    except (StreamClosedError, gen.TimeoutError):
+        pass
+    finally:
+        stream.close()

@@ -1,0 +1,106 @@
+"""Graceful shutdown of the real server process: drain, flush, exit 0, and nothing acknowledged is lost."""
+
+import json
+import signal
+import socket
+import threading
+import time
+
+from bench.harness import ServerProcess
+from core.jsondb import Store
+
+
+def start_upload(server: ServerProcess, token: str, body: bytes) -> socket.socket:
+    """A POST /employees whose headers and first half of the body are sent; the rest is up to the caller."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    head = (
+        f"POST /employees HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body[: len(body) // 2])
+    return sock
+
+
+def read_status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1]) if data else 0
+
+
+def test_sigterm_during_write_load_keeps_every_acknowledged_write(tmp_path):
+    """Writers hammer POST /employees; SIGTERM lands mid-load and mid-upload; every 201 must be on disk."""
+    acknowledged: set[str] = set()
+    with ServerProcess(tmp_path, SHUTDOWN_TIMEOUT="10s") as server:
+        token, _ = server.login("writer")
+        headers = {"Authorization": f"Bearer {token}"}
+        stop_writing = threading.Event()
+
+        def writer(n: int) -> None:
+            conn = server.connect()
+            for i in range(100000):
+                if stop_writing.is_set():
+                    return
+                name = f"w{n}-{i}"
+                try:
+                    status, _, _ = server.request("POST", "/employees", {"firstname": name, "lastname": "load"}, headers, conn)
+                except OSError:
+                    return  # refused or closed: the server has stopped
+                if status == 201:
+                    acknowledged.add(name)
+                else:
+                    assert status == 503, status  # only "shutting down" is acceptable
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 15
+        while len(acknowledged) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(acknowledged) >= 40, "write load did not get going"
+        body = json.dumps({"firstname": "in-flight", "lastname": "upload"}).encode()
+        upload = start_upload(server, token, body)
+        time.sleep(0.1)
+
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # Draining: new connections are refused...
+        try:
+            server.request("GET", "/healthz")
+            raise AssertionError("server still accepts connections while draining")
+        except ConnectionRefusedError:
+            pass
+        # ...but the upload began before the signal: the server waits for it and answers it.
+        upload.sendall(body[len(body) // 2 :])
+        assert read_status(upload) == 201
+        upload.close()
+        output, _ = server.proc.communicate(timeout=20)
+        stop_writing.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert server.proc.returncode == 0, output
+
+    stored = {e["firstname"] for e in Store(server.data_dir).open().collection("employees.employees").all()}
+    missing = acknowledged - stored
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
+    assert "in-flight" in stored
+
+
+def test_a_stalled_request_delays_exit_only_until_the_timeout(tmp_path):
+    """A client that never finishes its body cannot hold the shutdown past SHUTDOWN_TIMEOUT."""
+    with ServerProcess(tmp_path, SHUTDOWN_TIMEOUT="1s", BODY_TIMEOUT="60s") as server:
+        token, _ = server.login("writer")
+        upload = start_upload(server, token, b'{"firstname": "never", "lastname": "finished"}')
+        time.sleep(0.1)
+        started = time.monotonic()
+        code, output = server.stop(signal.SIGTERM)
+        elapsed = time.monotonic() - started
+        upload.close()
+    assert code == 0, output
+    assert 0.9 <= elapsed < 6, elapsed
+    assert "cut off" in output
+    stored = {e["firstname"] for e in Store(server.data_dir).open().collection("employees.employees").all()}
+    assert "never" not in stored
