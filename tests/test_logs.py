@@ -6,13 +6,6 @@ from core.logs import setup_logging, teardown_logging
 from core.pytest_plugin import DEFAULT_PASSWORD
 
 
-@pytest.fixture
-def logs(turnstile_settings):
-    setup = setup_logging(turnstile_settings.log_dir)
-    yield setup
-    teardown_logging(setup)
-
-
 @pytest.mark.gen_test
 async def test_logs_record_requests_but_no_secrets(api, logs, make_user):
     await make_user("alice")

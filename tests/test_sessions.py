@@ -2,7 +2,6 @@
 
 import pytest
 
-from core.logs import setup_logging, teardown_logging
 from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient, make_settings
 from core.security import token_digest
 
@@ -110,16 +109,9 @@ async def test_password_change_needs_an_access_token(api):
     assert response.code == 401
 
 
-@pytest.fixture
-def log_dir(turnstile_settings):
-    added = setup_logging(turnstile_settings.log_dir)
-    yield turnstile_settings.log_dir
-    teardown_logging(added)
-
-
 @pytest.mark.gen_test
 @pytest.mark.parametrize("turnstile_settings", [{"refresh_reuse_grace": 0}], indirect=True)
-async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turnstile_settings, log_dir):
+async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turnstile_settings, logs):
     """The store keys sessions by SHA-256; neither data files nor logs contain a token."""
     await make_user("alice")
     await api.login("alice")
@@ -131,8 +123,9 @@ async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turns
     assert sessions.get(token_digest(tokens[1]))["retired"] is None
     reuse = await api.get("/refresh", headers={"Cookie": f"jwt={tokens[0]}"}, cookies=False)
     assert reuse.code == 403
-    assert "reused" in (log_dir / "errLog.txt").read_text()
-    files = [p for d in (turnstile_settings.data_dir, log_dir) for p in d.rglob("*") if p.is_file()]
+    logs.flush()
+    assert "reused" in (logs.log_dir / "errLog.txt").read_text()
+    files = [p for d in (turnstile_settings.data_dir, logs.log_dir) for p in d.rglob("*") if p.is_file()]
     for token in tokens:
         for path in files:
             assert token not in path.read_text(errors="replace"), path
