@@ -446,6 +446,9 @@ class Store:
         self._io: ThreadPoolExecutor | None = None
         self._compactor: ThreadPoolExecutor | None = None
         self._generation = 1
+        self._watched_generation = 0
+        self._handles: dict[str, Collection] = {}
+        self._watched: tuple[str, str] = ("", "")
         self._offset = 0
         self._seen_size = 0
         self._snapshot_bytes = 0
@@ -512,7 +515,10 @@ class Store:
     # -- public API ------------------------------------------------------------------
 
     def collection(self, name: str) -> Collection:
-        return Collection(self, _check_name(name))
+        handle = self._handles.get(name)
+        if handle is None:  # handlers ask on every request: check the name once, not each time
+            handle = self._handles[name] = Collection(self, _check_name(name))
+        return handle
 
     def namespace(self, prefix: str) -> Namespace:
         return Namespace(self, prefix)
@@ -768,11 +774,16 @@ class Store:
         """Cheap check on reads: pick up lines other processes appended since we last looked."""
         if not self._opened or self._flock_fd is not None or self._acquiring or self._pending:
             return
+        if self._watched_generation != self._generation:
+            # Path objects cost more than the two system calls below; build the strings once per generation.
+            self._watched = (str(self._journal_path(self._generation)), str(self._journal_path(self._generation + 1)))
+            self._watched_generation = self._generation
+        current, following = self._watched
         try:
-            size = os.stat(self._journal_path(self._generation)).st_size
+            size = os.stat(current).st_size
         except FileNotFoundError:
             size = -1
-        if size == self._seen_size and not os.path.exists(self._journal_path(self._generation + 1)):
+        if size == self._seen_size and not os.path.exists(following):
             return
         try:
             self._catch_up()

@@ -45,15 +45,13 @@ async def test_request_log_rotates_by_size(api, turnstile_settings):
 @pytest.mark.gen_test
 async def test_log_files_are_written_off_the_event_loop_thread(api, turnstile_settings, monkeypatch):
     """Requests only queue records; a background thread formats and writes them."""
-    import logging.handlers
     import threading
 
     writers = set()
-    real_emit = logging.handlers.RotatingFileHandler.emit
-    monkeypatch.setattr(
-        logging.handlers.RotatingFileHandler, "emit", lambda self, record: writers.add(threading.get_ident()) or real_emit(self, record)
-    )
     setup = setup_logging(turnstile_settings.log_dir)
+    for handler in setup.files:
+        real_write = handler._write_line
+        monkeypatch.setattr(handler, "_write_line", lambda line, write=real_write: writers.add(threading.get_ident()) or write(line))
     try:
         await api.get("/healthz")
         await api.get("/employees")  # 401: a request line and no error line
