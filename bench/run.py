@@ -145,11 +145,19 @@ def benchmark(repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
         settings = Settings.from_env(server.env)
         capacity = settings.hash_pool_size + settings.hash_queue_size  # every login in flight has a slot: no 503s
         try:
-            # 1. protected GET vs the bare ceiling, alternating.
+            # 1. protected GET vs the bare ceiling. Both are warmed up first, then
+            # measured in short pairs whose order alternates (ours first, then the
+            # ceiling first), so drift on a shared machine hits both sides alike.
+            def get_load(port: int, length: float) -> dict[str, Any]:
+                return Load(port, "GET", "/employees", bearer, seconds=length, scratch=scratch).run()
+
+            get_load(server.port, 1.0), get_load(bare_port, 1.0)
             pairs = []
-            for _ in range(repeats):
-                ours = Load(server.port, "GET", "/employees", bearer, seconds=seconds, scratch=scratch).run()
-                ceiling = Load(bare_port, "GET", "/employees", bearer, seconds=seconds, scratch=scratch).run()
+            for i in range(3 * repeats):
+                if i % 2 == 0:
+                    ours, ceiling = get_load(server.port, seconds / 2), get_load(bare_port, seconds / 2)
+                else:
+                    ceiling, ours = get_load(bare_port, seconds / 2), get_load(server.port, seconds / 2)
                 pairs.append({"ours": ours, "bare": ceiling, "ratio": ours["rps"] / ceiling["rps"]})
             res["get"] = {
                 "rps": med([p["ours"] for p in pairs], "rps"), "p50_ms": med([p["ours"] for p in pairs], "p50_ms"),
@@ -273,7 +281,8 @@ def write_results(res: dict[str, Any], path: Path, plotted: bool) -> None:
     env = (f"{os.cpu_count()} cores, Python {platform.python_version()}, Tornado {tornado.version}, bcrypt {bcrypt.__version__}, "
            f"load from {'wrk (`' + (subprocess.run([WRK, '--version'], capture_output=True, text=True).stdout.split()[1] if WRK else '') + '`)' if WRK else 'bench/load.py (asyncio)'}"
            f" in a separate process on 127.0.0.1; {res['repeats']} runs of {res['seconds']:.0f} s per measure, medians; "
-           f"ratios from runs made side by side in the same invocation.")
+           f"the GET ratio is the median of {3 * res['repeats']} pairs of {res['seconds'] / 2:.0f} s runs, after a warm-up, "
+           f"in alternating order; ratios from runs made side by side in the same invocation.")
     text = [
         "# Benchmark results", "",
         f"Written by `python bench/run.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {env}", "",

@@ -23,6 +23,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
+import orjson
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
@@ -130,10 +131,10 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         return value
 
     def send_json(self, data: Any, status: int = 200) -> None:
-        """Write any JSON value (Tornado's ``write`` refuses lists)."""
+        """Write any JSON value (Tornado's ``write`` refuses lists); orjson encodes it several times faster."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(data))
+        self.finish(orjson.dumps(data))
 
     # -- request lifecycle --------------------------------------------------------------
 
