@@ -65,3 +65,36 @@ async def test_missing_bearer_is_401_json(api):
 @pytest.mark.gen_test
 async def test_unsupported_method_is_405_json(api):
     assert_client_error(await api.request("PATCH", "/register", json={}), status=405)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("path", ["/register", "/auth"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"user": "alice", "pwd": "lone \\ud800 surrogate"}',
+        b'{"user": "al\\udfffice", "pwd": "a long password"}',
+        b"[" * 100_000,
+    ],
+)
+async def test_json_that_json_loads_would_let_through_is_400(api, path, body):
+    """Lone surrogates and deep nesting are refused where the body is parsed, not deep in a handler."""
+    assert_client_error(await api.post(path, body=body, headers={"Content-Type": "application/json"}))
+
+
+@pytest.mark.gen_test
+async def test_lone_surrogate_in_an_employee_name_is_400(api, headers):
+    body = b'{"firstname": "\\ud800", "lastname": "Gray"}'
+    assert_client_error(await api.post("/employees", body=body, headers={**headers, "Content-Type": "application/json"}))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("raw_id", ["%C2%B2", "\u0661", "9" * 5000])
+async def test_unicode_digits_and_huge_ids_in_path_are_400(api, headers, raw_id):
+    assert_client_error(await api.get(f"/employees/{raw_id}", headers=headers))
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("employee_id", ["²", "٣", "9" * 5000])
+async def test_unicode_digits_and_huge_ids_in_body_are_400(api, headers, employee_id):
+    assert_client_error(await api.put("/employees", json={"id": employee_id, "firstname": "A"}, headers=headers))

@@ -42,8 +42,10 @@ def parse_id(value: Any) -> int:
         raise APIError(400, "Employee ID must be a whole number.")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    # ASCII digits only: "²".isdigit() is true but int("²") fails; 18 digits keep it within 64 bits.
+    if text.isascii() and text.isdecimal() and len(text) <= 18:
+        return int(text)
     raise APIError(400, "Employee ID must be a whole number.")
 
 

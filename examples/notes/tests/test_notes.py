@@ -41,3 +41,9 @@ async def test_all_notes_is_admin_only(logged_in):
     response = await boss.get("/notes/all")
     assert response.code == 200
     assert [(n["owner"], n["text"]) for n in response.json()] == [("alice", "mine")]
+
+
+@pytest.mark.gen_test
+async def test_an_absurdly_long_id_is_404_not_500(logged_in):
+    alice = await logged_in("alice")
+    assert (await alice.get("/notes/" + "9" * 5000)).code == 404

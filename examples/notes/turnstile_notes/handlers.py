@@ -29,7 +29,7 @@ class NotesBase(BaseHandler):
 
     def own_note(self, note_id: str) -> dict:
         """The caller's note ``note_id``; 404 if missing or someone else's (never reveal which)."""
-        note = self.notes.get(int(note_id))
+        note = self.notes.get(int(note_id)) if len(note_id) <= 18 else None  # longer is no id we ever gave out
         if note is None or note["owner"] != self.username:
             raise APIError(404, "Note not found.")
         return note
