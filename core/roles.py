@@ -29,15 +29,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def role_codes(roles: Iterable[int | str]) -> list[int]:
-    """Role codes from codes or names (``[5150, "Editor"]`` -> ``[5150, 1984]``); unknown ones raise ValueError."""
+    """Role codes from codes or names (``[5150, "editor", "1984"]`` -> ``[5150, 1984, 1984]``).
+
+    Names match in any case and codes may be given as text, as operators type
+    them in settings; anything unknown raises ValueError.
+    """
+    by_name = {name.lower(): code for name, code in ROLES.items()}
     out = []
     for role in roles:
-        if isinstance(role, str) and role in ROLES:
-            out.append(ROLES[role])
-        elif isinstance(role, int) and not isinstance(role, bool) and role in ROLES.values():
-            out.append(role)
-        else:
+        code: Any = None
+        if isinstance(role, str):
+            text = role.strip()
+            code = int(text) if text.isascii() and text.isdecimal() and len(text) < 6 else by_name.get(text.lower())
+        elif isinstance(role, int) and not isinstance(role, bool):
+            code = role
+        if code not in ROLES.values():
             raise ValueError(f"unknown role {role!r}; known roles: {ROLES}")
+        out.append(code)
     return out
 
 
@@ -84,14 +92,7 @@ def parse_roles(text: str | Iterable[int | str]) -> list[int]:
     For operators: every account keeps the base User role whatever else it is given.
     """
     items = [i.strip() for i in text.split(",")] if isinstance(text, str) else list(text)
-    names = {n.lower(): n for n in ROLES}
-    codes = set()
-    for item in items:
-        if isinstance(item, str):
-            if not item:
-                continue
-            item = int(item) if item.isdigit() else names.get(item.lower(), item)
-        codes.update(role_codes([item]))
+    codes = set(role_codes(i for i in items if i != ""))
     codes.add(USER)
     return sorted(codes)
 

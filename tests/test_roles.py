@@ -125,3 +125,18 @@ class TestGuardInAPlugin:
     async def test_preflight_is_not_guarded(self, api):
         response = await api.options("/admin-only", headers={"Origin": "http://localhost:5500", "Access-Control-Request-Method": "GET"})
         assert response.code == 204
+
+
+@pytest.mark.parametrize("text, codes", [("Editor,Admin", [1984, 5150]), ("editor, ADMIN", [1984, 5150]), ("1984,5150", [1984, 5150])])
+def test_role_settings_take_names_in_any_case_or_codes(text, codes):
+    from core.roles import role_codes
+
+    assert role_codes(text.split(",")) == codes
+
+
+@pytest.mark.parametrize("bad", ["Root", "2000", "", "５１５０"])
+def test_unknown_roles_are_refused(bad):
+    from core.roles import role_codes
+
+    with pytest.raises(ValueError, match="unknown role"):
+        role_codes([bad])
