@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import textwrap
-import tomllib
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -52,11 +51,3 @@ def install_distribution(site: Path, package: Path, name: str, version: str, ent
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     (info / "RECORD").write_text("")
     return info
-
-
-def install_from_pyproject(site: Path, project: Path) -> Path:
-    """Install the project at ``project`` (pyproject.toml + package) into ``site``, entry points included."""
-    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    eps = meta["entry-points"]["turnstile.plugins"]
-    package = project / next(iter(eps.values())).split(":")[0].split(".")[0]
-    return install_distribution(site, package, meta["name"], meta["version"], eps)

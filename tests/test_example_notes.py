@@ -1,10 +1,11 @@
 """The docs' notes plugin works installed both ways: dropped into plugins/, and as a distribution with an entry point."""
 
 import shutil
+import subprocess
 import sys
 
 import pytest
-from plugin_kit import PROJECT, install_from_pyproject, link_project_plugins
+from plugin_kit import PROJECT, link_project_plugins
 
 from core.plugin import ADMIN
 
@@ -41,8 +42,13 @@ class TestDroppedIn:
 class TestInstalled:
     @pytest.fixture
     def plugins_dir(self, tmp_path, monkeypatch):
+        """``pip install`` the example for real (built from its pyproject.toml) into a folder put on sys.path."""
         site = tmp_path / "site"
-        install_from_pyproject(site, EXAMPLE)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target", str(site), str(EXAMPLE)],
+            check=True,
+            timeout=180,
+        )
         monkeypatch.syspath_prepend(str(site))
         yield PROJECT / "plugins"
         for name in [n for n in sys.modules if n == "turnstile_notes" or n.startswith("turnstile_notes.")]:

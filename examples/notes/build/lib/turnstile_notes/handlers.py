@@ -1,0 +1,84 @@
+"""Notes handlers. Every route needs a login; `/notes/all` needs the Admin role."""
+
+from __future__ import annotations
+
+import time
+
+from core.openapi import error_response, json_body, json_response
+from core.plugin import ADMIN, APIError, BaseHandler, protected, require_roles
+
+NOTE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "owner": {"type": "string"},
+        "text": {"type": "string"},
+        "created": {"type": "integer"},
+    },
+    "required": ["id", "owner", "text", "created"],
+}
+NOTES = {"type": "array", "items": NOTE}
+MAX_TEXT = 10_000
+
+
+class NotesBase(BaseHandler):
+    @property
+    def notes(self):
+        """This plugin's ``notes`` collection (stored as ``notes.notes``)."""
+        return self.db.collection("notes")
+
+    def own_note(self, note_id: str) -> dict:
+        """The caller's note ``note_id``; 404 if missing or someone else's (never reveal which)."""
+        note = self.notes.get(int(note_id)) if len(note_id) <= 18 else None  # longer is no id we ever gave out
+        if note is None or note["owner"] != self.username:
+            raise APIError(404, "Note not found.")
+        return note
+
+
+@protected
+class NotesHandler(NotesBase):
+    openapi = {
+        "get": {"summary": "My notes, oldest first.", "responses": {"200": json_response("My notes.", NOTES)}},
+        "post": {
+            "summary": "Add a note.",
+            "requestBody": json_body(
+                {"type": "object", "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}}, "required": ["text"]}
+            ),
+            "responses": {"201": json_response("The new note.", NOTE)},
+        },
+    }
+
+    def get(self) -> None:
+        self.send_json(sorted(self.notes.find(owner=self.username), key=lambda n: n["id"]))
+
+    async def post(self) -> None:
+        text = self.field(self.json_body(), "text")
+        if not text or len(text) > MAX_TEXT:
+            raise APIError(400, f"Field 'text' must be 1 to {MAX_TEXT} characters.")
+        note = await self.notes.insert({"owner": self.username, "text": text, "created": int(time.time())})
+        self.send_json(note, 201)
+
+
+@protected
+class NoteHandler(NotesBase):
+    openapi = {
+        "get": {"summary": "One of my notes.", "responses": {"200": json_response("The note.", NOTE), "404": error_response("No such note of mine.")}},
+        "delete": {"summary": "Delete one of my notes.", "responses": {"204": {"description": "Deleted."}, "404": error_response("No such note of mine.")}},
+    }
+
+    def get(self, note_id: str) -> None:
+        self.send_json(self.own_note(note_id))
+
+    async def delete(self, note_id: str) -> None:
+        await self.notes.delete(self.own_note(note_id)["id"])
+        self.set_status(204)
+        self.finish()
+
+
+@protected
+class AllNotesHandler(NotesBase):
+    openapi = {"get": {"summary": "Everyone's notes (Admin only).", "responses": {"200": json_response("All notes.", NOTES)}}}
+
+    @require_roles(ADMIN)
+    def get(self) -> None:
+        self.send_json(sorted(self.notes.all(), key=lambda n: n["id"]))
