@@ -585,7 +585,11 @@ class Store:
             yield tx
             entry = tx._entry()
             if entry is not None:
-                self._offset = self._append(entry.line)
+                try:
+                    self._offset = self._append(entry.line)
+                except BaseException:
+                    self._truncate_to(self._offset)
+                    raise
                 self._seen_size = self._offset
                 self._apply_changes(entry.changes, entry.ids)
         finally:
@@ -679,8 +683,12 @@ class Store:
                 try:
                     self._offset = await loop.run_in_executor(self._io_pool(), self._append, data)
                 except Exception as exc:
-                    self._fail_pending(exc)
-                    await loop.run_in_executor(self._io_pool(), self._truncate_to, self._offset)
+                    # Trim the partial write first, then fail every pending transaction, including
+                    # any committed during the trim: once this loop ends nothing would write them.
+                    try:
+                        await loop.run_in_executor(self._io_pool(), self._truncate_to, self._offset)
+                    finally:
+                        self._fail_pending(exc)
                     break
                 self._seen_size = self._offset
                 for entry in batch:
@@ -700,13 +708,16 @@ class Store:
                 self._start_compaction()
 
     def _fail_pending(self, exc: Exception) -> None:
-        self._last_error = f"write to {self._journal_path(self._generation)} failed: {exc}"
-        log.error("store: %s", self._last_error)
+        detail = f"write to {self._journal_path(self._generation)} failed: {exc}"
+        log.error("store: %s", detail)
+        # state() feeds the public health check: say what went wrong, never where on disk.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        self._last_error = f"journal write failed: {reason}"
         failed, self._pending, self._unwritten = self._pending, [], []
         self._rebuild_pending_view()
         for entry in failed:
             if entry.future is not None and not entry.future.done():
-                entry.future.set_exception(StoreError(self._last_error))
+                entry.future.set_exception(StoreError(detail))
 
     def _rebuild_pending_view(self) -> None:
         self._pending_view, self._pending_ids = {}, {}
@@ -729,7 +740,11 @@ class Store:
                 os.ftruncate(fd, self._offset)
             elif size < self._offset:
                 raise StoreCorrupt(f"{path}: shrank from {self._offset} to {size} bytes while in use")
-            os.write(fd, data)
+            # os.write may write only part (a file size limit, a full disk): keep writing until
+            # all of it is down, so a real failure raises instead of acknowledging a torn line.
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -738,8 +753,14 @@ class Store:
         return self._offset + len(data)
 
     def _truncate_to(self, offset: int) -> None:
+        """Drop bytes past ``offset`` (a failed write); never grows the file."""
         with contextlib.suppress(OSError):
-            os.truncate(self._journal_path(self._generation), offset)
+            fd = os.open(self._journal_path(self._generation), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                if os.fstat(fd).st_size > offset:
+                    os.ftruncate(fd, offset)
+            finally:
+                os.close(fd)
 
     def _apply_changes(self, changes: dict[str, dict[str, Doc | None]], ids: dict[str, int], tables: dict[str, _Table] | None = None) -> None:
         tables = self._tables if tables is None else tables

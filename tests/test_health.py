@@ -1,8 +1,12 @@
 """GET /healthz: public, 200 with the store's state, 503 when the store cannot write."""
 
+import errno
+import os
 import shutil
 
 import pytest
+
+from core.jsondb import StoreError
 
 
 @pytest.mark.gen_test
@@ -31,4 +35,27 @@ async def test_healthz_is_503_while_the_data_directory_cannot_take_a_write(api, 
     finally:
         data_dir.unlink()
         data_dir.mkdir()
+    assert (await api.get("/healthz")).code == 200
+
+
+@pytest.mark.gen_test
+async def test_healthz_503_after_a_failed_write_names_no_file_system_path(api, app, turnstile_settings, monkeypatch):
+    """The public answer says what failed, never where: the data file path stays in the server log."""
+    store = app.settings["services"].store
+    data_dir = turnstile_settings.data_dir.resolve()
+    journal = next(data_dir.glob("journal.*.jsonl"))
+
+    def append_failing(data: bytes) -> int:  # fails as os.open does: the error carries the path
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(journal))
+
+    monkeypatch.setattr(store, "_append", append_failing)
+    with pytest.raises(StoreError):
+        await store.collection("t.docs").put("x", {"v": 1})
+    response = await api.get("/healthz")
+    assert response.code == 503
+    assert response.json()["store"]["error"]
+    for part in (str(data_dir), str(turnstile_settings.data_dir), data_dir.name, journal.name):
+        assert part not in response.text
+    monkeypatch.undo()
+    await store.collection("t.docs").put("y", {"v": 2})
     assert (await api.get("/healthz")).code == 200
