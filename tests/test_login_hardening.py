@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from core.pytest_plugin import DEFAULT_PASSWORD, make_settings
+from core.security import HashingBusy
 
 
 @pytest.fixture
@@ -158,15 +159,12 @@ def test_failures_older_than_the_window_do_not_count():
     throttle = LoginThrottle(window=60, lockout=300, clock=lambda: now[0])
     limits = {"user:alice": 3}
     for _ in range(2):
-        throttle.begin(limits)
-        throttle.failed(limits)
+        throttle.failed(throttle.begin(limits))
     now[0] += 61
-    throttle.begin(limits)
-    throttle.failed(limits)
+    throttle.failed(throttle.begin(limits))
     assert throttle.retry_after(limits) == 0
     for _ in range(2):
-        throttle.begin(limits)
-        throttle.failed(limits)
+        throttle.failed(throttle.begin(limits))
     assert throttle.retry_after(limits) == 300
     now[0] += 299.5
     assert throttle.retry_after(limits) == 1
@@ -181,8 +179,7 @@ def test_memory_is_bounded(monkeypatch):
     throttle = module.LoginThrottle(window=60, lockout=60)
     for i in range(1000):
         limits = {f"user:u{i}": 5}
-        throttle.begin(limits)
-        throttle.failed(limits)
+        throttle.failed(throttle.begin(limits))
     assert len(throttle._entries) <= 100
 
 
@@ -192,3 +189,145 @@ async def test_openapi_documents_the_lockout(api):
     locked = doc["paths"]["/auth"]["post"]["responses"]["429"]
     assert locked["headers"]["Retry-After"]["required"] is True
     assert "429" in doc["paths"]["/password"]["post"]["responses"]
+
+
+def fail_checks(monkeypatch, app, error: Exception) -> None:
+    """Make every password check raise ``error`` before any verdict, like a full bcrypt queue or a broken store."""
+
+    async def check(password, hashed):
+        raise error
+
+    monkeypatch.setattr(app.settings["services"].passwords, "check", check)
+
+
+@pytest.mark.gen_test
+@settings(login_max_failures=3, login_max_failures_per_address=3)
+@pytest.mark.parametrize("error, code", [(HashingBusy(), 503), (OSError("disk gone"), 500)])
+async def test_a_login_that_raises_does_not_count_towards_the_lock(
+    api, app, make_user, monkeypatch, turnstile_settings, error, code
+):
+    """A 503 (queue full) or a 500 gave no verdict on the password, so it must not lock the user or address out."""
+    await make_user("alice")
+    with monkeypatch.context() as patch:
+        fail_checks(patch, app, error)
+        for _ in range(5):
+            assert (await login(api, "alice")).code == code
+    assert (await login(api, "alice")).code == 200
+
+
+@pytest.mark.gen_test
+@settings(login_max_failures=3)
+async def test_raised_attempts_are_taken_back_but_wrong_passwords_still_lock(
+    api, app, make_user, monkeypatch, turnstile_settings
+):
+    """Taking back a 503 must not forgive the wrong guesses around it."""
+    await make_user("alice")
+    for round_ in range(3):
+        assert (await login(api, "alice", f"wrong {round_}")).code == 401
+        if round_ < 2:
+            with monkeypatch.context() as patch:
+                fail_checks(patch, app, HashingBusy())
+                assert (await login(api, "alice")).code == 503
+    assert (await login(api, "alice")).code == 429
+
+
+@pytest.mark.gen_test
+@settings(login_max_failures=2)
+async def test_a_password_change_that_raises_does_not_count_towards_the_lock(
+    api, app, make_user, auth_headers, monkeypatch, turnstile_settings
+):
+    await make_user("alice")
+    headers = await auth_headers("alice")
+    change = {"pwd": DEFAULT_PASSWORD, "newPwd": "a new password 1"}
+    with monkeypatch.context() as patch:
+        fail_checks(patch, app, HashingBusy())
+        for _ in range(4):
+            assert (await api.post("/password", json=change, headers=headers)).code == 503
+    assert (await api.post("/password", json=change, headers=headers)).code == 204
+    assert (await login(api, "alice", "a new password 1")).code == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+@settings(login_max_failures=2, login_max_failures_per_address=0, login_lockout=60)
+async def test_flooding_new_usernames_does_not_evict_a_lock(api, make_user, monkeypatch, turnstile_settings):
+    """With the key table full, fresh names must push out other entries, never a live lock."""
+    from plugins.auth import throttle as module
+
+    monkeypatch.setattr(module, "MAX_KEYS", 8)
+    await make_user("alice")
+    for _ in range(2):
+        assert (await login(api, "alice", "wrong password")).code == 401
+    assert (await login(api, "alice")).code == 429
+    for i in range(40):
+        assert (await login(api, f"flood{i}", "guess")).code in (401, 429)
+    assert (await login(api, "alice")).code == 429
+
+
+def fake_clock_throttle(window: int = 60, lockout: int = 300):
+    from plugins.auth.throttle import LoginThrottle
+
+    now = [1000.0]
+    return LoginThrottle(window=window, lockout=lockout, clock=lambda: now[0]), now
+
+
+def test_abandoning_takes_back_only_that_attempt():
+    """An abandoned attempt leaves other requests' failures and in-flight attempts counted, with their own times."""
+    throttle, now = fake_clock_throttle(window=60)
+    limits = {"user:alice": 3, "addr:1.2.3.4": 3}
+    throttle.failed(throttle.begin(limits))  # t=1000
+    now[0] += 1
+    busy = throttle.begin(limits)  # t=1001, will get no verdict
+    now[0] += 1
+    in_flight = throttle.begin(limits)  # t=1002, still checking
+    throttle.abandoned(busy)
+    assert throttle.retry_after(limits) == 0  # two counted: the failure and the one in flight
+    now[0] = 1061.5  # the t=1000 failure has left the window; the t=1002 attempt has not
+    throttle.failed(throttle.begin(limits))
+    assert throttle.retry_after(limits) == 0
+    throttle.failed(throttle.begin(limits))
+    assert throttle.retry_after(limits) == 300  # t=1002 and the two new failures
+    throttle.abandoned(in_flight)  # cleared by the lock: nothing to take back, the lock holds
+    assert throttle.retry_after(limits) == 300
+
+
+def test_an_abandoned_attempt_frees_its_key():
+    """Requests that never got a verdict must not fill the key table."""
+    throttle, _ = fake_clock_throttle()
+    for i in range(50):
+        throttle.abandoned(throttle.begin({f"user:u{i}": 3, "addr:1.2.3.4": 20}))
+    assert throttle._entries == {}
+
+
+def test_eviction_keeps_locks_and_drops_unlocked_entries(monkeypatch):
+    from plugins.auth import throttle as module
+
+    monkeypatch.setattr(module, "MAX_KEYS", 10)
+    throttle, now = fake_clock_throttle()
+    locked = {"user:alice": 1}
+    throttle.failed(throttle.begin(locked))
+    for i in range(1000):
+        throttle.failed(throttle.begin({f"user:u{i}": 5}))  # counted, not locked
+        now[0] += 0.01
+    assert len(throttle._entries) <= 10
+    assert throttle.retry_after(locked) > 0
+    assert "user:u999" in throttle._entries  # the newest key is tracked
+
+
+def test_a_table_full_of_locks_keeps_them_and_tracks_new_keys_once_one_ends(monkeypatch):
+    """Fail safe: no lock is dropped; a new key goes untracked only until the first lock ends."""
+    from plugins.auth import throttle as module
+
+    monkeypatch.setattr(module, "MAX_KEYS", 10)
+    throttle, now = fake_clock_throttle(lockout=300)
+    for i in range(10):
+        throttle.failed(throttle.begin({f"user:u{i}": 1}))
+        now[0] += 1
+    newcomer = {"user:new": 1}
+    throttle.failed(throttle.begin(newcomer))
+    assert len(throttle._entries) == 10 and "user:new" not in throttle._entries
+    assert all(throttle.retry_after({f"user:u{i}": 1}) > 0 for i in range(10))
+    now[0] += 290.5  # user:u0's lock has ended; the others hold
+    throttle.failed(throttle.begin(newcomer))
+    assert throttle.retry_after(newcomer) == 300
+    assert throttle.retry_after({"user:u0": 1}) == 0
+    assert all(throttle.retry_after({f"user:u{i}": 1}) > 0 for i in range(1, 10))

@@ -145,13 +145,18 @@ class AuthHandler(AuthBase):
         wait = throttle.retry_after(limits)
         if wait:
             raise APIError(429, "Too many failed logins. Try again later.", headers={"Retry-After": str(wait)})
-        throttle.begin(limits)
-        found = await self.accounts.user(user)
-        hashed = found["password"] if found else None
-        if not await self.services.passwords.check(pwd, hashed):
-            throttle.failed(limits)
+        attempt = throttle.begin(limits)
+        try:
+            found = await self.accounts.user(user)
+            hashed = found["password"] if found else None
+            ok = await self.services.passwords.check(pwd, hashed)
+        except BaseException:  # no verdict (hashing queue full, store error): not a guess
+            throttle.abandoned(attempt)
+            raise
+        if not ok:
+            throttle.failed(attempt)
             raise APIError(401, "Invalid username or password.")
-        throttle.succeeded(user_key, addr_key)
+        throttle.succeeded(attempt, user_key)
         tokens = self.services.tokens
         refresh = tokens.issue(REFRESH, user)
         assert found is not None and hashed is not None
@@ -272,13 +277,18 @@ class PasswordHandler(AuthBase):
         wait = throttle.retry_after(limits)
         if wait:
             raise APIError(429, "Too many failed attempts. Try again later.", headers={"Retry-After": str(wait)})
-        throttle.begin(limits)
-        found = await self.accounts.user(user)
-        old_hash = found["password"] if found else None
-        if not await self.services.passwords.check(current, old_hash):
-            throttle.failed(limits)
+        attempt = throttle.begin(limits)
+        try:
+            found = await self.accounts.user(user)
+            old_hash = found["password"] if found else None
+            ok = await self.services.passwords.check(current, old_hash)
+        except BaseException:  # no verdict (hashing queue full, store error): not a guess
+            throttle.abandoned(attempt)
+            raise
+        if not ok:
+            throttle.failed(attempt)
             raise APIError(403, "Current password is incorrect.")
-        throttle.succeeded(f"user:{user}")
+        throttle.succeeded(attempt, f"user:{user}")
         assert old_hash is not None
         new_hash = await self.services.passwords.hash(new)
         if not await self.accounts.set_password(user, new_hash, expected_old=old_hash):
