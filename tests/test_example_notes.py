@@ -43,9 +43,11 @@ class TestInstalled:
     @pytest.fixture
     def plugins_dir(self, tmp_path, monkeypatch):
         """``pip install`` the example for real (built from its pyproject.toml) into a folder put on sys.path."""
-        site = tmp_path / "site"
+        site, source = tmp_path / "site", tmp_path / "source"
+        # Built from a copy: setuptools leaves build/ and *.egg-info next to the sources it builds.
+        shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target", str(site), str(EXAMPLE)],
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target", str(site), str(source)],
             check=True,
             timeout=180,
         )
