@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, check_password_length, check_username
 from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
 from core.errors import APIError
@@ -86,6 +88,31 @@ class AuthBase(BaseHandler):
         self.set_status(204)
         self.finish()
 
+    async def check_password(self, user: str, pwd: str, limits: dict[str, int], locked: str) -> tuple[dict[str, Any] | None, Any]:
+        """Check ``pwd`` against ``user``'s hash under the login throttle.
+
+        429 with ``Retry-After`` while any key in ``limits`` is locked. Returns the
+        user record (None if unknown) and the throttle attempt when the password is
+        right; a wrong one counts against every key. An attempt that raises before
+        a verdict (hashing queue full, store error) is taken back: it was no guess.
+        """
+        throttle = self.throttle
+        assert throttle is not None
+        wait = throttle.retry_after(limits)
+        if wait:
+            raise APIError(429, locked, headers={"Retry-After": str(wait)})
+        attempt = throttle.begin(limits)
+        try:
+            found = await self.accounts.user(user)
+            ok = await self.services.passwords.check(pwd, found["password"] if found else None)
+        except BaseException:
+            throttle.abandoned(attempt)
+            raise
+        if not ok:
+            throttle.failed(attempt)
+            return None, None
+        return found, attempt
+
     def check_origin(self) -> None:
         """403 for a cross-site request: an ``Origin`` that is not allowed. No ``Origin`` is fine."""
         origin = self.request.headers.get("Origin")
@@ -138,28 +165,16 @@ class AuthHandler(AuthBase):
     async def post(self) -> None:
         user, pwd = self.credentials()
         settings = self.services.settings
-        throttle = self.throttle
-        assert throttle is not None
         user_key, addr_key = f"user:{user}", f"addr:{self.request.remote_ip}"
         limits = {user_key: settings.login_max_failures, addr_key: settings.login_max_failures_per_address}
-        wait = throttle.retry_after(limits)
-        if wait:
-            raise APIError(429, "Too many failed logins. Try again later.", headers={"Retry-After": str(wait)})
-        attempt = throttle.begin(limits)
-        try:
-            found = await self.accounts.user(user)
-            hashed = found["password"] if found else None
-            ok = await self.services.passwords.check(pwd, hashed)
-        except BaseException:  # no verdict (hashing queue full, store error): not a guess
-            throttle.abandoned(attempt)
-            raise
-        if not ok:
-            throttle.failed(attempt)
+        found, attempt = await self.check_password(user, pwd, limits, "Too many failed logins. Try again later.")
+        if found is None:
             raise APIError(401, "Invalid username or password.")
-        throttle.succeeded(attempt, user_key)
+        assert self.throttle is not None
+        self.throttle.succeeded(attempt, user_key)
         tokens = self.services.tokens
         refresh = tokens.issue(REFRESH, user)
-        assert found is not None and hashed is not None
+        hashed = found["password"]
         if not await self.accounts.start_session(user, token_digest(refresh), tokens.ttl[REFRESH], hashed):
             raise APIError(401, "Invalid username or password.", log_message="account changed during login")
         self.send_tokens(user, stored_roles(found), refresh)
@@ -271,25 +286,13 @@ class PasswordHandler(AuthBase):
         check_password_length(current, 0)
         check_password_length(new, self.services.settings.password_min_length)
         user = self.username
-        throttle = self.throttle
-        assert throttle is not None and user is not None
+        assert user is not None and self.throttle is not None
         limits = {f"user:{user}": self.services.settings.login_max_failures}
-        wait = throttle.retry_after(limits)
-        if wait:
-            raise APIError(429, "Too many failed attempts. Try again later.", headers={"Retry-After": str(wait)})
-        attempt = throttle.begin(limits)
-        try:
-            found = await self.accounts.user(user)
-            old_hash = found["password"] if found else None
-            ok = await self.services.passwords.check(current, old_hash)
-        except BaseException:  # no verdict (hashing queue full, store error): not a guess
-            throttle.abandoned(attempt)
-            raise
-        if not ok:
-            throttle.failed(attempt)
+        found, attempt = await self.check_password(user, current, limits, "Too many failed attempts. Try again later.")
+        if found is None:
             raise APIError(403, "Current password is incorrect.")
-        throttle.succeeded(attempt, f"user:{user}")
-        assert old_hash is not None
+        self.throttle.succeeded(attempt, f"user:{user}")
+        old_hash = found["password"]
         new_hash = await self.services.passwords.hash(new)
         if not await self.accounts.set_password(user, new_hash, expected_old=old_hash):
             raise APIError(409, "The account changed meanwhile; try again.")
