@@ -71,6 +71,11 @@ def checked(check, *args):  # type: ignore[no-untyped-def]
         raise CLIError(exc.message) from None
 
 
+async def require_user(accounts: Accounts, name: str) -> None:
+    if await accounts.user(name) is None:
+        raise CLIError(f"no user {name}")
+
+
 async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: TextIO) -> None:
     store = Store(settings.data_dir).open()
     accounts = Accounts(store)
@@ -95,15 +100,13 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
                 raise CLIError(f"no user {name}")
             print(f"{name}: {', '.join(role_names(roles))} (clients get the new roles on their next refresh)", file=out)
         elif args.command == "passwd":
-            if await accounts.user(name) is None:
-                raise CLIError(f"no user {name}")
+            await require_user(accounts, name)
             hashed = await PasswordHasher(settings.bcrypt_rounds).hash(read_password(settings, stdin))
             if not await accounts.set_password(name, hashed):
                 raise CLIError(f"no user {name}")
             print(f"{name}: password changed, all sessions ended", file=out)
         elif args.command == "revoke":
-            if await accounts.user(name) is None:
-                raise CLIError(f"no user {name}")
+            await require_user(accounts, name)
             await accounts.revoke_all(name)
             print(f"{name}: all sessions ended", file=out)
         elif args.command == "delete":

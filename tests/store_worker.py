@@ -36,14 +36,19 @@ async def write(data_dir: str) -> None:
     await asyncio.gather(*(worker(n) for n in range(4)))
 
 
-async def count(data_dir: str, n: int) -> None:
-    store = Store(data_dir, compact_min_bytes=8_000, compact_ratio=0.3).open()
+async def increment(store: Store, n: int) -> None:
+    """``n`` read-modify-writes of one counter, each also taking an auto id."""
     for _ in range(n):
         async with store.transaction() as tx:
             counters = tx.collection("t.counters")
             value = (counters.get("c") or {"value": 0})["value"]
             counters.put("c", {"value": value + 1})
             tx.collection("t.ids").insert({"pid": os.getpid()})
+
+
+async def count(data_dir: str, n: int) -> None:
+    store = Store(data_dir, compact_min_bytes=8_000, compact_ratio=0.3).open()
+    await increment(store, n)
     await store.close()
 
 

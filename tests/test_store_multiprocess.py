@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from core.jsondb import Store
+from store_worker import increment
 
 WORKER = Path(__file__).resolve().parent / "store_worker.py"
 
@@ -45,12 +46,7 @@ def test_concurrent_increments_from_three_processes_lose_no_update(tmp_path):
 
     async def run() -> None:
         store = Store(tmp_path, compact_min_bytes=8_000, compact_ratio=0.3).open()
-        for _ in range(per_process):
-            async with store.transaction() as tx:
-                counters = tx.collection("t.counters")
-                value = (counters.get("c") or {"value": 0})["value"]
-                counters.put("c", {"value": value + 1})
-                tx.collection("t.ids").insert({"pid": os.getpid()})
+        await increment(store, per_process)
         for child in children:
             await asyncio.get_running_loop().run_in_executor(None, child.wait)
         assert [c.returncode for c in children] == [0, 0]
