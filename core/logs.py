@@ -6,11 +6,13 @@ token or password can leak into a log file.
 
 Both files rotate by size (``RotatingFileHandler``: ``LOG_MAX_BYTES``, keeping
 ``LOG_BACKUPS`` old files). The request path never touches a file. A request
-only appends its record to a list; the event loop formats the list every
-0.1 s and one I/O thread writes it. Warnings and errors go through an
-in-memory queue (``QueueHandler``) to a background thread (``QueueListener``)
-that formats them, tracebacks included, and writes them. A slow disk costs
-requests nothing.
+only appends its time and fields to a queue (no ``LogRecord``: building one
+costs more than the rest of the logging); the event loop formats the queue
+every 0.1 s with the configured ``logging.Formatter`` and one I/O thread
+writes it. Warnings and errors go through an in-memory queue
+(``QueueHandler``) to a background thread (``QueueListener``) that formats
+them, tracebacks included, and writes them. A slow disk costs requests
+nothing.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from pathlib import Path
 from tornado.web import RequestHandler
 
 from .config import DEFAULT_LOG_FORMAT
+from .headers import header
 
 access_log = logging.getLogger("turnstile.access")
 _FORMAT = DEFAULT_LOG_FORMAT
+#: A request line's message: method, origin, path, status, duration.
+REQUEST_LINE = "%s\t%s\t%s\t%d\t%.1fms"
 
 
 class _PollingQueue:
@@ -118,14 +123,53 @@ class _LazyFlushFile(RotatingFileHandler):
         super().flush()
 
 
-class _LoopBatch(logging.Handler):
-    """Request-log handler: records wait in a list on the event loop and are written in batches.
+class _CachedTimeFormatter(logging.Formatter):
+    """A `logging.Formatter` that renders the date part of ``asctime`` once per second, not once per line."""
 
-    The request log gets a record per request. Handing each one to a writer
-    thread made that thread compete with the event loop for the GIL, which
-    profiling showed cost more than the logging itself. Here a request only
-    appends its record; every ``BATCH_SECONDS`` the loop formats the batch
-    and one I/O thread writes the text (the write releases the GIL).
+    _second: int | None = None
+    _date = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        second = int(record.created)
+        if second != self._second:
+            self._date = time.strftime(datefmt or self.default_time_format, self.converter(second))
+            self._second = second
+        if datefmt or not self.default_msec_format:
+            return self._date
+        return self.default_msec_format % (self._date, record.msecs)
+
+
+class _RequestRecord:
+    """What a `logging.Formatter` needs of a request line: a real record's constant fields, this line's time and arguments.
+
+    Built only when the batch is formatted, never on the request path.
+    """
+
+    exc_info = exc_text = stack_info = None
+    msg = REQUEST_LINE
+
+    def __init__(self, constant: dict[str, object], created: float, args: tuple[object, ...]) -> None:
+        self.__dict__.update(constant)
+        self.created = created
+        self.msecs = int((created - int(created)) * 1000) + 0.0
+        self.relativeCreated = (created - constant["created"]) * 1000 + constant["relativeCreated"]  # type: ignore[operator]
+        self.args = args
+
+    def getMessage(self) -> str:  # noqa: N802 (logging's name)
+        return REQUEST_LINE % self.args
+
+
+class _LoopBatch(logging.Handler):
+    """Request-log handler: lines wait in a queue on the event loop and are written in batches.
+
+    The request log gets a line per request. Handing each one to a writer
+    thread made that thread compete with the event loop for the GIL, and
+    building a ``LogRecord`` per request cost more than the rest of the
+    logging; profiling showed both on the request path. Here a request only
+    appends its time and fields (`add`); every ``BATCH_SECONDS`` the loop
+    formats the batch with the file's formatter and one I/O thread writes
+    the text (the write releases the GIL). Records logged the usual way
+    (``access_log.info``) join the same queue.
     """
 
     BATCH_SECONDS = 0.1
@@ -133,12 +177,22 @@ class _LoopBatch(logging.Handler):
     def __init__(self, file: _LazyFlushFile) -> None:
         super().__init__()
         self.file = file
-        self._pending: list[logging.LogRecord] = []
+        # A deque: appends from the loop and a drain from another thread (flush) never lose a line.
+        self._pending: collections.deque[logging.LogRecord | tuple[float, tuple[object, ...]]] = collections.deque()
         self._scheduled = False
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnstile-reqlog")
+        template = logging.LogRecord(access_log.name, logging.INFO, __file__, 0, REQUEST_LINE, None, None)
+        self._constant = dict(vars(template), msg=REQUEST_LINE, args=None)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._pending.append(record)
+        self._queue(record)
+
+    def add(self, created: float, args: tuple[object, ...]) -> None:
+        """Queue one request line: ``args`` fill `REQUEST_LINE`; ``created`` is its time stamp."""
+        self._queue((created, args))
+
+    def _queue(self, item: "logging.LogRecord | tuple[float, tuple[object, ...]]") -> None:
+        self._pending.append(item)
         if self._scheduled:
             return
         try:
@@ -150,9 +204,14 @@ class _LoopBatch(logging.Handler):
         loop.call_later(self.BATCH_SECONDS, self._write_batch)
 
     def _take_text(self) -> str:
-        with self.lock:  # type: ignore[union-attr]
-            batch, self._pending = self._pending, []
-        return "".join(self.file.format(record) + "\n" for record in batch)
+        pending, fmt, constant, lines = self._pending, self.file.format, self._constant, []
+        with self.lock:  # type: ignore[union-attr]  # one drain at a time keeps the lines in order
+            while pending:
+                item = pending.popleft()
+                if isinstance(item, tuple):
+                    item = _RequestRecord(constant, *item)  # type: ignore[assignment]
+                lines.append(fmt(item) + "\n")  # type: ignore[arg-type]
+        return "".join(lines)
 
     def _write_batch(self) -> None:
         self._scheduled = False
@@ -240,7 +299,7 @@ def setup_logging(
 ) -> LogSetup:
     """Send request lines to reqLog.txt (batched) and ``level``-and-up records to errLog.txt (through a queue)."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter(fmt)
+    formatter = _CachedTimeFormatter(fmt)
 
     def rotating(name: str) -> _LazyFlushFile:
         handler = _LazyFlushFile(log_dir / name, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
@@ -277,7 +336,7 @@ def log_request(handler: RequestHandler) -> None:
     request = handler.request
     log_line(
         request.method or "-",
-        request.headers.get("Origin", "-"),
+        header(request.headers, "Origin", "-"),
         request.path,
         handler.get_status(),
         1000.0 * request.request_time(),
@@ -286,9 +345,14 @@ def log_request(handler: RequestHandler) -> None:
 
 def log_line(method: str, origin: str, path: str, status: int, ms: float) -> None:
     """One request-log line: method, origin, path (no query string), status, duration."""
-    if access_log.handlers:
-        # The record is built directly: ``Logger.info`` would also walk the stack
-        # to find its caller, which the request log never shows, on every request.
-        access_log.handle(
-            logging.LogRecord(access_log.name, logging.INFO, __file__, 0, "%s\t%s\t%s\t%d\t%.1fms", (method, origin, path, status, ms), None)
-        )
+    handlers = access_log.handlers
+    if not handlers or access_log.disabled:
+        return
+    args = (method, origin, path, status, ms)
+    batch = handlers[0]
+    if len(handlers) == 1 and type(batch) is _LoopBatch and not (access_log.filters or batch.filters) and batch.level <= logging.INFO:
+        batch.add(time.time(), args)  # the usual case: no LogRecord on the request path
+        return
+    # Other handlers want records. Built directly: ``Logger.info`` would also
+    # walk the stack to find its caller, which the request log never shows.
+    access_log.handle(logging.LogRecord(access_log.name, logging.INFO, __file__, 0, REQUEST_LINE, args, None))

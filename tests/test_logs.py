@@ -80,3 +80,35 @@ def test_error_log_level_and_format_are_configurable(tmp_path):
     assert "below the level" not in text
     assert "ERROR|turnstile.example|with a traceback" in text
     assert "Traceback (most recent call last)" in text and "RuntimeError: kaboom" in text
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        None,  # the default
+        "%(asctime)s %(msecs)03d %(created)f %(relativeCreated)d %(levelname)-8s %(name)s %(message)s",
+        "%(process)d %(threadName)s %(module)s %(lineno)d %(levelno)s|%(message)r",
+    ],
+)
+def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt):
+    """Request lines skip building a LogRecord per request; the text must not change for that."""
+    import logging
+
+    from core.logs import REQUEST_LINE, access_log
+
+    setup = setup_logging(tmp_path, **({"fmt": fmt} if fmt else {}))
+    try:
+        batch, formatter = setup.requests, setup.requests.file.formatter
+        expected = []
+        for created, args in [(1700000000.25, ("GET", "-", "/a", 200, 1.25)), (1700000000.999, ("POST", "http://x", "/b", 401, 0.5)),
+                              (1700000001.5, ("GET", "-", "/c", 404, 12.0))]:
+            batch.add(created, args)
+            record = logging.LogRecord(access_log.name, logging.INFO, "", 0, REQUEST_LINE, args, None)
+            record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+            record.relativeCreated = (created - logging._startTime) * 1000
+            record.pathname, record.filename, record.module = batch._constant["pathname"], batch._constant["filename"], batch._constant["module"]
+            expected.append(logging.Formatter(fmt).format(record) if fmt else logging.Formatter(formatter._fmt).format(record))
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    assert (tmp_path / "reqLog.txt").read_text().splitlines() == expected
