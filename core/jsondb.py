@@ -224,14 +224,15 @@ class _Reader:
         return _copy(doc) if doc is not None else None
 
     def all(self) -> list[Doc]:
-        return [_copy(doc) for _, doc in self._items()]
+        # One copy of the whole list: a round trip per document costs a call each.
+        return _copy([doc for _, doc in self._items()])
 
     def find(self, predicate: Callable[[Doc], bool] | None = None, **equals: Any) -> list[Doc]:
         """Documents matching every ``field=value`` and the optional predicate.
 
         O(1) plus the matches when one of the fields is indexed (`Collection.ensure_index`).
         """
-        return [_copy(doc) for _, doc in self._select(predicate, equals)]
+        return _copy([doc for _, doc in self._select(predicate, equals)])
 
     def count(self) -> int:
         overlay = self._overlay()
@@ -371,6 +372,10 @@ class Collection(_Reader):
     def _base(self) -> _Table:
         self._store._refresh()
         return self._store._tables.get(self.name) or _EMPTY
+
+    def all(self) -> list[Doc]:
+        # A live collection has no overlay of staged changes: copy the table directly.
+        return _copy(list(self._base().docs.values()))
 
     def ensure_index(self, field: str) -> None:
         """Index ``field`` so ``find(field=value)`` is O(1); kept across reloads."""
@@ -804,7 +809,8 @@ class Store:
             size = os.stat(current).st_size
         except FileNotFoundError:
             size = -1
-        if size == self._seen_size and not os.path.exists(following):
+        # os.access, not os.path.exists: a missing file (the usual answer) then costs no exception.
+        if size == self._seen_size and not os.access(following, os.F_OK):
             return
         try:
             self._catch_up()

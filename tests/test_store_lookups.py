@@ -70,6 +70,9 @@ def test_returned_documents_are_private_copies(tmp_path):
         await docs.put("a", {"tags": ["x"]})
         docs.get("a")["tags"].append("y")
         docs.all()[0]["tags"].append("z")
+        docs.find()[0]["tags"].append("w")
+        async with store.transaction() as tx:
+            tx.collection("t.docs").all()[0]["tags"].append("v")
         assert docs.get("a") == {"tags": ["x"]}
         await store.close()
 
