@@ -27,6 +27,7 @@ from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
 from .errors import APIError
+from .headers import header
 from .verify import VerifyJWTMixin
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     """Protected by default; set ``public = True`` on handlers anyone may call."""
 
     public: ClassVar[bool] = False
+    _gate_passed = False
     cors_methods: ClassVar[str] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
     #: OpenAPI operations by method name, e.g. ``{"get": {"summary": ..., "responses": ...}}``.
     openapi: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -146,7 +148,7 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 
     def _gate(self) -> None:
         """Authenticate once per request unless public or a built-in CORS preflight."""
-        if getattr(self, "_gate_passed", False):
+        if self._gate_passed:
             return
         preflight = self.request.method == "OPTIONS" and type(self).options is BaseHandler.options
         if not preflight and self.public is not True:
@@ -167,7 +169,7 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         self.add_header("Vary", "Origin")
 
     def allowed_origin(self) -> str | None:
-        origin = self.request.headers.get("Origin")
+        origin = header(self.request.headers, "Origin")
         if origin and origin.rstrip("/") in self.services.settings.allowed_origins:
             return origin
         return None

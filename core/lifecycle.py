@@ -22,6 +22,7 @@ import tornado.web
 from tornado import gen, httputil
 from tornado.iostream import IOStream, StreamClosedError
 
+from .headers import header
 from .logs import log_line
 
 log = logging.getLogger("turnstile.server")
@@ -80,18 +81,15 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         self.tracker: RequestTracker | None = None
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
-        settings = self.app.settings["services"].settings
-        try:
-            size = int(headers.get("Content-Length", ""))
-        except ValueError:
-            size = None  # absent or malformed: Tornado handles it
-        if size is not None and size > settings.max_body_size:
+        declared = header(headers, "Content-Length")
+        if declared is not None and self._too_large(declared):
+            settings = self.app.settings["services"].settings
             origin = headers.get("Origin")
             cors = origin if origin and origin.rstrip("/") in settings.allowed_origins else None
             expects_continue = headers.get("Expect", "").lower() == "100-continue"
             stream = self.conn.detach()
             log_line(start_line.method, origin or "-", start_line.path.split("?", 1)[0], 413, 0.0)
-            asyncio.ensure_future(_reject(stream, settings.max_body_size, 0 if expects_continue else size, cors))
+            asyncio.ensure_future(_reject(stream, settings.max_body_size, 0 if expects_continue else int(declared), cors))
             return None
         # A request whose body is still arriving is in progress too: count it
         # until its handler exists (the handler counts itself from then on).
@@ -99,6 +97,12 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
         if self.tracker is not None:
             self.tracker.begin()
         return self.inner.headers_received(start_line, headers)
+
+    def _too_large(self, declared: str) -> bool:
+        try:
+            return int(declared) > self.app.settings["services"].settings.max_body_size
+        except ValueError:
+            return False  # malformed: Tornado answers 400
 
     def data_received(self, chunk: bytes) -> Any:
         return self.inner.data_received(chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from core.openapi import error_response, json_body, json_response
@@ -25,6 +26,7 @@ async def seed(plugin: PluginContext) -> None:
             meta.put("seeded", {"seeded": True})
 
 
+by_id = itemgetter("id")
 NAME = {"type": "string", "minLength": 1}
 ID = {"type": ["integer", "string"], "description": "A whole number, or a string of digits."}
 EMPLOYEE = {
@@ -64,7 +66,7 @@ class EmployeesBase(BaseHandler):
         return self.db.collection("employees")
 
     def send_all(self, status: int = 200) -> None:
-        self.send_json(sorted(self.employees.all(), key=lambda e: e["id"]), status)
+        self.send_json(sorted(self.employees.all(), key=by_id), status)
 
     def require_id(self, body: dict[str, Any]) -> int:
         if body.get("id") is None:
