@@ -10,6 +10,11 @@ It owns the cross-cutting rules so plugins cannot get them wrong:
 * **CORS with credentials.** An allowed ``Origin`` is echoed with
   ``Access-Control-Allow-Credentials: true`` on every response, errors and
   preflights included; any other origin gets no CORS headers at all.
+* **Nothing stored.** Responses say ``Cache-Control: no-store``: they carry
+  tokens (RFC 6749 section 5.1 requires it for those) or per-user data. Such
+  a response has no use for an ``Etag``, so none is computed; a handler whose
+  answers may be cached sets ``cache_control = None``. No ``Server`` header
+  names the Tornado version.
 * **One error format.** `write_error` answers ``{"message": ...}`` and never
   a traceback; 404s are negotiated by ``Accept`` like the tutorial's.
 * **Input checks.** `json_body` and `field` turn malformed input into 400s.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import orjson
@@ -39,6 +45,8 @@ _HEADER_LIST = re.compile(r"^[A-Za-z0-9\-, ]*$")
 NOT_FOUND_HTML = "<!DOCTYPE html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
 _MISSING = object()
 H = TypeVar("H", bound=type)
+# ``Date`` has a resolution of one second; rendering it costs more than the rest of the headers.
+_http_date = functools.lru_cache(maxsize=2)(httputil.format_timestamp)
 
 
 def public(cls: H) -> H:
@@ -71,6 +79,8 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     public: ClassVar[bool] = False
     _gate_passed = False
     cors_methods: ClassVar[str] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    #: ``Cache-Control`` on every response of this handler; ``None`` sends none and keeps Tornado's ``Etag``.
+    cache_control: ClassVar[str | None] = "no-store"
     #: OpenAPI operations by method name, e.g. ``{"get": {"summary": ..., "responses": ...}}``.
     openapi: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -160,6 +170,23 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         if self._tracker is not None:
             self._tracker.end()
             self._tracker = None
+
+    def clear(self) -> None:
+        """Tornado's reset of the response, without its ``Server`` banner and with ``Date`` rendered once a second."""
+        headers = httputil.HTTPHeaders()
+        headers["Content-Type"] = "text/html; charset=UTF-8"
+        headers["Date"] = _http_date(int(time.time()))
+        if self.cache_control:
+            headers["Cache-Control"] = self.cache_control
+        self._headers = headers
+        self.set_default_headers()
+        self._write_buffer: list[bytes] = []
+        self._status_code = 200
+        self._reason = httputil.responses[200]
+
+    def compute_etag(self) -> str | None:
+        """No ``Etag`` for a response nobody may store: there is nothing to revalidate."""
+        return None if self.cache_control == "no-store" else super().compute_etag()
 
     def set_default_headers(self) -> None:
         origin = self.allowed_origin()

@@ -17,6 +17,8 @@ NOT_FOUND_HTML = (HERE / "views" / "404.html").read_text(encoding="utf-8")
 class SitePage(BaseHandler):
     """Pages with the site's own 404 page; each concrete page still says it is public."""
 
+    cache_control = None  # public pages hold no secrets: browsers may cache and revalidate them
+
     def not_found_html(self) -> str:
         return NOT_FOUND_HTML
 
