@@ -42,10 +42,17 @@ On disk (all human-readable JSON Lines, described in README "Data files"):
 * ``.lock``: ``fcntl.flock`` lock held for each read-modify-write, across
   processes. The kernel drops it when a process dies, so a ``kill -9`` never
   wedges the next start. ``.compact.lock`` keeps compactions exclusive.
+* ``.changes``: an 8-byte change counter that every process maps into memory
+  (like SQLite's ``-shm`` file). Whoever changes the journals or snapshot
+  bumps it, under the lock, before acknowledging; its value means nothing
+  across restarts.
 
 Several processes may share one ``DATA_DIR``: under the lock each process first
 reads the journal lines others appended (and notices a compaction done by
-another process); reads cheaply ``stat`` the journal and catch up too.
+another process). A read compares the shared change counter with the value
+it last caught up to: equal means no process changed anything, and the read
+costs no system call; otherwise it looks at the journal files and catches up.
+Delete none of these files while a process has the store open.
 A torn last journal line (a write that was never acknowledged) is ignored and
 trimmed; anything else unreadable raises `StoreCorrupt` naming the file, line
 and problem, and nothing is ever overwritten to "repair" it.
@@ -59,6 +66,7 @@ import fcntl
 import gc
 import json
 import logging
+import mmap
 import os
 import re
 import subprocess
@@ -87,6 +95,7 @@ Doc = dict[str, Any]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 _FORMAT = 2
 SNAPSHOT = "snapshot.jsonl"
+CHANGES = ".changes"
 PREV_SNAPSHOT = "snapshot.prev.jsonl"
 _JOURNAL = re.compile(r"^journal\.(\d{8,})\.jsonl$")
 log = logging.getLogger("turnstile.store")
@@ -469,6 +478,8 @@ class Store:
         self._compaction: asyncio.Future[Any] | None = None
         self._opened = False
         self._closed = False
+        self._changes: mmap.mmap | None = None  # the shared change counter, once mapped
+        self._seen_changes: int | None = None  # its value when this process last caught up
         self._last_error: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -478,6 +489,8 @@ class Store:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._file_lock():
             loaded = self._load_files(repair=True)
+            self._changes = self._map_changes()
+            self._bump_changes()  # a repair may have trimmed a journal
         self._install(loaded)
         self._opened = True
         # The loaded documents live as long as the process: keep the cyclic GC from rescanning them
@@ -494,6 +507,9 @@ class Store:
                 await self._compaction
         self._release_flock()
         self._closed = True
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
         for pool in (self._io, self._compactor):
             if pool is not None:
                 pool.shutdown(wait=False)
@@ -755,6 +771,7 @@ class Store:
             os.close(fd)
         if created:
             _fsync_dir(self.data_dir)
+        self._bump_changes()
         return self._offset + len(data)
 
     def _truncate_to(self, offset: int) -> None:
@@ -764,6 +781,7 @@ class Store:
             try:
                 if os.fstat(fd).st_size > offset:
                     os.ftruncate(fd, offset)
+                    self._bump_changes()
             finally:
                 os.close(fd)
 
@@ -800,6 +818,9 @@ class Store:
         """Cheap check on reads: pick up lines other processes appended since we last looked."""
         if not self._opened or self._flock_fd is not None or self._acquiring or self._pending:
             return
+        changes = self._changes_now()
+        if changes is not None and changes == self._seen_changes:
+            return  # no process has changed the files since this one caught up
         if self._watched_generation != self._generation:
             # Path objects cost more than the two system calls below; build the strings once per generation.
             self._watched = (str(self._journal_path(self._generation)), str(self._journal_path(self._generation + 1)))
@@ -811,6 +832,7 @@ class Store:
             size = -1
         # os.access, not os.path.exists: a missing file (the usual answer) then costs no exception.
         if size == self._seen_size and not os.access(following, os.F_OK):
+            self._seen_changes = changes
             return
         try:
             self._catch_up()
@@ -819,7 +841,8 @@ class Store:
                 with self._file_lock(blocking=False):
                     self._install(self._load_files(repair=False))
             except BlockingIOError:
-                pass  # a writer holds the lock: serve what we have, the next look catches up
+                return  # a writer holds the lock: serve what we have, the next look catches up
+        self._seen_changes = changes
 
     def _catch_up_locked(self) -> None:
         try:
@@ -827,6 +850,42 @@ class Store:
         except _NeedReload:
             log.warning("store: %s was compacted by another process; reloading", self.data_dir)
             self._install(self._load_files(repair=False))
+        self._seen_changes = self._changes_now()  # nobody else can change the files while we hold the lock
+
+    # -- the shared change counter -------------------------------------------------------
+
+    def _map_changes(self) -> mmap.mmap | None:
+        """Map ``.changes`` (created if missing; lock held). None where that fails: reads then always look at the files."""
+        try:
+            fd = os.open(self.data_dir / CHANGES, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            return mmap.mmap(fd, 8)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
+    def _changes_now(self) -> int | None:
+        return int.from_bytes(self._changes[:8], "little") if self._changes is not None else None
+
+    def _bump_changes(self) -> None:
+        """Tell every process sharing the directory that the files changed (lock held, so no bump is lost).
+
+        Called after the change is on disk and before it is acknowledged, so a
+        read that starts after the acknowledgement sees a new value. The caller
+        is caught up with the files, so its own view counts as seen.
+        """
+        if self._changes is None:
+            self._changes = self._map_changes()
+            if self._changes is None:
+                return
+        value = int.from_bytes(self._changes[:8], "little") + 1
+        self._changes[:8] = value.to_bytes(8, "little")
+        self._seen_changes = value
 
     def _catch_up(self) -> None:
         """Apply journal lines appended by other processes, following generations forward."""
@@ -1074,6 +1133,7 @@ class Store:
                 new_gen = newest + 1
                 self._journal_path(new_gen).touch(mode=0o600)
                 _fsync_dir(self.data_dir)
+                self._bump_changes()
             # 2. Merge the old snapshot with the frozen journals into a new one (no lock held).
             changes: dict[tuple[str, str], Doc | None] = {}
             ids: dict[str, int] = {name: meta["next_id"] for name, meta in (base or {}).get("collections", {}).items()}
@@ -1113,6 +1173,7 @@ class Store:
                 for generation in self._journal_generations():
                     if generation < keep_from:
                         os.unlink(self._journal_path(generation))
+                self._bump_changes()
             return snapshot.stat().st_size
         finally:
             os.close(compact_fd)

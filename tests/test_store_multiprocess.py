@@ -104,3 +104,63 @@ def test_lock_left_by_a_killed_process_does_not_wedge_the_next_start(tmp_path):
     with opened[0].transaction_sync() as tx:
         tx.collection("t.docs").put("k", {"v": 1})
     assert Store(tmp_path).open().collection("t.docs").get("k") == {"v": 1}
+
+
+def test_a_write_acknowledged_by_another_process_is_visible_to_the_next_read(tmp_path):
+    """No polling: once the writer has acknowledged a key, the very next read here returns it."""
+
+    async def run() -> None:
+        store = Store(tmp_path).open()
+        docs = store.collection("t.docs")
+        child = worker("write", str(tmp_path))
+        try:
+            assert child.stdout is not None
+            for _ in range(200):
+                key = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+                assert docs.get(key.strip()) is not None, f"acknowledged {key.strip()!r} not visible"
+        finally:
+            child.kill()
+            child.wait()
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_reads_of_an_unchanged_store_make_no_system_calls(tmp_path, monkeypatch):
+    """The shared change counter answers "anything new?" from memory; the files are looked at only after a change."""
+    import core.jsondb as jsondb
+
+    async def run() -> None:
+        reader, writer = Store(tmp_path).open(), Store(tmp_path).open()  # two instances: two processes' views
+        docs = reader.collection("t.docs")
+        await writer.collection("t.docs").put("a", {"n": 1})
+        looks = []
+        monkeypatch.setattr(jsondb.os, "stat", lambda *a, _stat=os.stat, **k: looks.append(a[0]) or _stat(*a, **k))
+        assert docs.get("a") == {"n": 1}
+        after_catching_up = len(looks)
+        assert after_catching_up > 0
+        for _ in range(50):
+            assert docs.get("a") == {"n": 1} and docs.count() == 1
+        assert len(looks) == after_catching_up, "a read of an unchanged store looked at the files"
+        await writer.collection("t.docs").put("b", {"n": 2})
+        assert docs.get("b") == {"n": 2}
+        assert len(looks) > after_catching_up
+        monkeypatch.undo()
+        await writer.close()
+        await reader.close()
+
+    asyncio.run(run())
+
+
+def test_without_the_shared_counter_reads_still_see_other_writes(tmp_path, monkeypatch):
+    async def run() -> None:
+        writer = Store(tmp_path).open()
+        monkeypatch.setattr(Store, "_map_changes", lambda self: None)  # e.g. a file system without shared mmap
+        reader = Store(tmp_path).open()
+        assert reader._changes is None
+        await writer.collection("t.docs").put("a", {"n": 1})
+        assert reader.collection("t.docs").get("a") == {"n": 1}
+        await writer.close()
+        await reader.close()
+
+    asyncio.run(run())
