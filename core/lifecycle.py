@@ -3,7 +3,8 @@
 * `RequestTracker` counts requests in progress so a shutdown can wait for
   them, and makes requests that arrive during the drain answer 503 with
   ``Connection: close``.
-* `TurnstileApplication` answers a declared body larger than
+* `TurnstileApplication` routes plain paths with a dict lookup
+  (`core.routing`), and answers a declared body larger than
   ``MAX_BODY_SIZE`` with a JSON 413 as soon as the headers are in, without
   reading the body into memory. It then reads and drops what the client is
   still sending (bounded in bytes and time) before closing, so the client
@@ -24,6 +25,7 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from .headers import header
 from .logs import log_line
+from .routing import ExactRoutes
 
 log = logging.getLogger("turnstile.server")
 LINGER_SECONDS = 2.0
@@ -67,10 +69,20 @@ class RequestTracker:
 
 
 class TurnstileApplication(tornado.web.Application):
-    """A Tornado application that refuses oversized bodies with 413 before reading them."""
+    """A Tornado application that refuses oversized bodies with 413 before reading them, and routes plain paths by lookup."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.exact_routes = ExactRoutes(self)
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return _BodyLimit(self, request_conn, super().start_request(server_conn, request_conn))
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        rule = self.exact_routes.lookup(request.path)
+        if rule is not None:
+            return self.get_handler_delegate(request, rule.target, rule.target_kwargs)
+        return super().find_handler(request, **kwargs)
 
 
 class _BodyLimit(httputil.HTTPMessageDelegate):
