@@ -129,8 +129,9 @@ class Settings:
             raise ConfigError(f"BCRYPT_ROUNDS={self.bcrypt_rounds} must be between 4 and 31")
         parse_level("LOG_LEVEL", self.log_level)
         try:
-            logging.Formatter(self.log_format, validate=True)
-        except ValueError as exc:
+            # Format a sample record too: a field no record has would otherwise fail on every line.
+            logging.Formatter(self.log_format, validate=True).format(logging.makeLogRecord({"msg": "sample"}))
+        except (ValueError, TypeError) as exc:
             raise ConfigError(f"LOG_FORMAT={self.log_format!r} is not a logging format string ({exc})") from None
 
     @property

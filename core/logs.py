@@ -22,10 +22,13 @@ import collections
 import logging
 import os
 import queue
+import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
+from typing import Any
 
 from tornado.web import RequestHandler
 
@@ -38,22 +41,27 @@ _FORMAT = DEFAULT_LOG_FORMAT
 REQUEST_LINE = "%s\t%s\t%s\t%d\t%.1fms"
 
 
-class _PollingQueue:
-    """A queue the writer thread polls every few milliseconds.
+class _GatheringQueue:
+    """The error log's queue: its writer thread sleeps until a record comes, then lets a burst gather.
 
-    A blocking queue wakes the writer thread on every record, and each wake-up
-    makes it compete with the event loop for the GIL; profiling showed that
-    costing the request path more than the logging itself. Polling lets records
-    pile up briefly and be written in one go.
+    A plain blocking queue wakes the writer thread for every record, and each
+    wake-up makes it compete with the event loop for the GIL; profiling showed
+    that costing the request path more than the logging itself. Polling would
+    wake it even when nothing is logged. Here it blocks while the queue is
+    empty, and after the first record waits ``GATHER_SECONDS`` so that a burst
+    is written in one go.
     """
 
-    POLL_SECONDS = 0.05
+    GATHER_SECONDS = 0.05
 
     def __init__(self) -> None:
         self._items: collections.deque[logging.LogRecord | None] = collections.deque()
+        self._arrived = threading.Event()
 
     def put_nowait(self, item: logging.LogRecord | None) -> None:
         self._items.append(item)
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     def get(self, block: bool = True) -> logging.LogRecord | None:
         while True:
@@ -62,7 +70,10 @@ class _PollingQueue:
             except IndexError:
                 if not block:
                     raise queue.Empty from None
-                time.sleep(self.POLL_SECONDS)
+                self._arrived.clear()
+                if not self._items:  # a record put before the clear is seen here, one put after it sets the event
+                    self._arrived.wait()
+                    time.sleep(self.GATHER_SECONDS)
 
     def empty(self) -> bool:
         return not self._items
@@ -103,12 +114,19 @@ class _LazyFlushFile(RotatingFileHandler):
     def write_text(self, text: str) -> None:
         """Write already formatted lines (a batch), rolling over between lines as needed, then flush."""
         with self.lock:  # type: ignore[union-attr]
-            for line in text.splitlines(keepends=True):
-                self._write_line(line)
+            size = self._bytes(text)
+            if self.maxBytes <= 0 or self._size + size <= self.maxBytes:
+                self._write_line(text, size)  # the whole batch fits before the next rollover: one write
+            else:
+                for line in text.splitlines(keepends=True):
+                    self._write_line(line)
             self.flush_now()
 
-    def _write_line(self, line: str) -> None:
-        size = len(line.encode(self.encoding or "utf-8", "replace"))
+    def _bytes(self, text: str) -> int:
+        return len(text.encode(self.encoding or "utf-8", "replace"))
+
+    def _write_line(self, line: str, size: int | None = None) -> None:
+        size = self._bytes(line) if size is None else size
         if self.stream is None:
             self.stream = self._open()
         if self.maxBytes > 0 and self._size > 0 and self._size + size > self.maxBytes:
@@ -130,13 +148,69 @@ class _CachedTimeFormatter(logging.Formatter):
     _date = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
-        second = int(record.created)
+        return self.time_text(record.created, record.msecs, datefmt)
+
+    def time_text(self, created: float, msecs: float, datefmt: str | None = None) -> str:
+        second = int(created)
         if second != self._second:
             self._date = time.strftime(datefmt or self.default_time_format, self.converter(second))
             self._second = second
         if datefmt or not self.default_msec_format:
             return self._date
-        return self.default_msec_format % (self._date, record.msecs)
+        return self.default_msec_format % (self._date, msecs)
+
+
+# One ``%(name)...`` field of a %-style format, or an escaped percent sign.
+_FIELD = re.compile(r"%%|%\((\w+)\)([#0+ -]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxefgcrsa%])")
+# Record fields that differ from one request line to the next.
+_PER_LINE = frozenset({"asctime", "created", "msecs", "relativeCreated", "message", "args"})
+
+
+class _LineTemplate:
+    """A request-line format with every field that is the same on each line already filled in.
+
+    ``render(created, args)`` then fills in only the time and the message,
+    giving exactly the text ``formatter.format`` would give for the record.
+    ``compile`` returns None for formats it cannot do this for (not %-style,
+    or naming a field a record does not have); those lines go through
+    ``formatter.format``.
+    """
+
+    def __init__(self, text: str, constant: dict[str, Any], formatter: _CachedTimeFormatter, fields: set[str]) -> None:
+        self.text = text
+        self.formatter = formatter
+        self.created0 = constant["created"]
+        self.relative0 = constant["relativeCreated"]
+        self.fields = fields
+
+    @classmethod
+    def compile(cls, formatter: logging.Formatter, constant: dict[str, Any]) -> "_LineTemplate | None":
+        style = getattr(formatter, "_style", None)
+        if type(formatter) is not _CachedTimeFormatter or type(style) is not logging.PercentStyle or style._defaults:
+            return None
+        fields: set[str] = set()
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None or name in _PER_LINE:
+                fields.add(name or "%")
+                return match.group(0)
+            return (("%" + match.group(2)) % constant[name]).replace("%", "%%")
+
+        try:
+            text = _FIELD.sub(fill, style._fmt)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(text, constant, formatter, fields)
+
+    def render(self, created: float, args: tuple[object, ...]) -> str:
+        msecs = int((created - int(created)) * 1000) + 0.0
+        values: dict[str, object] = {"message": REQUEST_LINE % args, "args": args, "created": created, "msecs": msecs}
+        if "asctime" in self.fields:
+            values["asctime"] = self.formatter.time_text(created, msecs, self.formatter.datefmt)
+        if "relativeCreated" in self.fields:
+            values["relativeCreated"] = (created - self.created0) * 1000 + self.relative0
+        return self.text % values
 
 
 class _RequestRecord:
@@ -183,6 +257,7 @@ class _LoopBatch(logging.Handler):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnstile-reqlog")
         template = logging.LogRecord(access_log.name, logging.INFO, __file__, 0, REQUEST_LINE, None, None)
         self._constant = dict(vars(template), msg=REQUEST_LINE, args=None)
+        self._template = _LineTemplate.compile(file.formatter, self._constant) if file.formatter else None
 
     def emit(self, record: logging.LogRecord) -> None:
         self._queue(record)
@@ -204,13 +279,16 @@ class _LoopBatch(logging.Handler):
         loop.call_later(self.BATCH_SECONDS, self._write_batch)
 
     def _take_text(self) -> str:
-        pending, fmt, constant, lines = self._pending, self.file.format, self._constant, []
+        pending, fmt, template, lines = self._pending, self.file.format, self._template, []
         with self.lock:  # type: ignore[union-attr]  # one drain at a time keeps the lines in order
             while pending:
                 item = pending.popleft()
-                if isinstance(item, tuple):
-                    item = _RequestRecord(constant, *item)  # type: ignore[assignment]
-                lines.append(fmt(item) + "\n")  # type: ignore[arg-type]
+                if type(item) is not tuple:
+                    lines.append(fmt(item) + "\n")  # type: ignore[arg-type]
+                elif template is not None:
+                    lines.append(template.render(*item) + "\n")
+                else:
+                    lines.append(fmt(_RequestRecord(self._constant, *item)) + "\n")  # type: ignore[arg-type]
         return "".join(lines)
 
     def _write_batch(self) -> None:
@@ -306,7 +384,7 @@ def setup_logging(
         handler.setFormatter(formatter)
         return handler
 
-    error_queue = _PollingQueue()
+    error_queue = _GatheringQueue()
     error_file = rotating("errLog.txt")
     error_file.setLevel(level)
     listeners = [_BatchingListener(error_queue, error_file, respect_handler_level=True)]

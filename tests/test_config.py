@@ -86,6 +86,6 @@ def test_operations_settings():
     assert (settings.shutdown_timeout, settings.max_body_size, settings.idle_timeout, settings.body_timeout) == (30, 65536, 5, 2)
     assert (settings.log_level, settings.log_format, settings.log_max_bytes, settings.log_backups) == ("INFO", "%(levelname)s %(message)s", 1 << 20, 2)
     assert (settings.hash_pool_size, settings.hash_queue_size) == (3, 7)
-    for name, value in [("MAX_BODY_SIZE", "lots"), ("LOG_LEVEL", "LOUD"), ("LOG_FORMAT", "no fields"), ("HASH_QUEUE", "-1")]:
+    for name, value in [("MAX_BODY_SIZE", "lots"), ("LOG_LEVEL", "LOUD"), ("LOG_FORMAT", "no fields"), ("LOG_FORMAT", "%(asctime)s %(no_such_field)s"), ("HASH_QUEUE", "-1")]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({**GOOD, name: value})

@@ -51,7 +51,7 @@ async def test_log_files_are_written_off_the_event_loop_thread(api, turnstile_se
     setup = setup_logging(turnstile_settings.log_dir)
     for handler in setup.files:
         real_write = handler._write_line
-        monkeypatch.setattr(handler, "_write_line", lambda line, write=real_write: writers.add(threading.get_ident()) or write(line))
+        monkeypatch.setattr(handler, "_write_line", lambda *args, _write=real_write: writers.add(threading.get_ident()) or _write(*args))
     try:
         await api.get("/healthz")
         await api.get("/employees")  # 401: a request line and no error line
@@ -88,9 +88,11 @@ def test_error_log_level_and_format_are_configurable(tmp_path):
         None,  # the default
         "%(asctime)s %(msecs)03d %(created)f %(relativeCreated)d %(levelname)-8s %(name)s %(message)s",
         "%(process)d %(threadName)s %(module)s %(lineno)d %(levelno)s|%(message)r",
+        "%(levelname)-8s 100%% %(name)s (%(msecs)d): %(message)s",
     ],
 )
-def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt):
+@pytest.mark.parametrize("prefilled", [True, False], ids=["prefilled-template", "formatter"])
+def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt, prefilled):
     """Request lines skip building a LogRecord per request; the text must not change for that."""
     import logging
 
@@ -99,6 +101,9 @@ def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt):
     setup = setup_logging(tmp_path, **({"fmt": fmt} if fmt else {}))
     try:
         batch, formatter = setup.requests, setup.requests.file.formatter
+        assert batch._template is not None  # every one of these formats gets the fast path...
+        if not prefilled:
+            batch._template = None  # ...and the general one must agree with it
         expected = []
         for created, args in [(1700000000.25, ("GET", "-", "/a", 200, 1.25)), (1700000000.999, ("POST", "http://x", "/b", 401, 0.5)),
                               (1700000001.5, ("GET", "-", "/c", 404, 12.0))]:
@@ -112,3 +117,21 @@ def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt):
     finally:
         teardown_logging(setup)
     assert (tmp_path / "reqLog.txt").read_text().splitlines() == expected
+
+
+def test_the_error_log_writer_sleeps_until_something_is_logged(monkeypatch):
+    """No polling: an idle error log costs no wake-ups; the first record wakes the writer."""
+    import threading
+
+    from core import logs
+
+    naps = []
+    monkeypatch.setattr(logs.time, "sleep", lambda seconds: naps.append(seconds))
+    queue, got, done = logs._GatheringQueue(), [], threading.Event()
+    reader = threading.Thread(target=lambda: (got.append(queue.get()), done.set()), daemon=True)
+    reader.start()
+    assert not done.wait(0.3)
+    assert naps == [] and got == []
+    queue.put_nowait("record")
+    assert done.wait(5)
+    assert got == ["record"] and naps == [logs._GatheringQueue.GATHER_SECONDS]
