@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import cpu_steal_ms  # noqa: E402
 from core.jsondb import Store  # noqa: E402
 
 HASH = "$2b$12$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"[:53]
@@ -122,15 +123,6 @@ def codec_comparison(snapshot: Path) -> tuple[float, float | None]:
     for line in lines:
         orjson.loads(line)
     return std, time.perf_counter() - started
-
-
-def cpu_steal_ms() -> float:
-    """Time the hypervisor gave this machine's CPUs to others (Linux /proc/stat), in ms; 0 if unknown."""
-    try:
-        fields = open("/proc/stat").readline().split()
-        return int(fields[8]) * 1000 / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def line(label: str, value: str, target: str = "", ok: bool | None = None) -> None:

@@ -18,6 +18,15 @@ SERVER = Path(__file__).resolve().parent.parent / "server.py"
 PASSWORD = "correct horse battery staple"
 
 
+def cpu_steal_ms() -> float:
+    """Time the hypervisor gave this machine's CPUs to others (Linux /proc/stat), in ms; 0 if unknown."""
+    try:
+        fields = open("/proc/stat").readline().split()
+        return int(fields[8]) * 1000 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
