@@ -52,7 +52,10 @@ reads the journal lines others appended (and notices a compaction done by
 another process). A read compares the shared change counter with the value
 it last caught up to: equal means no process changed anything, and the read
 costs no system call; otherwise it looks at the journal files and catches up.
-Delete none of these files while a process has the store open.
+A process that cannot map the counter bumps it through the file and always
+looks at the journals. The processes must share one machine (a network file
+system shares neither the lock nor the mapping reliably), and none of these
+files may be deleted while a process has the store open.
 A torn last journal line (a write that was never acknowledged) is ignored and
 trimmed; anything else unreadable raises `StoreCorrupt` naming the file, line
 and problem, and nothing is ever overwritten to "repair" it.
@@ -468,7 +471,6 @@ class Store:
         self._snapshot_bytes = 0
         self._flock_fd: int | None = None
         self._flock_since = 0.0
-        self._acquiring = False
         self._yield_requested = threading.Event()
         self._pending: list[_Entry] = []
         self._unwritten: list[_Entry] = []
@@ -653,15 +655,12 @@ class Store:
         if self._flock_fd is not None:
             return
         loop = asyncio.get_running_loop()
-        self._acquiring = True
         future = loop.run_in_executor(self._io_pool(), self._acquire_flock)
         try:
             fd = await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(lambda f: f.cancelled() or f.exception() or os.close(f.result()))
             raise
-        finally:
-            self._acquiring = False
         self._flock_fd = fd
         self._flock_since = time.monotonic()
         try:
@@ -816,7 +815,8 @@ class Store:
 
     def _refresh(self) -> None:
         """Cheap check on reads: pick up lines other processes appended since we last looked."""
-        if not self._opened or self._flock_fd is not None or self._acquiring or self._pending:
+        # While this process waits for the lock it still catches up: another may have acknowledged writes meanwhile.
+        if not self._opened or self._flock_fd is not None or self._pending:
             return
         changes = self._changes_now()
         if changes is not None and changes == self._seen_changes:
@@ -881,11 +881,18 @@ class Store:
         """
         if self._changes is None:
             self._changes = self._map_changes()
-            if self._changes is None:
-                return
-        value = int.from_bytes(self._changes[:8], "little") + 1
-        self._changes[:8] = value.to_bytes(8, "little")
-        self._seen_changes = value
+        if self._changes is not None:
+            value = int.from_bytes(self._changes[:8], "little") + 1
+            self._changes[:8] = value.to_bytes(8, "little")
+            self._seen_changes = value
+            return
+        # No mapping here: bump through the file, whose page the other processes have mapped.
+        fd = os.open(self.data_dir / CHANGES, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            value = int.from_bytes(os.pread(fd, 8, 0).ljust(8, b"\0"), "little") + 1
+            os.pwrite(fd, value.to_bytes(8, "little"), 0)
+        finally:
+            os.close(fd)
 
     def _catch_up(self) -> None:
         """Apply journal lines appended by other processes, following generations forward."""

@@ -164,3 +164,47 @@ def test_without_the_shared_counter_reads_still_see_other_writes(tmp_path, monke
         await reader.close()
 
     asyncio.run(run())
+
+
+def test_a_process_that_cannot_map_the_counter_still_tells_the_others(tmp_path, monkeypatch):
+    async def run() -> None:
+        reader = Store(tmp_path).open()
+        assert reader.collection("t.docs").get("a") is None  # caught up, counter seen
+        monkeypatch.setattr(Store, "_map_changes", lambda self: None)
+        writer = Store(tmp_path).open()
+        assert writer._changes is None
+        await writer.collection("t.docs").put("a", {"n": 1})
+        assert reader.collection("t.docs").get("a") == {"n": 1}
+        await writer.close()
+        await reader.close()
+
+    asyncio.run(run())
+
+
+def test_reads_catch_up_while_this_process_waits_for_the_lock(tmp_path):
+    """A transaction queued behind another process's lock must not freeze this process's view."""
+
+    async def run() -> None:
+        writer, reader = Store(tmp_path).open(), Store(tmp_path).open()
+        await writer.collection("t.docs").put("k", {"n": 1})  # acknowledged
+        holder = os.open(tmp_path / ".lock", os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process holds the lock
+
+        async def write_later() -> None:
+            async with reader.transaction() as tx:
+                tx.collection("t.docs").put("mine", {"n": 2})
+
+        waiting = asyncio.ensure_future(write_later())
+        try:
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            seen = reader.collection("t.docs").get("k")
+        finally:
+            os.close(holder)
+            await waiting
+        assert seen == {"n": 1}
+        assert writer.collection("t.docs").get("mine") == {"n": 2}
+        await writer.close()
+        await reader.close()
+
+    asyncio.run(run())
