@@ -144,24 +144,24 @@ class _LazyFlushFile(RotatingFileHandler):
 class _CachedTimeFormatter(logging.Formatter):
     """A `logging.Formatter` that renders the date part of ``asctime`` once per second, not once per line."""
 
-    _second: int | None = None
-    _date = ""
+    _cached: tuple[int, str] = (-1, "")  # (second, its date text): one attribute, so threads never see half an update
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
         return self.time_text(record.created, record.msecs, datefmt)
 
     def time_text(self, created: float, msecs: float, datefmt: str | None = None) -> str:
-        second = int(created)
-        if second != self._second:
-            self._date = time.strftime(datefmt or self.default_time_format, self.converter(second))
-            self._second = second
+        second, date = self._cached
+        if int(created) != second:
+            second = int(created)
+            date = time.strftime(datefmt or self.default_time_format, self.converter(second))
+            self._cached = (second, date)
         if datefmt or not self.default_msec_format:
-            return self._date
-        return self.default_msec_format % (self._date, msecs)
+            return date
+        return self.default_msec_format % (date, msecs)
 
 
 # One ``%(name)...`` field of a %-style format, or an escaped percent sign.
-_FIELD = re.compile(r"%%|%\((\w+)\)([#0+ -]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxefgcrsa%])")
+_FIELD = re.compile(r"%%|%\((\w+)\)([#0+ -]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxefgcrsa%])", re.IGNORECASE)
 # Record fields that differ from one request line to the next.
 _PER_LINE = frozenset({"asctime", "created", "msecs", "relativeCreated", "message", "args"})
 
@@ -198,10 +198,14 @@ class _LineTemplate:
             return (("%" + match.group(2)) % constant[name]).replace("%", "%%")
 
         try:
-            text = _FIELD.sub(fill, style._fmt)
+            template = cls(_FIELD.sub(fill, style._fmt), constant, formatter, fields)
+            # Proof on a sample line; anything this parser misread takes the general path instead.
+            sample = (constant["created"] + 0.125, ("GET", "-", "/", 200, 1.0))
+            if template.render(*sample) != formatter.format(_RequestRecord(constant, *sample)):  # type: ignore[arg-type]
+                return None
         except (KeyError, TypeError, ValueError):
             return None
-        return cls(text, constant, formatter, fields)
+        return template
 
     def render(self, created: float, args: tuple[object, ...]) -> str:
         msecs = int((created - int(created)) * 1000) + 0.0

@@ -48,8 +48,8 @@ class ExactRoutes:
         earlier: list[PathMatches] = []
         for rule in self.app.wildcard_router.rules:
             matcher = rule.matcher
-            if not isinstance(matcher, PathMatches):
-                break  # a custom matcher may claim any path: from here on, only the scan knows
+            if type(matcher) is not PathMatches:
+                break  # a custom matcher (or subclass) may claim any path: from here on, only the scan knows
             pattern = matcher.regex.pattern
             if _PLAIN.fullmatch(pattern) and isclass(rule.target) and issubclass(rule.target, RequestHandler):
                 path = pattern.rstrip("$")

@@ -89,6 +89,7 @@ def test_error_log_level_and_format_are_configurable(tmp_path):
         "%(asctime)s %(msecs)03d %(created)f %(relativeCreated)d %(levelname)-8s %(name)s %(message)s",
         "%(process)d %(threadName)s %(module)s %(lineno)d %(levelno)s|%(message)r",
         "%(levelname)-8s 100%% %(name)s (%(msecs)d): %(message)s",
+        "%(process)X %(lineno)X %(created)E %(message)s",  # logging accepts upper-case conversions too
     ],
 )
 @pytest.mark.parametrize("prefilled", [True, False], ids=["prefilled-template", "formatter"])
