@@ -969,7 +969,9 @@ class Store:
         generations = self._journal_generations()
         if snapshot.exists():
             loaded.generation, loaded.snapshot_bytes = self._read_snapshot(snapshot, loaded.tables)
-        elif generations and generations[-1] > 1:
+        elif generations and generations[0] > 1:
+            # Journal 1 gone means a snapshot existed. With journal 1 present the whole history is
+            # there: the first compaction has frozen it but not yet written its snapshot.
             raise StoreCorrupt(
                 f"{snapshot}: missing, but {self._journal_path(generations[-1]).name} exists; "
                 f"restore it (see README 'Data files': copy {PREV_SNAPSHOT} to {SNAPSHOT})"

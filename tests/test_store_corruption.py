@@ -84,6 +84,23 @@ def test_missing_snapshot_with_later_journals_is_refused(tmp_path):
         Store(data).open()
 
 
+def test_opening_during_the_first_compaction_loads_everything(tmp_path):
+    """Between freezing journal 1 and writing the first snapshot, journals 1 and 2 exist and no snapshot: not corrupt."""
+
+    async def run() -> None:
+        store = Store(tmp_path).open()
+        docs = store.collection("t.docs")
+        await docs.put("a", {"n": 1})
+        (tmp_path / "journal.00000002.jsonl").touch()  # what the compaction's first step does, under the lock
+        await docs.put("b", {"n": 2})
+        opened = Store(tmp_path).open()
+        assert {d["n"] for d in opened.collection("t.docs").all()} == {1, 2}
+        await opened.close()
+        await store.close()
+
+    asyncio.run(run())
+
+
 def test_recovery_from_previous_snapshot_loses_nothing(tmp_path):
     """README 'Data files': replace a damaged snapshot.jsonl with snapshot.prev.jsonl."""
     data = populated(tmp_path / "data")
