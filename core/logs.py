@@ -166,6 +166,16 @@ _FIELD = re.compile(r"%%|%\((\w+)\)([#0+ -]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[diouxef
 _PER_LINE = frozenset({"asctime", "created", "msecs", "relativeCreated", "message", "args"})
 
 
+def _msecs(created: float) -> float:
+    """``LogRecord.msecs`` for a record made at ``created``."""
+    return int((created - int(created)) * 1000) + 0.0
+
+
+def _relative(created: float, constant: dict[str, Any]) -> float:
+    """``LogRecord.relativeCreated`` at ``created``, from the template record's own pair."""
+    return (created - constant["created"]) * 1000 + constant["relativeCreated"]
+
+
 class _LineTemplate:
     """A request-line format with every field that is the same on each line already filled in.
 
@@ -179,8 +189,7 @@ class _LineTemplate:
     def __init__(self, text: str, constant: dict[str, Any], formatter: _CachedTimeFormatter, fields: set[str]) -> None:
         self.text = text
         self.formatter = formatter
-        self.created0 = constant["created"]
-        self.relative0 = constant["relativeCreated"]
+        self.constant = constant
         self.fields = fields
 
     @classmethod
@@ -208,12 +217,12 @@ class _LineTemplate:
         return template
 
     def render(self, created: float, args: tuple[object, ...]) -> str:
-        msecs = int((created - int(created)) * 1000) + 0.0
+        msecs = _msecs(created)
         values: dict[str, object] = {"message": REQUEST_LINE % args, "args": args, "created": created, "msecs": msecs}
         if "asctime" in self.fields:
             values["asctime"] = self.formatter.time_text(created, msecs, self.formatter.datefmt)
         if "relativeCreated" in self.fields:
-            values["relativeCreated"] = (created - self.created0) * 1000 + self.relative0
+            values["relativeCreated"] = _relative(created, self.constant)
         return self.text % values
 
 
@@ -226,11 +235,11 @@ class _RequestRecord:
     exc_info = exc_text = stack_info = None
     msg = REQUEST_LINE
 
-    def __init__(self, constant: dict[str, object], created: float, args: tuple[object, ...]) -> None:
+    def __init__(self, constant: dict[str, Any], created: float, args: tuple[object, ...]) -> None:
         self.__dict__.update(constant)
         self.created = created
-        self.msecs = int((created - int(created)) * 1000) + 0.0
-        self.relativeCreated = (created - constant["created"]) * 1000 + constant["relativeCreated"]  # type: ignore[operator]
+        self.msecs = _msecs(created)
+        self.relativeCreated = _relative(created, constant)
         self.args = args
 
     def getMessage(self) -> str:  # noqa: N802 (logging's name)
@@ -261,7 +270,8 @@ class _LoopBatch(logging.Handler):
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnstile-reqlog")
         template = logging.LogRecord(access_log.name, logging.INFO, __file__, 0, REQUEST_LINE, None, None)
         self._constant = dict(vars(template), msg=REQUEST_LINE, args=None)
-        self._template = _LineTemplate.compile(file.formatter, self._constant) if file.formatter else None
+        self._template: _LineTemplate | None = None
+        self._template_for: logging.Formatter | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         self._queue(record)
@@ -282,8 +292,16 @@ class _LoopBatch(logging.Handler):
         self._scheduled = True
         loop.call_later(self.BATCH_SECONDS, self._write_batch)
 
+    def _current_template(self) -> "_LineTemplate | None":
+        """The template for the file's formatter now (rebuilt if ``setFormatter`` replaced it)."""
+        formatter = self.file.formatter
+        if formatter is not self._template_for:
+            self._template = _LineTemplate.compile(formatter, self._constant) if formatter else None
+            self._template_for = formatter
+        return self._template
+
     def _take_text(self) -> str:
-        pending, fmt, template, lines = self._pending, self.file.format, self._template, []
+        pending, fmt, template, lines = self._pending, self.file.format, self._current_template(), []
         with self.lock:  # type: ignore[union-attr]  # one drain at a time keeps the lines in order
             while pending:
                 item = pending.popleft()

@@ -93,7 +93,7 @@ def test_error_log_level_and_format_are_configurable(tmp_path):
     ],
 )
 @pytest.mark.parametrize("prefilled", [True, False], ids=["prefilled-template", "formatter"])
-def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt, prefilled):
+def test_request_lines_read_as_logging_would_write_them(tmp_path, monkeypatch, fmt, prefilled):
     """Request lines skip building a LogRecord per request; the text must not change for that."""
     import logging
 
@@ -102,9 +102,9 @@ def test_request_lines_read_as_logging_would_write_them(tmp_path, fmt, prefilled
     setup = setup_logging(tmp_path, **({"fmt": fmt} if fmt else {}))
     try:
         batch, formatter = setup.requests, setup.requests.file.formatter
-        assert batch._template is not None  # every one of these formats gets the fast path...
+        assert batch._current_template() is not None  # every one of these formats gets the fast path...
         if not prefilled:
-            batch._template = None  # ...and the general one must agree with it
+            monkeypatch.setattr(batch, "_current_template", lambda: None)  # ...and the general one must agree with it
         expected = []
         for created, args in [(1700000000.25, ("GET", "-", "/a", 200, 1.25)), (1700000000.999, ("POST", "http://x", "/b", 401, 0.5)),
                               (1700000001.5, ("GET", "-", "/c", 404, 12.0))]:
@@ -136,3 +136,20 @@ def test_the_error_log_writer_sleeps_until_something_is_logged(monkeypatch):
     queue.put_nowait("record")
     assert done.wait(5)
     assert got == ["record"] and naps == [logs._GatheringQueue.GATHER_SECONDS]
+
+
+def test_a_formatter_set_later_shapes_the_request_lines(tmp_path):
+    from core.logs import _CachedTimeFormatter
+
+    setup = setup_logging(tmp_path)
+    try:
+        setup.requests.add(1700000000.5, ("GET", "-", "/before", 200, 1.0))
+        setup.flush()
+        setup.requests.file.setFormatter(_CachedTimeFormatter("%(levelname)s|%(message)s"))
+        setup.requests.add(1700000001.5, ("GET", "-", "/after", 200, 1.0))
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    lines = (tmp_path / "reqLog.txt").read_text().splitlines()
+    assert lines[0].endswith("\tINFO\tturnstile.access\tGET\t-\t/before\t200\t1.0ms")
+    assert lines[1] == "INFO|GET\t-\t/after\t200\t1.0ms"
