@@ -118,6 +118,9 @@ class Settings:
     body_timeout: int = 30
     hash_workers: int = 0
     hash_queue: int = 0
+    # PostgreSQL instead of the JSON store in DATA_DIR (see core/store.py, core/pg).
+    database_url: str = ""
+    database_pool_size: int = 10
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -197,6 +200,8 @@ class Settings:
             body_timeout=parse_duration("BODY_TIMEOUT", get("BODY_TIMEOUT", "30s")),
             hash_workers=parse_int("HASH_WORKERS", get("HASH_WORKERS", "0")),
             hash_queue=parse_int("HASH_QUEUE", get("HASH_QUEUE", "0")),
+            database_url=env.get("DATABASE_URL", "").strip(),
+            database_pool_size=parse_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE", "10"), minimum=1),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )
 

@@ -1,0 +1,312 @@
+"""The store interface: the one way the core, the CLI and plugins reach persisted data.
+
+Two backends implement it, and nothing outside them imports a backend class:
+
+* `core.jsondb`: the embedded JSON store in ``DATA_DIR`` (the default);
+* `core.pg`: PostgreSQL, selected by ``DATABASE_URL``.
+
+`open_store` picks one from the settings. The model is tinydb's: a `Store`
+holds named collections of JSON documents, each under a string key.
+
+* Every read is awaited, inside a transaction or not: ``await
+  coll.get(key)``, ``await coll.find(username="alice")``.
+* Filters are data, never Python callables, so that each backend runs them
+  where the data is: ``field=value`` keywords test equality (a missing field
+  equals ``None``), and `where` builds the few comparisons callers need,
+  ``where("expires") < now``. A comparison holds only when the field has a
+  value of the same kind (number with number, string with string), as in SQL.
+  ``ensure_index(field)`` makes equality on ``field`` cheap.
+* ``async with store.transaction() as tx:`` is the one read-modify-write
+  path. Reads through ``tx.collection(name)`` see the transaction's own
+  writes; the writes become durable and visible together when the block
+  exits, or not at all if it raises. A transaction is atomic against every
+  other transaction, in this process and in every other process or instance
+  sharing the data. Keep bodies short and free of slow work (no bcrypt).
+* A write outside a transaction (``await coll.insert(doc)``) is a transaction
+  of its own. It returns only once the change is durable.
+* ``insert(doc)`` without a key assigns ``doc["id"]``, an integer that never
+  repeats in that collection, even after deletes, restarts and a copy to
+  another backend.
+
+Documents handed out are private copies: changing one changes nothing stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Iterable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+Doc = dict[str, Any]
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+OPERATORS = ("<", "<=", ">", ">=", "!=")
+
+
+class StoreError(Exception):
+    """Base class for store failures."""
+
+
+class StoreCorrupt(StoreError):
+    """Stored data cannot be read; the message names where and what."""
+
+
+class KeyExists(StoreError):
+    """``insert`` with a key that is already taken."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached right now; the request may be retried (HTTP 503 with ``Retry-After``).
+
+    Nothing was acknowledged: a transaction that raises this did not commit,
+    or its outcome was never reported as a success.
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def check_name(name: str) -> str:
+    """A collection name: dotted lowercase words (``auth.users``)."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValueError(f"invalid collection name {name!r}: use dotted lowercase words")
+    return name
+
+
+def check_field(name: str) -> str:
+    """A field name usable in a filter or an index: letters, digits and ``_``."""
+    if not isinstance(name, str) or not FIELD_PATTERN.match(name):
+        raise ValueError(f"invalid field name {name!r}: use letters, digits and _")
+    return name
+
+
+# -- filters: data, not functions ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One comparison of a document field with a value: ``Cond("expires", "<", 1700000000)``."""
+
+    field: str
+    op: str
+    value: int | float | str
+
+    def __post_init__(self) -> None:
+        check_field(self.field)
+        if self.op not in OPERATORS:
+            raise ValueError(f"unknown operator {self.op!r}; use one of {', '.join(OPERATORS)}")
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, str)):
+            raise TypeError(f"a comparison needs a number or a string, not {type(self.value).__name__}")
+
+    def test(self, doc: Doc) -> bool:
+        """Whether ``doc`` satisfies this comparison (a value of another kind never does)."""
+        have = doc.get(self.field)
+        if isinstance(have, bool) or have is None:
+            return False
+        if isinstance(self.value, str) != isinstance(have, str) or not isinstance(have, (int, float, str)):
+            return False
+        if self.op == "<":
+            return have < self.value
+        if self.op == "<=":
+            return have <= self.value
+        if self.op == ">":
+            return have > self.value
+        if self.op == ">=":
+            return have >= self.value
+        return have != self.value
+
+
+class where:  # noqa: N801 - reads as a keyword: where("expires") < now
+    """Builds a `Cond`: ``where("expires") < now``."""
+
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = check_field(field)
+
+    def __lt__(self, value: Any) -> Cond:
+        return Cond(self.field, "<", value)
+
+    def __le__(self, value: Any) -> Cond:
+        return Cond(self.field, "<=", value)
+
+    def __gt__(self, value: Any) -> Cond:
+        return Cond(self.field, ">", value)
+
+    def __ge__(self, value: Any) -> Cond:
+        return Cond(self.field, ">=", value)
+
+    def __ne__(self, value: Any) -> Cond:  # type: ignore[override]
+        return Cond(self.field, "!=", value)
+
+
+def matches(doc: Doc, conds: Iterable[Cond], equals: dict[str, Any]) -> bool:
+    """The reference meaning of a filter, for backends that test documents in Python."""
+    return all(doc.get(k) == v for k, v in equals.items()) and all(c.test(doc) for c in conds)
+
+
+# -- the interface ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class Collection(Protocol):
+    """A named set of documents. The same methods serve inside and outside a transaction."""
+
+    name: str
+
+    async def get(self, key: Any) -> Doc | None: ...
+
+    async def exists(self, key: Any) -> bool: ...
+
+    async def all(self) -> list[Doc]: ...
+
+    async def items(self) -> list[tuple[str, Doc]]:
+        """Every ``(key, document)`` pair (for copies and exports)."""
+        ...
+
+    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
+        """Documents matching every ``field=value`` and every `Cond`."""
+        ...
+
+    async def count(self, *conds: Cond, **equals: Any) -> int: ...
+
+    async def insert(self, doc: Doc, key: Any = None) -> Doc:
+        """Add ``doc``; without ``key`` a fresh integer ``id`` is assigned. `KeyExists` if taken."""
+        ...
+
+    async def put(self, key: Any, doc: Doc) -> Doc:
+        """Create or replace the document under ``key``."""
+        ...
+
+    async def update(self, key: Any, changes: Doc) -> Doc | None:
+        """Merge ``changes`` into the document; ``None`` if there is none."""
+        ...
+
+    async def delete(self, key: Any) -> bool: ...
+
+    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
+        """Delete every matching document; how many. A filter is required (no accidental wipe)."""
+        ...
+
+
+class Transaction(Protocol):
+    """Collections seen through one transaction."""
+
+    def collection(self, name: str) -> Collection: ...
+
+
+@dataclass
+class Health:
+    """What `/healthz` reports, in terms every backend shares; ``details`` is backend-specific."""
+
+    backend: str
+    writable: bool
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {"backend": self.backend, "writable": self.writable, "error": self.error, self.backend: self.details}
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The owner of all persisted data."""
+
+    backend: str
+
+    def collection(self, name: str) -> Collection: ...
+
+    def transaction(self, prefix: str = "") -> AsyncContextManager[Transaction]: ...
+
+    async def ensure_index(self, collection: str, field: str) -> None:
+        """Make ``find(field=value)`` cheap on ``collection``; idempotent."""
+        ...
+
+    async def collections(self) -> list[str]:
+        """Names of the collections that hold documents or have used ids."""
+        ...
+
+    async def id_counter(self, collection: str) -> int:
+        """The next automatic id of ``collection`` (1 if none was ever assigned)."""
+        ...
+
+    async def advance_id_counter(self, collection: str, at_least: int) -> None:
+        """Move the next automatic id to at least ``at_least`` (ids never go back)."""
+        ...
+
+    async def check(self) -> Health:
+        """A real round trip to the data (a durable write probe where the backend has one)."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every write started so far is durable."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Namespace:
+    """A plugin's view of the store: collection ``notes`` of plugin ``notes`` is ``notes.notes``."""
+
+    def __init__(self, store: Store, prefix: str) -> None:
+        self.store = store
+        self.prefix = check_name(prefix) + "."
+
+    def collection(self, name: str) -> Collection:
+        return self.store.collection(self.prefix + name)
+
+    def transaction(self) -> AsyncContextManager[Transaction]:
+        return self.store.transaction(prefix=self.prefix)
+
+    async def ensure_index(self, collection: str, field: str) -> None:
+        await self.store.ensure_index(self.prefix + collection, field)
+
+
+async def open_store(settings: "Settings") -> Store:
+    """The backend the settings select: PostgreSQL with ``DATABASE_URL``, else the JSON store in ``DATA_DIR``.
+
+    Raises `StoreError` with a one-line message (never a password) when it cannot start.
+    """
+    if settings.database_url:
+        from .pg import PgStore
+
+        return await PgStore.connect(settings.database_url, pool_size=settings.database_pool_size)
+    from .jsondb import JsonStore
+
+    return JsonStore(settings.data_dir).open()
+
+
+@contextlib.asynccontextmanager
+async def opened(settings: "Settings"):  # type: ignore[no-untyped-def]
+    """``async with opened(settings) as store:`` for scripts: open, then always close."""
+    store = await open_store(settings)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+__all__ = [
+    "Collection",
+    "Cond",
+    "Doc",
+    "Health",
+    "KeyExists",
+    "Namespace",
+    "Store",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreUnavailable",
+    "Transaction",
+    "check_field",
+    "check_name",
+    "matches",
+    "open_store",
+    "opened",
+    "where",
+]
