@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from .errors import APIError
@@ -68,29 +69,38 @@ def public_user(doc: dict[str, Any], sessions: int | None = None) -> dict[str, A
     return view
 
 
+class RefreshOutcome(Enum):
+    """What presenting a refresh token did."""
+
+    ROTATED = "rotated"  # the token was current: ``token`` is its successor
+    GRACE = "grace"  # retired moments ago (two tabs refreshing together): answer, but issue no new refresh token
+    REUSED = "reused"  # retired earlier: the whole family was revoked
+    UNKNOWN = "unknown"  # no such live session of that user
+
+
 @dataclass
 class Refreshed:
-    """Outcome of presenting a refresh token.
+    """Outcome of presenting a refresh token, with what the answer needs."""
 
-    ``status`` is ``rotated`` (``token`` is the successor), ``grace`` (a
-    just-retired token inside the grace window: answer, but issue no new
-    refresh token), ``reused`` (the family was revoked) or ``unknown``.
-    """
-
-    status: str
+    outcome: RefreshOutcome
     username: str | None = None
     roles: list[int] | None = None
     token: str | None = None
 
 
 class Accounts:
-    """Users and sessions; stateless apart from the store, so cheap to create per use."""
+    """Users and sessions. One per application (``services.accounts``), built by `open`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    @classmethod
+    async def open(cls, store: Store) -> "Accounts":
+        """The accounts on ``store``, with the session indexes in place (idempotent)."""
         sessions = store.collection(SESSIONS)
-        sessions.ensure_index("family")  # both are no-ops once done
+        sessions.ensure_index("family")
         sessions.ensure_index("username")
+        return cls(store)
 
     # -- users --------------------------------------------------------------------------
 
@@ -109,6 +119,10 @@ class Accounts:
                 if s.get("expires", 0) >= now and s.get("retired") is None:
                     counts.setdefault(s["username"], set()).add(s.get("family", ""))
         return [public_user(u, len(counts.get(u["username"], ()))) for u in sorted(users, key=lambda u: u["username"])]
+
+    async def exists(self, name: str) -> bool:
+        """Whether a user ``name`` exists (a cheap check before the slow hashing of a registration)."""
+        return await self.user(name) is not None
 
     async def create_user(self, name: str, hashed: str, roles: list[int]) -> dict[str, Any]:
         """Insert a user; `KeyExists` if the name is taken."""
@@ -172,22 +186,22 @@ class Accounts:
             sessions = tx.collection(SESSIONS)
             record = sessions.get(digest)
             if record is None or record.get("expires", 0) < now or record.get("username") != username:
-                return Refreshed("unknown")
+                return Refreshed(RefreshOutcome.UNKNOWN)
             family = record.get("family") or digest  # a record from before families is its own
             user = tx.collection(USERS).get(username)
             if user is None:
                 _drop_family(sessions, family, digest)
-                return Refreshed("unknown")
+                return Refreshed(RefreshOutcome.UNKNOWN)
             roles = stored_roles(user)
             retired = record.get("retired")
             if retired is not None:
                 if grace > 0 and now - retired <= grace:
-                    return Refreshed("grace", username, roles)
+                    return Refreshed(RefreshOutcome.GRACE, username, roles)
                 _drop_family(sessions, family, digest)
-                return Refreshed("reused", username)
+                return Refreshed(RefreshOutcome.REUSED, username)
             sessions.update(digest, {"digest": digest, "family": family, "retired": now, "successor": new_digest})
             sessions.put(new_digest, _session(new_digest, username, family, now, ttl))
-        return Refreshed("rotated", username, roles, new_token)
+        return Refreshed(RefreshOutcome.ROTATED, username, roles, new_token)
 
     async def end_session(self, digest: str) -> int:
         """Log out: end the family of the token whose SHA-256 is ``digest``."""
@@ -238,7 +252,10 @@ def _drop_family(sessions: TxCollection, family: str, digest: str) -> int:
 __all__ = [
     "Accounts",
     "KeyExists",
+    "RefreshOutcome",
     "Refreshed",
+    "SESSIONS",
+    "USERS",
     "USERNAME_PATTERN",
     "check_password_length",
     "check_username",

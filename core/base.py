@@ -26,7 +26,7 @@ import functools
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import orjson
 from tornado import httputil
@@ -34,11 +34,11 @@ from tornado.web import HTTPError, RequestHandler
 
 from .errors import APIError
 from .headers import header
+from .lifecycle import RequestTracker, TurnstileApplication
+from .plugin_context import PluginContext
+from .services import Services
+from .store import Namespace
 from .verify import VerifyJWTMixin
-
-if TYPE_CHECKING:
-    from .app import Services
-    from .plugin import PluginContext
 
 error_log = logging.getLogger("turnstile.error")
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9\-, ]*$")
@@ -78,6 +78,10 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 
     public: ClassVar[bool] = False
     _gate_passed = False
+    application: TurnstileApplication
+    #: The app's shared services: settings, store, accounts, password hasher, token signer.
+    services: Services
+    plugin: PluginContext | None
     cors_methods: ClassVar[str] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
     #: ``Cache-Control`` on every response of this handler; ``None`` sends none and keeps Tornado's ``Etag``.
     cache_control: ClassVar[str | None] = "no-store"
@@ -89,25 +93,20 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         if not getattr(cls.prepare, "_turnstile_gated", False):
             cls.prepare = _gated(cls.prepare)  # type: ignore[method-assign]
 
-    def __init__(self, application: Any, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+    def __init__(self, application: TurnstileApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+        self.services = application.services
         # Counted from here until `on_finish`, so a graceful shutdown can wait for it.
-        self._tracker = application.settings.get("requests")
-        if self._tracker is not None:
-            self._tracker.begin()
+        self._tracker: RequestTracker | None = application.requests
+        self._tracker.begin()
         super().__init__(application, request, **kwargs)
 
-    def initialize(self, plugin: "PluginContext | None" = None) -> None:
+    def initialize(self, plugin: PluginContext | None = None) -> None:
         self.plugin = plugin
 
     # -- what handlers use -------------------------------------------------------------
 
     @property
-    def services(self) -> "Services":
-        """The app's shared services: settings, store, password hasher, token signer."""
-        return self.application.settings["services"]
-
-    @property
-    def db(self):  # -> Namespace
+    def db(self) -> Namespace:
         """This plugin's own collections in the store."""
         if self.plugin is None:
             raise RuntimeError(f"{type(self).__name__} was not registered by a plugin")

@@ -78,8 +78,8 @@ async def require_user(accounts: Accounts, name: str) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: TextIO) -> None:
     store = Store(settings.data_dir).open()
-    accounts = Accounts(store)
     try:
+        accounts = await Accounts.open(store)
         name = getattr(args, "name", None)
         if args.command == "add":
             checked(check_username, name)

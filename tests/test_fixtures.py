@@ -8,7 +8,7 @@ from core.plugin import ADMIN, EDITOR
 @pytest.mark.gen_test
 async def test_make_user_sets_roles_in_the_store(app, make_user):
     await make_user("ed", roles=["Editor", ADMIN])
-    record = app.settings["services"].store.collection("auth.users").get("ed")
+    record = app.services.store.collection("auth.users").get("ed")
     assert record["roles"] == [EDITOR, ADMIN]
 
 
@@ -42,4 +42,4 @@ async def test_logged_in_client_sends_its_token_and_keeps_the_refresh_cookie(log
 async def test_logged_in_reuses_an_existing_user_and_updates_roles(app, logged_in, make_user):
     await make_user("alice")
     await logged_in("alice", roles=[ADMIN])
-    assert app.settings["services"].store.collection("auth.users").get("alice")["roles"] == [ADMIN]
+    assert app.services.store.collection("auth.users").get("alice")["roles"] == [ADMIN]

@@ -41,7 +41,7 @@ async def test_healthz_is_503_while_the_data_directory_cannot_take_a_write(api, 
 @pytest.mark.gen_test
 async def test_healthz_503_after_a_failed_write_names_no_file_system_path(api, app, turnstile_settings, monkeypatch):
     """The public answer says what failed, never where: the data file path stays in the server log."""
-    store = app.settings["services"].store
+    store = app.services.store
     data_dir = turnstile_settings.data_dir.resolve()
     journal = next(data_dir.glob("journal.*.jsonl"))
 

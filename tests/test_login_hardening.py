@@ -24,7 +24,7 @@ async def login(api, user, pwd=DEFAULT_PASSWORD, **kw):
 @pytest.mark.gen_test
 async def test_unknown_user_costs_a_bcrypt_check_and_looks_like_a_wrong_password(api, app, make_user, monkeypatch):
     await make_user("alice")
-    hasher = app.settings["services"].passwords
+    hasher = app.services.passwords
     checked = []
     real = hasher._check_sync
     monkeypatch.setattr(hasher, "_check_sync", lambda p, h: checked.append(h) or real(p, h))
@@ -197,7 +197,7 @@ def fail_checks(monkeypatch, app, error: Exception) -> None:
     async def check(password, hashed):
         raise error
 
-    monkeypatch.setattr(app.settings["services"].passwords, "check", check)
+    monkeypatch.setattr(app.services.passwords, "check", check)
 
 
 @pytest.mark.gen_test

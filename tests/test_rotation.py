@@ -19,7 +19,7 @@ def no_grace(test):
 
 
 def sessions_of(app):
-    return app.settings["services"].store.collection("auth.sessions")
+    return app.services.store.collection("auth.sessions")
 
 
 async def logged_in(api, make_user):

@@ -45,7 +45,7 @@ async def test_logout_with_a_retired_token_ends_the_whole_family(api, app, make_
     assert (await api.get("/refresh")).code == 200
     assert (await api.get("/logout", headers={"Cookie": f"jwt={first}"}, cookies=False)).code == 204
     assert (await api.get("/refresh")).code == 403
-    assert app.settings["services"].store.collection("auth.sessions").count() == 0
+    assert app.services.store.collection("auth.sessions").count() == 0
 
 
 @pytest.mark.gen_test
@@ -118,7 +118,7 @@ async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turns
     tokens = [api.cookies["jwt"]]
     await api.get("/refresh")
     tokens.append(api.cookies["jwt"])
-    sessions = app.settings["services"].store.collection("auth.sessions")
+    sessions = app.services.store.collection("auth.sessions")
     assert sessions.get(token_digest(tokens[0]))["retired"] is not None
     assert sessions.get(token_digest(tokens[1]))["retired"] is None
     reuse = await api.get("/refresh", headers={"Cookie": f"jwt={tokens[0]}"}, cookies=False)
@@ -138,7 +138,7 @@ async def test_records_from_before_session_families_end_alone(api, app, make_use
 
     await make_user("alice")
     await api.login("alice")
-    services = app.settings["services"]
+    services = app.services
     legacy = services.tokens.issue("refresh", "alice")
     now = int(time.time())
     sessions = services.store.collection("auth.sessions")
@@ -156,7 +156,7 @@ async def test_a_legacy_session_rotates_into_a_family_of_its_own(api, app, make_
     import time
 
     await make_user("alice")
-    services = app.settings["services"]
+    services = app.services
     legacy = services.tokens.issue("refresh", "alice")
     now = int(time.time())
     await services.store.collection("auth.sessions").put(token_digest(legacy), {"username": "alice", "created": now, "expires": now + 60})

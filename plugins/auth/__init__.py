@@ -6,7 +6,6 @@ import asyncio
 
 from tornado.ioloop import PeriodicCallback
 
-from core.accounts import Accounts
 from core.plugin import PluginContext
 
 from .handlers import (
@@ -36,8 +35,8 @@ def routes(plugin: PluginContext) -> list:
 
 
 async def setup(plugin: PluginContext) -> None:
-    """Prune expired sessions now, then every ``PRUNE_EVERY`` seconds."""
-    accounts = Accounts(plugin.services.store)
+    """Prune expired sessions now, then every ``PRUNE_EVERY`` seconds until the app closes."""
+    accounts = plugin.services.accounts
     await accounts.prune()
 
     def sweep() -> None:
@@ -48,4 +47,6 @@ async def setup(plugin: PluginContext) -> None:
         if not task.cancelled() and task.exception() is not None:
             plugin.log.error("pruning expired sessions failed", exc_info=task.exception())
 
-    PeriodicCallback(sweep, PRUNE_EVERY * 1000).start()
+    sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
+    sweeper.start()
+    plugin.services.on_close(sweeper.stop)

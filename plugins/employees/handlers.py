@@ -56,10 +56,10 @@ class EmployeesBase(BaseHandler):
         super().initialize(plugin)
         self.write_roles = write_roles
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         super().prepare()
         if self.write_roles and self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            check_roles(self, self.write_roles)
+            await check_roles(self, self.write_roles)
 
     @property
     def employees(self):
