@@ -7,6 +7,10 @@ Enable with one line in a ``conftest.py``::
 Fixtures:
 
 * ``turnstile_settings``: settings on a fresh temporary ``DATA_DIR``, fast bcrypt.
+  Change any setting for one test with the marker
+  ``@pytest.mark.settings(refresh_reuse_grace=0)``, or with indirect
+  parametrization, ``@pytest.mark.parametrize("turnstile_settings",
+  [{"token_leeway": 30}], indirect=True)``.
 * ``plugins_dir``: where plugins are loaded from (default: the project's ``plugins/``).
 * ``extra_plugins``: ``{name: package folder}`` loaded besides them (override
   to test a plugin that is not installed; default none).
@@ -162,9 +166,20 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "settings(**overrides): change Turnstile settings for this test (see make_settings)")
+
+
 @pytest.fixture
-def turnstile_settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def turnstile_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Test settings, with the overrides of ``@pytest.mark.settings(...)`` and of indirect parametrization (a dict)."""
+    overrides: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):  # the closest marker wins
+        if marker.args:
+            raise TypeError("@pytest.mark.settings takes keyword arguments only, e.g. settings(refresh_reuse_grace=0)")
+        overrides.update(marker.kwargs)
+    overrides.update(getattr(request, "param", None) or {})
+    return make_settings(tmp_path, **overrides)
 
 
 @pytest.fixture

@@ -5,17 +5,7 @@ import time
 
 import pytest
 
-from core.pytest_plugin import make_settings
 from core.security import token_digest
-
-
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
-
-
-def no_grace(test):
-    return pytest.mark.parametrize("turnstile_settings", [{"refresh_reuse_grace": 0}], indirect=True)(test)
 
 
 def sessions_of(app):
@@ -53,7 +43,7 @@ async def test_refresh_sets_a_new_cookie_and_retires_the_old_token(api, app, mak
 
 
 @pytest.mark.gen_test
-@no_grace
+@pytest.mark.settings(refresh_reuse_grace=0)
 async def test_reused_token_revokes_the_whole_family(api, app, make_user, turnstile_settings):
     old = await logged_in(api, make_user)
     assert (await api.get("/refresh")).code == 200
@@ -66,7 +56,7 @@ async def test_reused_token_revokes_the_whole_family(api, app, make_user, turnst
 
 
 @pytest.mark.gen_test
-@no_grace
+@pytest.mark.settings(refresh_reuse_grace=0)
 async def test_reuse_leaves_other_sessions_alone(http_client, base_url, api, make_user, turnstile_settings):
     from core.pytest_plugin import ApiClient
 
@@ -116,7 +106,7 @@ async def test_concurrent_refreshes_inside_the_grace_window_both_succeed(api, ap
 
 
 @pytest.mark.gen_test
-@no_grace
+@pytest.mark.settings(refresh_reuse_grace=0)
 async def test_concurrent_refreshes_without_grace_revoke_the_family(api, app, make_user, turnstile_settings):
     """With REFRESH_REUSE_GRACE=0 the second of two simultaneous refreshes is a reuse."""
     token = await logged_in(api, make_user)

@@ -2,13 +2,8 @@
 
 import pytest
 
-from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient, make_settings
+from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient
 from core.security import token_digest
-
-
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 def device(http_client, base_url):
