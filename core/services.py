@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .accounts import Accounts
 from .config import Settings
 from .security import PasswordHasher, TokenSigner
-from .store import Store
+from .store import Store, open_store
 
 
 @dataclass
@@ -54,9 +54,7 @@ class Services:
 
 async def make_services(settings: Settings) -> Services:
     """Open the store the settings select and build everything around it."""
-    from .jsondb import Store as JsonStore
-
-    store = JsonStore(settings.data_dir).open()
+    store = await open_store(settings)
     try:
         accounts = await Accounts.open(store)
     except BaseException:
@@ -64,7 +62,7 @@ async def make_services(settings: Settings) -> Services:
         raise
     return Services(
         settings=settings,
-        store=store,  # type: ignore[arg-type]
+        store=store,
         accounts=accounts,
         passwords=PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_pool_size, queue=settings.hash_queue_size),
         tokens=TokenSigner(

@@ -36,7 +36,7 @@ class TestDroppedIn:
         assert ctx.source == "plugins/"
         assert "/notes/{note_id}" in app.openapi["paths"]
         await use_notes_over_http(logged_in)
-        assert app.services.store.collection("notes.notes").count() == 1
+        assert await app.services.store.collection("notes.notes").count() == 1
 
 
 class TestInstalled:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.settings(refresh_reuse_grace=7, password_min_length=9)
 @pytest.mark.gen_test
 async def test_make_user_sets_roles_in_the_store(app, make_user):
     await make_user("ed", roles=["Editor", ADMIN])
-    record = app.services.store.collection("auth.users").get("ed")
+    record = await app.services.store.collection("auth.users").get("ed")
     assert record["roles"] == [EDITOR, ADMIN]
 
 
@@ -47,7 +47,7 @@ async def test_logged_in_client_sends_its_token_and_keeps_the_refresh_cookie(log
 async def test_logged_in_reuses_an_existing_user_and_updates_roles(app, logged_in, make_user):
     await make_user("alice")
     await logged_in("alice", roles=[ADMIN])
-    assert app.services.store.collection("auth.users").get("alice")["roles"] == [ADMIN]
+    assert (await app.services.store.collection("auth.users").get("alice"))["roles"] == [ADMIN]
 
 
 def test_a_settings_marker_changes_settings_and_the_closest_one_wins(turnstile_settings):

@@ -49,7 +49,7 @@ async def test_success_returns_access_token_and_refresh_cookie(api, app, make_us
     assert jwt.decode(refresh, turnstile_settings.refresh_secret, algorithms=["HS256"])["typ"] == "refresh"
 
     sessions = app.services.store.collection("auth.sessions")
-    assert sessions.get(token_digest(refresh))["username"] == "alice"
+    assert (await sessions.get(token_digest(refresh)))["username"] == "alice"
 
 
 @pytest.mark.gen_test
@@ -58,4 +58,4 @@ async def test_two_logins_keep_two_sessions(api, app, make_user):
     await api.login("alice")
     await api.login("alice")
     sessions = app.services.store.collection("auth.sessions")
-    assert len(sessions.find(username="alice")) == 2
+    assert len(await sessions.find(username="alice")) == 2

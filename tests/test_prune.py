@@ -19,7 +19,7 @@ async def test_prune_removes_expired_current_and_retired_records(app):
     await sessions.put("a" * 64, expired())
     await sessions.put("b" * 64, {**expired(), "retired": int(time.time()) - 20})
     assert await app.services.accounts.prune() == 2
-    assert sessions.count() == 0
+    assert await sessions.count() == 0
     assert await app.services.accounts.prune() == 0
 
 
@@ -31,7 +31,7 @@ async def test_prune_keeps_live_retired_records_for_reuse_detection(app, make_us
     store = app.services.store
     await store.collection("auth.sessions").put("c" * 64, expired())
     assert await app.services.accounts.prune() == 1
-    assert store.collection("auth.sessions").count() == 2  # the retired token and its successor
+    assert await store.collection("auth.sessions").count() == 2  # the retired token and its successor
 
 
 @pytest.mark.gen_test
@@ -39,7 +39,7 @@ async def test_start_up_prunes(app, turnstile_settings):
     await app.services.store.collection("auth.sessions").put("d" * 64, expired())
     restarted = await create_app(turnstile_settings)
     try:
-        assert restarted.services.store.collection("auth.sessions").get("d" * 64) is None
+        assert await restarted.services.store.collection("auth.sessions").get("d" * 64) is None
     finally:
         await restarted.services.close()
 
@@ -58,8 +58,8 @@ async def test_running_server_prunes_periodically(tmp_path, monkeypatch):
         await sessions.put("e" * 64, expired())
         for _ in range(50):
             await asyncio.sleep(0.05)
-            if sessions.get("e" * 64) is None:
+            if await sessions.get("e" * 64) is None:
                 break
-        assert sessions.get("e" * 64) is None
+        assert await sessions.get("e" * 64) is None
     finally:
         await app.services.close()

@@ -82,7 +82,7 @@ async def test_logout_deletes_session_and_clears_cookie(api, app, make_user, tur
     token = await login(api, make_user)
     response = await api.get("/logout")
     assert response.code == 204
-    assert app.services.store.collection("auth.sessions").get(token_digest(token)) is None
+    assert await app.services.store.collection("auth.sessions").get(token_digest(token)) is None
     [cleared] = response.set_cookies()
     parts = [p.strip() for p in cleared.split(";")]
     assert parts[0] == "jwt="

@@ -66,7 +66,7 @@ async def test_new_user_gets_user_role_in_auth_and_refresh(api, app, make_user):
     response = await api.post("/auth", json={"user": "alice", "pwd": "correct horse battery staple"})
     assert response.code == 200
     assert set(response.json()) == {"roles", "accessToken"} and response.json()["roles"] == [2001]
-    assert app.services.store.collection("auth.users").get("alice")["roles"] == [2001]
+    assert (await app.services.store.collection("auth.users").get("alice"))["roles"] == [2001]
     refreshed = await api.get("/refresh")
     assert set(refreshed.json()) == {"roles", "accessToken"} and refreshed.json()["roles"] == [2001]
 

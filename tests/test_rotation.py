@@ -36,7 +36,7 @@ async def test_refresh_sets_a_new_cookie_and_retires_the_old_token(api, app, mak
     assert new and new != old
     assert f"Max-Age={turnstile_settings.refresh_ttl}" in response.set_cookies()[0]
     sessions = sessions_of(app)
-    retired, current = sessions.get(token_digest(old)), sessions.get(token_digest(new))
+    retired, current = await sessions.get(token_digest(old)), await sessions.get(token_digest(new))
     assert retired["retired"] is not None and retired["successor"] == token_digest(new)
     assert current["retired"] is None and current["family"] == retired["family"]
     assert (await refresh_with(api, new)).code == 200
@@ -52,7 +52,7 @@ async def test_reused_token_revokes_the_whole_family(api, app, make_user, turnst
     assert reuse.code == 403
     assert reuse.set_cookies() and reuse.set_cookies()[0].startswith("jwt=;")  # the cookie is cleared too
     assert (await refresh_with(api, newest)).code == 403
-    assert sessions_of(app).count() == 0
+    assert await sessions_of(app).count() == 0
 
 
 @pytest.mark.gen_test
@@ -100,7 +100,7 @@ async def test_concurrent_refreshes_inside_the_grace_window_both_succeed(api, ap
     assert [r.code for r in responses] == [200] * 8
     issued = [cookie_value(r) for r in responses if r.set_cookies()]
     assert len(issued) == 1
-    live = [s for s in sessions_of(app).all() if s["retired"] is None]
+    live = await sessions_of(app).find(retired=None)
     assert len(live) == 1
     assert (await refresh_with(api, issued[0])).code == 200
 
@@ -114,7 +114,7 @@ async def test_concurrent_refreshes_without_grace_revoke_the_family(api, app, ma
     assert sorted([first.code, second.code]) == [200, 403]
     winner = first if first.code == 200 else second
     assert (await refresh_with(api, cookie_value(winner))).code == 403
-    assert sessions_of(app).count() == 0
+    assert await sessions_of(app).count() == 0
 
 
 @pytest.mark.gen_test

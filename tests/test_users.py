@@ -47,7 +47,7 @@ async def test_list_and_show_without_secrets(api, app, admin, make_user):
     one = await api.get("/users/alice", headers=admin)
     assert one.code == 200 and one.json()["username"] == "alice" and one.json()["roles"] == [2001]
     stored = app.services.store
-    secrets = [u["password"] for u in stored.collection("auth.users").all()]
+    secrets = [u["password"] for u in await stored.collection("auth.users").all()]
     secrets += [user_client.cookies["jwt"], token_digest(user_client.cookies["jwt"])]
     for body in (listing.text, one.text):
         assert "password" not in body and "$2b$" not in body
