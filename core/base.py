@@ -17,6 +17,9 @@ It owns the cross-cutting rules so plugins cannot get them wrong:
   names the Tornado version.
 * **One error format.** `write_error` answers ``{"message": ...}`` and never
   a traceback; 404s are negotiated by ``Accept`` like the tutorial's.
+* **Store outages are 503s.** `StoreUnavailable` raised anywhere in a request
+  (the database is unreachable) is answered 503 with the store's
+  ``Retry-After``, logged as a warning without a traceback: never a 500.
 * **Input checks.** `json_body` and `field` turn malformed input into 400s.
 """
 
@@ -37,11 +40,12 @@ from .headers import header
 from .lifecycle import RequestTracker, TurnstileApplication
 from .plugin_context import PluginContext
 from .services import Services
-from .store import Namespace
+from .store import Namespace, StoreUnavailable
 from .verify import VerifyJWTMixin
 
 error_log = logging.getLogger("turnstile.error")
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9\-, ]*$")
+STORE_UNAVAILABLE = "The service is briefly unavailable; try again shortly."
 NOT_FOUND_HTML = "<!DOCTYPE html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
 _MISSING = object()
 H = TypeVar("H", bound=type)
@@ -216,6 +220,11 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StoreUnavailable):  # Tornado calls anything not an HTTPError a 500
+            self.set_status(503)
+            self.set_header("Retry-After", str(max(1, int(exc.retry_after))))
+            self.finish({"message": STORE_UNAVAILABLE})
+            return
         if isinstance(exc, APIError):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
@@ -262,7 +271,9 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Log by path only: query strings and headers may carry credentials."""
         where = f"{self.request.method} {self.request.path}"
-        if isinstance(value, HTTPError):
+        if isinstance(value, StoreUnavailable):
+            error_log.warning("503 %s: store unavailable: %s", where, value)
+        elif isinstance(value, HTTPError):
             if value.log_message:
                 error_log.warning("%d %s: %s", value.status_code, where, value.log_message % value.args if value.args else value.log_message)
         else:

@@ -7,6 +7,7 @@ import asyncio
 from tornado.ioloop import PeriodicCallback
 
 from core.plugin import PluginContext
+from core.store import StoreUnavailable
 
 from .handlers import (
     AuthHandler,
@@ -44,8 +45,13 @@ async def setup(plugin: PluginContext) -> None:
         task.add_done_callback(_report)
 
     def _report(task: asyncio.Future) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            plugin.log.error("pruning expired sessions failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, StoreUnavailable):  # the next sweep tries again
+            plugin.log.warning("pruning expired sessions skipped: %s", exc)
+        else:
+            plugin.log.error("pruning expired sessions failed", exc_info=exc)
 
     sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
     sweeper.start()
