@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.jsondb import JsonStore, _Table
+from core.jsondb.store import JsonStore, _Table
 from core.store import where
 
 

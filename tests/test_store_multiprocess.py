@@ -132,14 +132,12 @@ def test_a_write_acknowledged_by_another_process_is_visible_to_the_next_read(tmp
 
 def test_reads_of_an_unchanged_store_make_no_system_calls(tmp_path, monkeypatch):
     """The shared change counter answers "anything new?" from memory; the files are looked at only after a change."""
-    import core.jsondb as jsondb
-
     async def run() -> None:
         reader, writer = JsonStore(tmp_path).open(), JsonStore(tmp_path).open()  # two instances: two processes' views
         docs = reader.collection("t.docs")
         await writer.collection("t.docs").put("a", {"n": 1})
         looks = []
-        monkeypatch.setattr(jsondb.os, "stat", lambda *a, _stat=os.stat, **k: looks.append(a[0]) or _stat(*a, **k))
+        monkeypatch.setattr(os, "stat", lambda *a, _stat=os.stat, **k: looks.append(a[0]) or _stat(*a, **k))
         assert await docs.get("a") == {"n": 1}
         after_catching_up = len(looks)
         assert after_catching_up > 0

@@ -63,7 +63,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
-from .store import (
+from ..store import (
     NAME_PATTERN,
     Cond,
     Doc,
@@ -1227,7 +1227,7 @@ class JsonStore:
         try:
             result = subprocess.run(
                 [sys.executable, "-m", "core.jsondb", "compact", str(self.data_dir.resolve())],
-                cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, check=False,
+                cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=False,
             )
         finally:
             self._yield_requested.clear()
@@ -1378,7 +1378,3 @@ def main(argv: list[str]) -> int:
         print(f"{name}: {len(table.docs)} records, next id {table.next_id}")
     print(f"ok: snapshot generation {loaded.generation}, {loaded.offset} journal bytes after it")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
