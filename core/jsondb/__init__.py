@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..store import KeyExists, StoreCorrupt, StoreError
-from .store import Collection, JsonStore, SyncTransaction, SyncTxCollection, Transaction, TxCollection
+from .collection import Collection
+from .store import JsonStore
+from .transaction import SyncTransaction, SyncTxCollection, Transaction, TxCollection
 
 __all__ = [
     "Collection",

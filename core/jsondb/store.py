@@ -61,34 +61,14 @@ import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, AsyncIterator, Iterable, Iterator
 
-from ..store import (
-    NAME_PATTERN,
-    Cond,
-    Doc,
-    Health,
-    KeyExists,
-    Namespace,
-    StoreCorrupt,
-    StoreError,
-    check_field,
-    check_name,
-)
-
-try:  # orjson parses ~5x and encodes ~18x faster than json (see bench/db_scaling.py)
-    import orjson
-
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
-
-    _loads: Callable[[bytes | str], Any] = orjson.loads
-except ImportError:  # pragma: no cover - exercised only without orjson installed
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-    _loads = json.loads
+from ..store import NAME_PATTERN, Doc, Health, Namespace, StoreCorrupt, StoreError, check_field, check_name
+from .codec import dumps as _dumps
+from .codec import loads as _loads
+from .collection import Collection
+from .tables import Changes, Table, apply
+from .transaction import Entry, SyncTransaction, Transaction
 
 _NAME = NAME_PATTERN
 _FORMAT = 2
@@ -103,25 +83,6 @@ class _NeedReload(Exception):
     """The journal this process was following is gone (compacted away by another process)."""
 
 
-def _copy(doc: Any) -> Any:
-    """A private copy of a JSON value (a JSON round trip: faster than deepcopy, and validates)."""
-    return _loads(_dumps(doc))
-
-
-def _ikey(value: Any) -> Any:
-    """A hashable index key that is equal for two JSON values exactly when ``==`` holds.
-
-    Scalars are their own keys (``1``, ``1.0`` and ``True`` are equal and hash
-    alike, as ``==`` says); lists and objects become tagged tuples and frozensets
-    of their members' keys, so ``[1]`` and ``[1.0]`` also meet.
-    """
-    if isinstance(value, list):
-        return ("\0list", tuple(map(_ikey, value)))
-    if isinstance(value, dict):
-        return ("\0dict", frozenset((k, _ikey(v)) for k, v in value.items()))
-    return value
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -130,412 +91,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _Table:
-    """Committed in-memory state of one collection, with its secondary indexes."""
-
-    __slots__ = ("docs", "next_id", "indexes")
-
-    def __init__(self, index_fields: Iterable[str] = ()) -> None:
-        self.docs: dict[str, Doc] = {}
-        self.next_id = 1
-        self.indexes: dict[str, dict[Any, set[str]]] = {f: {} for f in index_fields}
-
-    def set(self, key: str, doc: Doc | None) -> None:
-        if self.indexes:
-            old = self.docs.get(key)
-            for field, index in self.indexes.items():
-                if old is not None:
-                    bucket = index.get(_ikey(old.get(field)))
-                    if bucket is not None:
-                        bucket.discard(key)
-                        if not bucket:
-                            del index[_ikey(old.get(field))]
-                if doc is not None:
-                    index.setdefault(_ikey(doc.get(field)), set()).add(key)
-        if doc is None:
-            self.docs.pop(key, None)
-        else:
-            self.docs[key] = doc
-
-    def add_index(self, field: str) -> None:
-        if field in self.indexes:
-            return
-        index: dict[Any, set[str]] = {}
-        for key, doc in self.docs.items():
-            index.setdefault(_ikey(doc.get(field)), set()).add(key)
-        self.indexes[field] = index
-
-    def holds_data(self) -> bool:
-        """Documents, or an id counter that has moved: what `JsonStore.collections` lists."""
-        return bool(self.docs) or self.next_id > 1
-
-
-_EMPTY = _Table()
-_CHECKED_FIELDS: set[str] = set()
-
-
-def _check_filter(conds: tuple[Cond, ...], equals: dict[str, Any]) -> None:
-    """Refuse what is not a filter (a Python callable, say) before it silently matches nothing."""
-    for cond in conds:
-        if not isinstance(cond, Cond):
-            raise TypeError(f"a filter is a Cond (where('field') < value) or field=value, not {type(cond).__name__}")
-    for field in equals:
-        if field not in _CHECKED_FIELDS:
-            _CHECKED_FIELDS.add(check_field(field))
-
-
-def _matches(doc: Doc, conds: tuple[Cond, ...], equals: dict[str, Any]) -> bool:
-    """`core.store.matches`, inlined: it runs once per document of a scan."""
-    for field, value in equals.items():
-        if doc.get(field) != value:
-            return False
-    for cond in conds:
-        if not cond.test(doc):
-            return False
-    return True
-
-
-class _Reader:
-    """Blocking reads shared by live collections and transaction views (all served from memory)."""
-
-    name: str
-
-    def _base(self) -> _Table:
-        raise NotImplementedError
-
-    def _overlay(self) -> dict[str, Doc | None]:
-        """Changes not yet in the committed table (newest wins); ``None`` marks a delete."""
-        return {}
-
-    def _lookup(self, key: str) -> Doc | None:
-        overlay = self._overlay()
-        if key in overlay:
-            return overlay[key]
-        return self._base().docs.get(key)
-
-    def _items(self) -> Iterator[tuple[str, Doc]]:
-        overlay = self._overlay()
-        for key, doc in self._base().docs.items():
-            if key not in overlay:
-                yield key, doc
-        for key, doc in overlay.items():
-            if doc is not None:
-                yield key, doc
-
-    def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[tuple[str, Doc]]:
-        """Matching ``(key, stored document)`` pairs; an indexed equality field avoids the scan."""
-        _check_filter(conds, equals)
-        base = self._base()
-        field = next((f for f in equals if f in base.indexes), None)
-        if field is None:
-            return [(k, d) for k, d in self._items() if _matches(d, conds, equals)]
-        try:
-            indexed = base.indexes[field].get(_ikey(equals[field]), ())
-        except TypeError:  # an unhashable value (a set, say) equals no JSON value
-            return []
-        overlay = self._overlay()
-        keys = list(indexed) + [k for k in overlay if k not in indexed]
-        out = []
-        for key in keys:
-            doc = overlay[key] if key in overlay else base.docs.get(key)
-            if doc is not None and _matches(doc, conds, equals):
-                out.append((key, doc))
-        return out
-
-    def _get(self, key: Any) -> Doc | None:
-        doc = self._lookup(str(key))
-        return _copy(doc) if doc is not None else None
-
-    def _exists(self, key: Any) -> bool:
-        return self._lookup(str(key)) is not None
-
-    def _all(self) -> list[Doc]:
-        # One copy of the whole list: a round trip per document costs a call each.
-        return _copy([doc for _, doc in self._items()])
-
-    def _pairs(self) -> list[tuple[str, Doc]]:
-        pairs = list(self._items())
-        return list(zip([k for k, _ in pairs], _copy([d for _, d in pairs])))
-
-    def _find(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[Doc]:
-        return _copy([doc for _, doc in self._select(conds, equals)])
-
-    def _count(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> int:
-        if conds or equals:
-            return len(self._select(conds, equals))
-        overlay = self._overlay()
-        docs = self._base().docs
-        return len(docs) + sum((doc is not None) - (key in docs) for key, doc in overlay.items())
-
-
-class SyncTxCollection(_Reader):
-    """A collection inside a transaction, with blocking methods: reads see staged and in-flight writes.
-
-    `transaction_sync` hands these out; `TxCollection` wraps one for ``async`` callers.
-    """
-
-    def __init__(self, tx: "Transaction", name: str) -> None:
-        self._tx = tx
-        self.name = name
-
-    def _base(self) -> _Table:
-        return self._tx._store._tables.get(self.name) or _EMPTY
-
-    def _overlay(self) -> dict[str, Doc | None]:
-        pending = self._tx._store._pending_view.get(self.name)
-        staged = self._tx._staged.get(self.name)
-        if pending and staged:
-            return {**pending, **staged}
-        return staged or pending or {}
-
-    def _stage(self, key: str, doc: Doc | None) -> None:
-        self._tx._staged.setdefault(self.name, {})[key] = doc
-
-    def _next_id(self) -> int:
-        store = self._tx._store
-        return max(
-            self._tx._ids.get(self.name, 0),
-            store._pending_ids.get(self.name, 0),
-            self._base().next_id,
-        )
-
-    @staticmethod
-    def _prepare(doc: Doc) -> Doc:
-        if not isinstance(doc, dict):
-            raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
-        return _copy(doc)
-
-    def get(self, key: Any) -> Doc | None:
-        return self._get(key)
-
-    def exists(self, key: Any) -> bool:
-        return self._exists(key)
-
-    def all(self) -> list[Doc]:
-        return self._all()
-
-    def items(self) -> list[tuple[str, Doc]]:
-        return self._pairs()
-
-    def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
-        return self._find(conds, equals)
-
-    def count(self, *conds: Cond, **equals: Any) -> int:
-        return self._count(conds, equals)
-
-    def insert(self, doc: Doc, key: Any = None) -> Doc:
-        """Add ``doc``. Without ``key`` a fresh integer ``id`` is assigned; ids never repeat."""
-        doc = self._prepare(doc)
-        if key is None:
-            new_id = self._next_id()
-            while self._lookup(str(new_id)) is not None:
-                new_id += 1
-            doc = {"id": new_id, **doc}
-            key = str(new_id)
-            self._tx._ids[self.name] = new_id + 1
-        else:
-            key = str(key)
-            if self._lookup(key) is not None:
-                raise KeyExists(f"{self.name}: key {key!r} exists")
-            # A numeric key moves the id counter past it, unless it is too big to be an id
-            # (a 32-digit username, say): the counter must stay a JSON-safe integer.
-            if key.isascii() and key.isdigit() and int(key) < 2**53:
-                self._tx._ids[self.name] = max(self._next_id(), int(key) + 1)
-        self._stage(key, doc)
-        return _copy(doc)
-
-    def put(self, key: Any, doc: Doc) -> Doc:
-        """Create or replace the document under ``key``."""
-        doc = self._prepare(doc)
-        self._stage(str(key), doc)
-        return _copy(doc)
-
-    def update(self, key: Any, changes: Doc) -> Doc | None:
-        """Merge ``changes`` into the document; ``None`` if there is none."""
-        current = self._lookup(str(key))
-        if current is None:
-            return None
-        updated = {**current, **self._prepare(changes)}
-        self._stage(str(key), updated)
-        return _copy(updated)
-
-    def delete(self, key: Any) -> bool:
-        if self._lookup(str(key)) is None:
-            return False
-        self._stage(str(key), None)
-        return True
-
-    def delete_where(self, *conds: Cond, **equals: Any) -> int:
-        """Delete every matching document; returns how many. A filter is required."""
-        if not conds and not equals:
-            raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
-        doomed = [key for key, _ in self._select(conds, equals)]
-        for key in doomed:
-            self._stage(key, None)
-        return len(doomed)
-
-    def advance_ids(self, at_least: int) -> None:
-        """Move the next automatic id to at least ``at_least``; never back."""
-        if isinstance(at_least, bool) or not isinstance(at_least, int):
-            raise TypeError(f"an id counter is an integer, not {type(at_least).__name__}")
-        if not 1 <= at_least < 2**53:
-            raise ValueError(f"an id counter must be between 1 and 2**53, not {at_least}")
-        if at_least > self._next_id():
-            self._tx._ids[self.name] = at_least
-
-
-class TxCollection:
-    """A collection inside an ``async`` transaction: the `core.store.Collection` methods, awaited."""
-
-    __slots__ = ("name", "_view")
-
-    def __init__(self, view: SyncTxCollection) -> None:
-        self.name = view.name
-        self._view = view
-
-    async def get(self, key: Any) -> Doc | None:
-        return self._view._get(key)
-
-    async def exists(self, key: Any) -> bool:
-        return self._view._exists(key)
-
-    async def all(self) -> list[Doc]:
-        return self._view._all()
-
-    async def items(self) -> list[tuple[str, Doc]]:
-        return self._view._pairs()
-
-    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
-        return self._view._find(conds, equals)
-
-    async def count(self, *conds: Cond, **equals: Any) -> int:
-        return self._view._count(conds, equals)
-
-    async def insert(self, doc: Doc, key: Any = None) -> Doc:
-        return self._view.insert(doc, key)
-
-    async def put(self, key: Any, doc: Doc) -> Doc:
-        return self._view.put(key, doc)
-
-    async def update(self, key: Any, changes: Doc) -> Doc | None:
-        return self._view.update(key, changes)
-
-    async def delete(self, key: Any) -> bool:
-        return self._view.delete(key)
-
-    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
-        return self._view.delete_where(*conds, **equals)
-
-
-class Transaction:
-    """Staged changes; applied by `JsonStore.transaction` on success."""
-
-    def __init__(self, store: "JsonStore", prefix: str = "") -> None:
-        self._store = store
-        self._prefix = prefix
-        self._staged: dict[str, dict[str, Doc | None]] = {}
-        self._ids: dict[str, int] = {}
-
-    def collection(self, name: str) -> TxCollection:
-        return TxCollection(self.sync_collection(name))
-
-    def sync_collection(self, name: str) -> SyncTxCollection:
-        return SyncTxCollection(self, check_name(self._prefix + name))
-
-    def _entry(self) -> "_Entry | None":
-        staged = {name: ops for name, ops in self._staged.items() if ops}
-        if not staged and not self._ids:
-            return None
-        ops = [{"c": name, "k": key, "v": doc} for name, changes in staged.items() for key, doc in changes.items()]
-        record: dict[str, Any] = {"at": round(time.time(), 3), "ops": ops}
-        if self._ids:
-            record["ids"] = self._ids
-        return _Entry(staged, dict(self._ids), _dumps(record) + b"\n")
-
-
-class SyncTransaction(Transaction):
-    """The transaction `JsonStore.transaction_sync` yields: its collections block instead of awaiting."""
-
-    def collection(self, name: str) -> SyncTxCollection:  # type: ignore[override]
-        return self.sync_collection(name)
-
-
-class _Entry:
-    """One committed transaction on its way to disk."""
-
-    __slots__ = ("changes", "ids", "line", "future")
-
-    def __init__(self, changes: dict[str, dict[str, Doc | None]], ids: dict[str, int], line: bytes) -> None:
-        self.changes = changes
-        self.ids = ids
-        self.line = line
-        self.future: asyncio.Future[None] | None = None
-
-
-class Collection(_Reader):
-    """A live collection: reads from memory (they return at once), durable writes."""
-
-    def __init__(self, store: "JsonStore", name: str) -> None:
-        self._store = store
-        self.name = name
-
-    def _base(self) -> _Table:
-        self._store._refresh()
-        return self._store._tables.get(self.name) or _EMPTY
-
-    async def get(self, key: Any) -> Doc | None:
-        return self._get(key)
-
-    async def exists(self, key: Any) -> bool:
-        return self._exists(key)
-
-    async def all(self) -> list[Doc]:
-        # A live collection has no overlay of staged changes: copy the table directly.
-        return _copy(list(self._base().docs.values()))
-
-    async def items(self) -> list[tuple[str, Doc]]:
-        return self._pairs()
-
-    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
-        """Documents matching every ``field=value`` and every `Cond`.
-
-        O(1) plus the matches when one of the equality fields is indexed (`JsonStore.ensure_index`).
-        """
-        return self._find(conds, equals)
-
-    async def count(self, *conds: Cond, **equals: Any) -> int:
-        if not conds and not equals:
-            return len(self._base().docs)
-        return self._count(conds, equals)
-
-    async def insert(self, doc: Doc, key: Any = None) -> Doc:
-        async with self._store.transaction() as tx:
-            return tx.sync_collection(self.name).insert(doc, key)
-
-    async def put(self, key: Any, doc: Doc) -> Doc:
-        async with self._store.transaction() as tx:
-            return tx.sync_collection(self.name).put(key, doc)
-
-    async def update(self, key: Any, changes: Doc) -> Doc | None:
-        async with self._store.transaction() as tx:
-            return tx.sync_collection(self.name).update(key, changes)
-
-    async def delete(self, key: Any) -> bool:
-        async with self._store.transaction() as tx:
-            return tx.sync_collection(self.name).delete(key)
-
-    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
-        if not conds and not equals:  # refuse before taking the lock
-            raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
-        async with self._store.transaction() as tx:
-            return tx.sync_collection(self.name).delete_where(*conds, **equals)
-
-
 class _Loaded:
     """What reading the files produced."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, _Table] = {}
+        self.tables: dict[str, Table] = {}
         self.generation = 1
         self.offset = 0
         self.snapshot_bytes = 0
@@ -558,7 +118,7 @@ class JsonStore:
         self._executor = executor  # accepted for API stability; the store uses its own I/O threads
         self.compact_min_bytes = compact_min_bytes
         self.compact_ratio = compact_ratio
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, Table] = {}
         self._index_fields: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
         self._lock_file = self.data_dir / ".lock"
@@ -574,8 +134,8 @@ class JsonStore:
         self._flock_fd: int | None = None
         self._flock_since = 0.0
         self._yield_requested = threading.Event()
-        self._pending: list[_Entry] = []
-        self._unwritten: list[_Entry] = []
+        self._pending: list[Entry] = []
+        self._unwritten: list[Entry] = []
         self._pending_view: dict[str, dict[str, Doc | None]] = {}
         self._pending_ids: dict[str, int] = {}
         self._writer: asyncio.Task[None] | None = None
@@ -693,7 +253,7 @@ class JsonStore:
     @contextlib.asynccontextmanager
     async def transaction(self, prefix: str = "") -> AsyncIterator[Transaction]:
         """Serialized read-modify-write, in-process and across processes; durable on exit."""
-        entry: _Entry | None = None
+        entry: Entry | None = None
         async with self._lock:
             try:
                 if self._flock_fd is not None and (
@@ -705,7 +265,7 @@ class JsonStore:
                 await self._ensure_flock()
                 tx = Transaction(self, prefix)
                 yield tx
-                entry = tx._entry()
+                entry = tx.entry()
                 if entry is not None:
                     entry.future = asyncio.get_running_loop().create_future()
                     self._enqueue(entry)
@@ -726,7 +286,7 @@ class JsonStore:
             self._catch_up_locked()
             tx = SyncTransaction(self, prefix)
             yield tx
-            entry = tx._entry()
+            entry = tx.entry()
             if entry is not None:
                 try:
                     self._offset = self._append(entry.line)
@@ -803,7 +363,7 @@ class JsonStore:
 
     # -- the writer --------------------------------------------------------------------
 
-    def _enqueue(self, entry: _Entry) -> None:
+    def _enqueue(self, entry: Entry) -> None:
         self._pending.append(entry)
         self._unwritten.append(entry)
         for name, changes in entry.changes.items():
@@ -904,20 +464,11 @@ class JsonStore:
             finally:
                 os.close(fd)
 
-    def _apply_changes(self, changes: dict[str, dict[str, Doc | None]], ids: dict[str, int], tables: dict[str, _Table] | None = None) -> None:
-        tables = self._tables if tables is None else tables
-        fields = self._index_fields if tables is self._tables else {}
-        for name, docs in changes.items():
-            table = tables.get(name)
-            if table is None:
-                table = tables[name] = _Table(fields.get(name, ()))
-            for key, doc in docs.items():
-                table.set(key, doc)
-        for name, next_id in ids.items():
-            table = tables.get(name)
-            if table is None:
-                table = tables[name] = _Table(fields.get(name, ()))
-            table.next_id = max(table.next_id, next_id)
+    def _apply_changes(self, changes: Changes, ids: dict[str, int], tables: dict[str, Table] | None = None) -> None:
+        if tables is None or tables is self._tables:
+            apply(self._tables, changes, ids, self._index_fields)
+        else:
+            apply(tables, changes, ids, {})
 
     # -- files -------------------------------------------------------------------------
 
@@ -1036,7 +587,7 @@ class JsonStore:
             self._generation += 1
             self._offset = self._seen_size = 0
 
-    def _replay(self, path: Path, data: bytes, start: int, tables: dict[str, _Table]) -> int:
+    def _replay(self, path: Path, data: bytes, start: int, tables: dict[str, Table]) -> int:
         """Apply complete journal lines in ``data``; returns the bytes consumed (a torn tail is left)."""
         end = data.rfind(b"\n") + 1
         if end == 0:
@@ -1136,7 +687,7 @@ class JsonStore:
         finally:
             os.close(fd)
 
-    def _read_snapshot(self, path: Path, tables: dict[str, _Table]) -> tuple[int, int]:
+    def _read_snapshot(self, path: Path, tables: dict[str, Table]) -> tuple[int, int]:
         """Load a snapshot into ``tables``; returns (generation, size in bytes)."""
         data = path.read_bytes()
         if not data.endswith(b"\n"):
@@ -1148,7 +699,7 @@ class JsonStore:
         for name, meta in header["collections"].items():
             if not _NAME.match(name) or not isinstance(meta, dict) or not isinstance(meta.get("next_id"), int):
                 raise StoreCorrupt(f"{path} line 1: bad collection entry {name!r}: {meta!r}")
-            table = tables[name] = _Table()
+            table = tables[name] = Table()
             table.next_id = meta["next_id"]
         end = self._snapshot_line(path, lines, len(lines) - 1) if len(lines) > 1 else {}
         if end.get("end") is not True or end.get("records") != len(lines) - 2:
@@ -1171,7 +722,7 @@ class JsonStore:
             raise StoreCorrupt(f"{path} line {index + 1}: expected a JSON object")
         return value
 
-    def _migrate_legacy(self, tables: dict[str, _Table]) -> None:
+    def _migrate_legacy(self, tables: dict[str, Table]) -> None:
         """Import ``<collection>.json`` files written by the first store format, once."""
         legacy = sorted(p for p in self.data_dir.glob("*.json") if _NAME.match(p.stem))
         if not legacy:
@@ -1183,14 +734,14 @@ class JsonStore:
                 raise StoreCorrupt(f"{path}: not valid JSON ({exc})") from None
             if not isinstance(raw, dict) or not isinstance(raw.get("records"), dict) or not isinstance(raw.get("next_id", 1), int):
                 raise StoreCorrupt(f"{path}: expected an object with a 'records' object")
-            table = tables[path.stem] = _Table()
+            table = tables[path.stem] = Table()
             table.docs, table.next_id = raw["records"], raw.get("next_id", 1)
         self._write_snapshot(tables, 1)
         for path in legacy:
             os.replace(path, path.with_name(path.name + ".migrated"))
         log.warning("store: imported %d legacy collection files into %s", len(legacy), SNAPSHOT)
 
-    def _write_snapshot(self, tables: dict[str, _Table], generation: int) -> None:
+    def _write_snapshot(self, tables: dict[str, Table], generation: int) -> None:
         tmp = self.data_dir / (SNAPSHOT + ".tmp")
         header = {"format": _FORMAT, "generation": generation, "written": round(time.time(), 3),
                   "collections": {name: {"next_id": t.next_id} for name, t in sorted(tables.items())}}
@@ -1339,19 +890,6 @@ class JsonStore:
         for (name, key), doc in changes.items():
             if doc is not None:
                 yield _dumps({"c": name, "k": key, "v": doc}) + b"\n"
-
-
-__all__ = [
-    "Collection",
-    "JsonStore",
-    "KeyExists",
-    "StoreCorrupt",
-    "StoreError",
-    "SyncTransaction",
-    "SyncTxCollection",
-    "Transaction",
-    "TxCollection",
-]
 
 
 def main(argv: list[str]) -> int:
