@@ -48,11 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
 import json
 import logging
-import mmap
 import os
 import re
 import subprocess
@@ -68,12 +66,12 @@ from .codec import dumps as _dumps
 from .codec import loads as _loads
 from .collection import Collection
 from .tables import Changes, Table, apply
+from .shared import COMPACT_LOCK, LOCK, ChangeCounter, FileLock
 from .transaction import Entry, SyncTransaction, Transaction
 
 _NAME = NAME_PATTERN
 _FORMAT = 2
 SNAPSHOT = "snapshot.jsonl"
-CHANGES = ".changes"
 PREV_SNAPSHOT = "snapshot.prev.jsonl"
 _JOURNAL = re.compile(r"^journal\.(\d{8,})\.jsonl$")
 log = logging.getLogger("turnstile.store")
@@ -121,7 +119,7 @@ class JsonStore:
         self._tables: dict[str, Table] = {}
         self._index_fields: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
-        self._lock_file = self.data_dir / ".lock"
+        self._lock_file = FileLock(self.data_dir / LOCK)
         self._io: ThreadPoolExecutor | None = None
         self._compactor: ThreadPoolExecutor | None = None
         self._generation = 1
@@ -142,8 +140,7 @@ class JsonStore:
         self._compaction: asyncio.Future[Any] | None = None
         self._opened = False
         self._closed = False
-        self._changes: mmap.mmap | None = None  # the shared change counter, once mapped
-        self._seen_changes: int | None = None  # its value when this process last caught up
+        self._counter = ChangeCounter(self.data_dir)
         self._last_error: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -151,10 +148,10 @@ class JsonStore:
     def open(self) -> "JsonStore":
         """Load the snapshot and journals; raise `StoreCorrupt` naming a bad file."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self._file_lock():
+        with self._lock_file.held():
             loaded = self._load_files(repair=True)
-            self._changes = self._map_changes()
-            self._bump_changes()  # a repair may have trimmed a journal
+            self._counter.open()
+            self._counter.bump()  # a repair may have trimmed a journal
         self._install(loaded)
         self._opened = True
         # The loaded documents live as long as the process: keep the cyclic GC from rescanning them
@@ -171,9 +168,7 @@ class JsonStore:
                 await self._compaction
         self._release_flock()
         self._closed = True
-        if self._changes is not None:
-            self._changes.close()
-            self._changes = None
+        self._counter.close()
         for pool in (self._io, self._compactor):
             if pool is not None:
                 pool.shutdown(wait=False)
@@ -280,7 +275,7 @@ class JsonStore:
         """A blocking transaction for scripts and CLIs (no event loop running in this thread)."""
         if self._lock.locked() or self._pending or self._flock_fd is not None:
             raise StoreError("transaction_sync cannot run while async transactions are in progress")
-        fd = self._acquire_flock()
+        fd = self._lock_file.acquire()
         self._flock_fd = fd
         try:
             self._catch_up_locked()
@@ -308,23 +303,6 @@ class JsonStore:
 
     # -- locking ---------------------------------------------------------------------
 
-    def _acquire_flock(self, blocking: bool = True) -> int:
-        fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    @contextlib.contextmanager
-    def _file_lock(self, blocking: bool = True) -> Iterator[None]:
-        fd = self._acquire_flock(blocking)
-        try:
-            yield
-        finally:
-            os.close(fd)
-
     def _io_pool(self) -> ThreadPoolExecutor:
         if self._io is None:
             self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnstile-store")
@@ -335,7 +313,7 @@ class JsonStore:
         if self._flock_fd is not None:
             return
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._io_pool(), self._acquire_flock)
+        future = loop.run_in_executor(self._io_pool(), self._lock_file.acquire)
         try:
             fd = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -450,7 +428,7 @@ class JsonStore:
             os.close(fd)
         if created:
             _fsync_dir(self.data_dir)
-        self._bump_changes()
+        self._counter.bump()
         return self._offset + len(data)
 
     def _truncate_to(self, offset: int) -> None:
@@ -460,7 +438,7 @@ class JsonStore:
             try:
                 if os.fstat(fd).st_size > offset:
                     os.ftruncate(fd, offset)
-                    self._bump_changes()
+                    self._counter.bump()
             finally:
                 os.close(fd)
 
@@ -489,8 +467,8 @@ class JsonStore:
         # While this process waits for the lock it still catches up: another may have acknowledged writes meanwhile.
         if not self._opened or self._flock_fd is not None or self._pending:
             return
-        changes = self._changes_now()
-        if changes is not None and changes == self._seen_changes:
+        changes = self._counter.now()
+        if changes is not None and changes == self._counter.seen:
             return  # no process has changed the files since this one caught up
         if self._watched_generation != self._generation:
             # Path objects cost more than the two system calls below; build the strings once per generation.
@@ -503,17 +481,17 @@ class JsonStore:
             size = -1
         # os.access, not os.path.exists: a missing file (the usual answer) then costs no exception.
         if size == self._seen_size and not os.access(following, os.F_OK):
-            self._seen_changes = changes
+            self._counter.seen = changes
             return
         try:
             self._catch_up()
         except _NeedReload:
             try:
-                with self._file_lock(blocking=False):
+                with self._lock_file.held(blocking=False):
                     self._install(self._load_files(repair=False))
             except BlockingIOError:
                 return  # a writer holds the lock: serve what we have, the next look catches up
-        self._seen_changes = changes
+        self._counter.seen = changes
 
     def _catch_up_locked(self) -> None:
         try:
@@ -521,49 +499,7 @@ class JsonStore:
         except _NeedReload:
             log.warning("store: %s was compacted by another process; reloading", self.data_dir)
             self._install(self._load_files(repair=False))
-        self._seen_changes = self._changes_now()  # nobody else can change the files while we hold the lock
-
-    # -- the shared change counter -------------------------------------------------------
-
-    def _map_changes(self) -> mmap.mmap | None:
-        """Map ``.changes`` (created if missing; lock held). None where that fails: reads then always look at the files."""
-        try:
-            fd = os.open(self.data_dir / CHANGES, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            return None
-        try:
-            if os.fstat(fd).st_size < 8:
-                os.ftruncate(fd, 8)
-            return mmap.mmap(fd, 8)
-        except (OSError, ValueError):
-            return None
-        finally:
-            os.close(fd)
-
-    def _changes_now(self) -> int | None:
-        return int.from_bytes(self._changes[:8], "little") if self._changes is not None else None
-
-    def _bump_changes(self) -> None:
-        """Tell every process sharing the directory that the files changed (lock held, so no bump is lost).
-
-        Called after the change is on disk and before it is acknowledged, so a
-        read that starts after the acknowledgement sees a new value. The caller
-        is caught up with the files, so its own view counts as seen.
-        """
-        if self._changes is None:
-            self._changes = self._map_changes()
-        if self._changes is not None:
-            value = int.from_bytes(self._changes[:8], "little") + 1
-            self._changes[:8] = value.to_bytes(8, "little")
-            self._seen_changes = value
-            return
-        # No mapping here: bump through the file, whose page the other processes have mapped.
-        fd = os.open(self.data_dir / CHANGES, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            value = int.from_bytes(os.pread(fd, 8, 0).ljust(8, b"\0"), "little") + 1
-            os.pwrite(fd, value.to_bytes(8, "little"), 0)
-        finally:
-            os.close(fd)
+        self._counter.seen = self._counter.now()  # nobody else can change the files while we hold the lock
 
     def _catch_up(self) -> None:
         """Apply journal lines appended by other processes, following generations forward."""
@@ -676,14 +612,14 @@ class JsonStore:
 
     def _remove_leftovers(self) -> None:
         """Delete temporary files of a compaction that died, unless one is running now."""
-        fd = os.open(self.data_dir / ".compact.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = FileLock(self.data_dir / COMPACT_LOCK).acquire(blocking=False)
+        except BlockingIOError:
+            return
+        try:
             for name in os.listdir(self.data_dir):
                 if name.endswith(".tmp"):
                     os.unlink(self.data_dir / name)
-        except BlockingIOError:
-            pass
         finally:
             os.close(fd)
 
@@ -797,15 +733,14 @@ class JsonStore:
 
     def _compact_files(self) -> int:
         """Runs in a child process, from the files only: rotate the journal, merge, swap the snapshot."""
-        compact_fd = os.open(self.data_dir / ".compact.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            try:
-                fcntl.flock(compact_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0  # another process is compacting
+            compact_fd = FileLock(self.data_dir / COMPACT_LOCK).acquire(blocking=False)
+        except BlockingIOError:
+            return 0  # another process is compacting
+        try:
             snapshot = self.data_dir / SNAPSHOT
             # 1. Freeze the current journal: writers move on to a new generation.
-            with self._file_lock():
+            with self._lock_file.held():
                 base = self._read_header(snapshot) if snapshot.exists() else None
                 base_gen = base["generation"] if base else 1
                 newest = max(self._journal_generations(), default=base_gen)
@@ -813,7 +748,7 @@ class JsonStore:
                 new_gen = newest + 1
                 self._journal_path(new_gen).touch(mode=0o600)
                 _fsync_dir(self.data_dir)
-                self._bump_changes()
+                self._counter.bump()
             # 2. Merge the old snapshot with the frozen journals into a new one (no lock held).
             changes: dict[tuple[str, str], Doc | None] = {}
             ids: dict[str, int] = {name: meta["next_id"] for name, meta in (base or {}).get("collections", {}).items()}
@@ -836,7 +771,7 @@ class JsonStore:
                       "collections": {name: {"next_id": n} for name, n in sorted(ids.items())}}
             self._write_lines(tmp, header, self._merged_lines(snapshot if base else None, changes))
             # 3. Swap under the lock; keep the previous snapshot (and the journals since) for recovery.
-            with self._file_lock():
+            with self._lock_file.held():
                 current = self._read_header(snapshot) if snapshot.exists() else None
                 if (current["generation"] if current else 1) != base_gen:
                     os.unlink(tmp)
@@ -853,7 +788,7 @@ class JsonStore:
                 for generation in self._journal_generations():
                     if generation < keep_from:
                         os.unlink(self._journal_path(generation))
-                self._bump_changes()
+                self._counter.bump()
             return snapshot.stat().st_size
         finally:
             os.close(compact_fd)
@@ -907,7 +842,7 @@ def main(argv: list[str]) -> int:
             os.nice(10)
             print(store._compact_files())
             return 0
-        with store._file_lock():
+        with store._lock_file.held():
             loaded = store._load_files(repair=False)
     except StoreError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
