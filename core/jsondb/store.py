@@ -1,47 +1,14 @@
-"""The embedded JSON store (``backend = "json"``): all persisted data in one ``DATA_DIR``.
+"""`JsonStore`: the JSON backend of `core.store.Store`, orchestrating the tables, journals, snapshots and shared files.
 
-`JsonStore` implements the `core.store.Store` interface; callers reach it
-through that interface only. Reads are served from memory (the ``async``
-methods return at once) and writes return only once the change is durable on
-disk (journal line fsynced). JSON-only extras:
-
-* ``await store.compact()``: fold the journal into a new snapshot now (it also
-  happens on its own once the journal outgrows a share of the snapshot).
-* ``with store.transaction_sync() as tx:``: the same transaction for scripts and
-  tests without an event loop (blocking; never call it on a running loop). Its
-  collections have plain, blocking methods.
-* ``python -m core.jsondb check|compact DATA_DIR``: verify the files, or
-  compact them now (the store runs its compactions through this command, in a
-  child process).
-
-On disk (all human-readable JSON Lines, described in README "Data files"):
-
-* ``snapshot.jsonl``: a header line, one line per record, an end line.
-* ``journal.<generation>.jsonl``: one line per committed transaction, appended
-  and fsynced before the write is acknowledged. Concurrent transactions are
-  grouped into a single write + fsync by one writer thread.
-* ``snapshot.prev.jsonl``: the snapshot before the last compaction; together
-  with the journals kept since, it rebuilds the same data.
-* ``.lock``: ``fcntl.flock`` lock held for each read-modify-write, across
-  processes. The kernel drops it when a process dies, so a ``kill -9`` never
-  wedges the next start. ``.compact.lock`` keeps compactions exclusive.
-* ``.changes``: an 8-byte change counter that every process maps into memory
-  (like SQLite's ``-shm`` file). Whoever changes the journals or snapshot
-  bumps it, under the lock, before acknowledging; its value means nothing
-  across restarts.
-
-Several processes may share one ``DATA_DIR``: under the lock each process first
-reads the journal lines others appended (and notices a compaction done by
-another process). A read compares the shared change counter with the value
-it last caught up to: equal means no process changed anything, and the read
-costs no system call; otherwise it looks at the journal files and catches up.
-A process that cannot map the counter bumps it through the file and always
-looks at the journals. The processes must share one machine (a network file
-system shares neither the lock nor the mapping reliably), and none of these
-files may be deleted while a process has the store open.
-A torn last journal line (a write that was never acknowledged) is ignored and
-trimmed; anything else unreadable raises `StoreCorrupt` naming the file, line
-and problem, and nothing is ever overwritten to "repair" it.
+Reads are answered from the in-memory tables (after a look at the shared
+change counter: catching up with other processes costs nothing when nothing
+changed). A transaction takes an in-process lock and the cross-process
+``.lock``, catches up with the files, runs, and queues its journal line; one
+writer task appends and fsyncs each batch of queued lines, applies them to the
+tables, and only then acknowledges them. The lock is kept across transactions
+that follow each other closely and let go between batches (after 0.2 s, or at
+once when a compaction asks). When the journal outgrows a share of the
+snapshot a compaction runs in a child process.
 """
 
 from __future__ import annotations
@@ -49,54 +16,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
-import re
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Iterator
+from typing import Any, AsyncIterator, Iterator
 
-from ..store import NAME_PATTERN, Doc, Health, Namespace, StoreCorrupt, StoreError, check_field, check_name
-from .codec import dumps as _dumps
-from .codec import loads as _loads
+from ..store import Health, Namespace, StoreError, check_field, check_name
+from . import compaction
 from .collection import Collection
+from .journal import Journals, replay
+from .load import Loaded, load
+from .shared import LOCK, ChangeCounter, FileLock
 from .tables import Changes, Table, apply
-from .shared import COMPACT_LOCK, LOCK, ChangeCounter, FileLock
 from .transaction import Entry, SyncTransaction, Transaction
 
-_NAME = NAME_PATTERN
-_FORMAT = 2
-SNAPSHOT = "snapshot.jsonl"
-PREV_SNAPSHOT = "snapshot.prev.jsonl"
-_JOURNAL = re.compile(r"^journal\.(\d{8,})\.jsonl$")
 log = logging.getLogger("turnstile.store")
 
 
 class _NeedReload(Exception):
     """The journal this process was following is gone (compacted away by another process)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _Loaded:
-    """What reading the files produced."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, Table] = {}
-        self.generation = 1
-        self.offset = 0
-        self.snapshot_bytes = 0
 
 
 class JsonStore:
@@ -119,7 +60,9 @@ class JsonStore:
         self._tables: dict[str, Table] = {}
         self._index_fields: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
-        self._lock_file = FileLock(self.data_dir / LOCK)
+        self._file_lock = FileLock(self.data_dir / LOCK)
+        self._journals = Journals(self.data_dir)
+        self._counter = ChangeCounter(self.data_dir)
         self._io: ThreadPoolExecutor | None = None
         self._compactor: ThreadPoolExecutor | None = None
         self._generation = 1
@@ -134,13 +77,12 @@ class JsonStore:
         self._yield_requested = threading.Event()
         self._pending: list[Entry] = []
         self._unwritten: list[Entry] = []
-        self._pending_view: dict[str, dict[str, Doc | None]] = {}
+        self._pending_view: Changes = {}
         self._pending_ids: dict[str, int] = {}
         self._writer: asyncio.Task[None] | None = None
         self._compaction: asyncio.Future[Any] | None = None
         self._opened = False
         self._closed = False
-        self._counter = ChangeCounter(self.data_dir)
         self._last_error: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -148,7 +90,7 @@ class JsonStore:
     def open(self) -> "JsonStore":
         """Load the snapshot and journals; raise `StoreCorrupt` naming a bad file."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock_file.held():
+        with self._file_lock.held():
             loaded = self._load_files(repair=True)
             self._counter.open()
             self._counter.bump()  # a repair may have trimmed a journal
@@ -272,10 +214,10 @@ class JsonStore:
 
     @contextlib.contextmanager
     def transaction_sync(self, prefix: str = "") -> Iterator[SyncTransaction]:
-        """A blocking transaction for scripts and CLIs (no event loop running in this thread)."""
+        """A blocking transaction for scripts and tests (no event loop running in this thread)."""
         if self._lock.locked() or self._pending or self._flock_fd is not None:
             raise StoreError("transaction_sync cannot run while async transactions are in progress")
-        fd = self._lock_file.acquire()
+        fd = self._file_lock.acquire()
         self._flock_fd = fd
         try:
             self._catch_up_locked()
@@ -289,19 +231,19 @@ class JsonStore:
                     self._truncate_to(self._offset)
                     raise
                 self._seen_size = self._offset
-                self._apply_changes(entry.changes, entry.ids)
+                self._apply(entry.changes, entry.ids)
         finally:
             self._flock_fd = None
             os.close(fd)
 
     async def compact(self) -> None:
-        """Fold the journals into a new snapshot now, in a background thread."""
+        """Fold the journals into a new snapshot now, in a child process."""
         if self._compaction is None or self._compaction.done():
             self._start_compaction()
         assert self._compaction is not None
         await asyncio.shield(self._compaction)
 
-    # -- locking ---------------------------------------------------------------------
+    # -- the cross-process lock ------------------------------------------------------
 
     def _io_pool(self) -> ThreadPoolExecutor:
         if self._io is None:
@@ -313,7 +255,7 @@ class JsonStore:
         if self._flock_fd is not None:
             return
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._io_pool(), self._lock_file.acquire)
+        future = loop.run_in_executor(self._io_pool(), self._file_lock.acquire)
         try:
             fd = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -370,7 +312,7 @@ class JsonStore:
                     break
                 self._seen_size = self._offset
                 for entry in batch:
-                    self._apply_changes(entry.changes, entry.ids)
+                    self._apply(entry.changes, entry.ids)
                 done = set(map(id, batch))
                 self._pending = [e for e in self._pending if id(e) not in done]
                 self._rebuild_pending_view()
@@ -386,9 +328,9 @@ class JsonStore:
                 self._start_compaction()
 
     def _fail_pending(self, exc: Exception) -> None:
-        detail = f"write to {self._journal_path(self._generation)} failed: {exc}"
+        detail = f"write to {self._journals.path(self._generation)} failed: {exc}"
         log.error("store: %s", detail)
-        # state() feeds the public health check: say what went wrong, never where on disk.
+        # check() feeds the public health check: say what went wrong, never where on disk.
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         self._last_error = f"journal write failed: {reason}"
         failed, self._pending, self._unwritten = self._pending, [], []
@@ -406,57 +348,32 @@ class JsonStore:
                 self._pending_ids[name] = max(self._pending_ids.get(name, 0), next_id)
 
     def _append(self, data: bytes) -> int:
-        """Append journal lines and fsync them (lock held); returns the new end offset."""
-        path = self._journal_path(self._generation)
-        created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            if size > self._offset:
-                # Bytes past the last complete line: a write torn by a crash, never acknowledged.
-                log.warning("store: dropping %d torn bytes at the end of %s", size - self._offset, path)
-                os.ftruncate(fd, self._offset)
-            elif size < self._offset:
-                raise StoreCorrupt(f"{path}: shrank from {self._offset} to {size} bytes while in use")
-            # os.write may write only part (a file size limit, a full disk): keep writing until
-            # all of it is down, so a real failure raises instead of acknowledging a torn line.
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            _fsync_dir(self.data_dir)
+        """Append journal lines and fsync them (lock held), then tell the other processes; returns the new end offset."""
+        end = self._journals.append(self._generation, self._offset, data)
         self._counter.bump()
-        return self._offset + len(data)
+        return end
 
     def _truncate_to(self, offset: int) -> None:
         """Drop bytes past ``offset`` (a failed write); never grows the file."""
         with contextlib.suppress(OSError):
-            fd = os.open(self._journal_path(self._generation), os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                if os.fstat(fd).st_size > offset:
-                    os.ftruncate(fd, offset)
-                    self._counter.bump()
-            finally:
-                os.close(fd)
+            if self._journals.truncate(self._generation, offset):
+                self._counter.bump()
 
-    def _apply_changes(self, changes: Changes, ids: dict[str, int], tables: dict[str, Table] | None = None) -> None:
-        if tables is None or tables is self._tables:
-            apply(self._tables, changes, ids, self._index_fields)
-        else:
-            apply(tables, changes, ids, {})
+    def _apply(self, changes: Changes, ids: dict[str, int]) -> None:
+        """Apply changes to the live tables (new tables get the indexes asked for)."""
+        apply(self._tables, changes, ids, self._index_fields)
 
-    # -- files -------------------------------------------------------------------------
+    # -- following the files -------------------------------------------------------------
 
-    def _journal_path(self, generation: int) -> Path:
-        return self.data_dir / f"journal.{generation:08d}.jsonl"
+    def _load_files(self, repair: bool) -> Loaded:
+        loaded = load(self.data_dir, repair)
+        for name, fields in self._index_fields.items():
+            for field in fields:
+                if name in loaded.tables:
+                    loaded.tables[name].add_index(field)
+        return loaded
 
-    def _journal_generations(self) -> list[int]:
-        return sorted(int(m.group(1)) for m in map(_JOURNAL.match, os.listdir(self.data_dir)) if m)
-
-    def _install(self, loaded: _Loaded) -> None:
+    def _install(self, loaded: Loaded) -> None:
         self._tables = loaded.tables
         self._generation = loaded.generation
         self._offset = self._seen_size = loaded.offset
@@ -472,7 +389,7 @@ class JsonStore:
             return  # no process has changed the files since this one caught up
         if self._watched_generation != self._generation:
             # Path objects cost more than the two system calls below; build the strings once per generation.
-            self._watched = (str(self._journal_path(self._generation)), str(self._journal_path(self._generation + 1)))
+            self._watched = (str(self._journals.path(self._generation)), str(self._journals.path(self._generation + 1)))
             self._watched_generation = self._generation
         current, following = self._watched
         try:
@@ -487,7 +404,7 @@ class JsonStore:
             self._catch_up()
         except _NeedReload:
             try:
-                with self._lock_file.held(blocking=False):
+                with self._file_lock.held(blocking=False):
                     self._install(self._load_files(repair=False))
             except BlockingIOError:
                 return  # a writer holds the lock: serve what we have, the next look catches up
@@ -504,200 +421,24 @@ class JsonStore:
     def _catch_up(self) -> None:
         """Apply journal lines appended by other processes, following generations forward."""
         while True:
-            path = self._journal_path(self._generation)
-            frozen = os.path.exists(self._journal_path(self._generation + 1))
+            path = self._journals.path(self._generation)
+            frozen = os.path.exists(self._journals.path(self._generation + 1))
             try:
                 with open(path, "rb") as handle:
                     handle.seek(self._offset)
                     data = handle.read()
                     size = self._offset + len(data)
             except FileNotFoundError:
-                if self._offset == 0 and not frozen and not self._journal_generations():
+                if self._offset == 0 and not frozen and not self._journals.generations():
                     return  # nothing written yet
                 raise _NeedReload() from None
             if data:
-                self._offset += self._replay(path, data, self._offset, self._tables)
+                self._offset += replay(path, data, self._offset, self._apply)
             self._seen_size = size
             if not frozen:
                 return
             self._generation += 1
             self._offset = self._seen_size = 0
-
-    def _replay(self, path: Path, data: bytes, start: int, tables: dict[str, Table]) -> int:
-        """Apply complete journal lines in ``data``; returns the bytes consumed (a torn tail is left)."""
-        end = data.rfind(b"\n") + 1
-        if end == 0:
-            return 0
-        for number, line in enumerate(data[:end].splitlines(), 1):
-            if not line.strip():
-                continue
-            changes, ids = self._parse_journal_line(path, line, start, number)
-            self._apply_changes(changes, ids, tables)
-        return end
-
-    @staticmethod
-    def _parse_journal_line(path: Path, line: bytes, start: int, number: int) -> tuple[dict[str, dict[str, Doc | None]], dict[str, int]]:
-        where = f"{path} (line {number} after byte {start})" if start else f"{path} line {number}"
-        try:
-            record = _loads(line)
-        except ValueError as exc:
-            raise StoreCorrupt(f"{where}: not valid JSON ({exc})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("ops"), list):
-            raise StoreCorrupt(f"{where}: expected an object with an 'ops' list")
-        changes: dict[str, dict[str, Doc | None]] = {}
-        for op in record["ops"]:
-            if (
-                not isinstance(op, dict)
-                or not isinstance(op.get("c"), str)
-                or not _NAME.match(op["c"])
-                or not isinstance(op.get("k"), str)
-                or not (op.get("v") is None or isinstance(op.get("v"), dict))
-            ):
-                raise StoreCorrupt(f"{where}: bad operation {op!r}; expected {{'c': collection, 'k': key, 'v': object or null}}")
-            changes.setdefault(op["c"], {})[op["k"]] = op["v"]
-        ids = record.get("ids", {})
-        if not isinstance(ids, dict) or not all(isinstance(n, int) and _NAME.match(c) for c, n in ids.items()):
-            raise StoreCorrupt(f"{where}: 'ids' must map collection names to integers")
-        return changes, ids
-
-    def _load_files(self, repair: bool) -> _Loaded:
-        """Read snapshot + journals. With ``repair`` (lock held at open) trim a torn tail and tidy up."""
-        enabled = gc.isenabled()
-        gc.disable()  # loading creates only acyclic dicts: collecting meanwhile costs ~30% of load time
-        try:
-            return self._load_files_unguarded(repair)
-        finally:
-            if enabled:
-                gc.enable()
-
-    def _load_files_unguarded(self, repair: bool) -> _Loaded:
-        loaded = _Loaded()
-        snapshot = self.data_dir / SNAPSHOT
-        generations = self._journal_generations()
-        if snapshot.exists():
-            loaded.generation, loaded.snapshot_bytes = self._read_snapshot(snapshot, loaded.tables)
-        elif generations and generations[0] > 1:
-            # Journal 1 gone means a snapshot existed. With journal 1 present the whole history is
-            # there: the first compaction has frozen it but not yet written its snapshot.
-            raise StoreCorrupt(
-                f"{snapshot}: missing, but {self._journal_path(generations[-1]).name} exists; "
-                f"restore it (see README 'Data files': copy {PREV_SNAPSHOT} to {SNAPSHOT})"
-            )
-        elif repair:
-            self._migrate_legacy(loaded.tables)
-        wanted = [g for g in generations if g >= loaded.generation]
-        expected = list(range(loaded.generation, loaded.generation + len(wanted)))
-        if wanted and wanted != expected:
-            missing = sorted(set(range(loaded.generation, wanted[-1] + 1)) - set(wanted))
-            raise StoreCorrupt(f"{self._journal_path(missing[0])}: missing; later journals exist, so changes would be lost")
-        loaded.offset = 0
-        for generation in wanted:
-            path = self._journal_path(generation)
-            data = path.read_bytes()
-            consumed = self._replay(path, data, 0, loaded.tables)
-            loaded.generation, loaded.offset = generation, consumed
-            if consumed < len(data) and generation == wanted[-1] and repair:
-                log.warning("store: %s ends with %d torn bytes (a write never acknowledged); trimming", path, len(data) - consumed)
-                os.truncate(path, consumed)
-        if repair:
-            if not wanted:
-                self._journal_path(loaded.generation).touch(mode=0o600)
-                _fsync_dir(self.data_dir)
-            self._remove_leftovers()
-        for name, fields in self._index_fields.items():
-            for field in fields:
-                if name in loaded.tables:
-                    loaded.tables[name].add_index(field)
-        return loaded
-
-    def _remove_leftovers(self) -> None:
-        """Delete temporary files of a compaction that died, unless one is running now."""
-        try:
-            fd = FileLock(self.data_dir / COMPACT_LOCK).acquire(blocking=False)
-        except BlockingIOError:
-            return
-        try:
-            for name in os.listdir(self.data_dir):
-                if name.endswith(".tmp"):
-                    os.unlink(self.data_dir / name)
-        finally:
-            os.close(fd)
-
-    def _read_snapshot(self, path: Path, tables: dict[str, Table]) -> tuple[int, int]:
-        """Load a snapshot into ``tables``; returns (generation, size in bytes)."""
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            raise StoreCorrupt(f"{path}: truncated (does not end with a complete line)")
-        lines = data.splitlines()
-        header = self._snapshot_line(path, lines, 0)
-        if header.get("format") != _FORMAT or not isinstance(header.get("generation"), int) or not isinstance(header.get("collections"), dict):
-            raise StoreCorrupt(f"{path} line 1: expected a header with format {_FORMAT}, 'generation' and 'collections'")
-        for name, meta in header["collections"].items():
-            if not _NAME.match(name) or not isinstance(meta, dict) or not isinstance(meta.get("next_id"), int):
-                raise StoreCorrupt(f"{path} line 1: bad collection entry {name!r}: {meta!r}")
-            table = tables[name] = Table()
-            table.next_id = meta["next_id"]
-        end = self._snapshot_line(path, lines, len(lines) - 1) if len(lines) > 1 else {}
-        if end.get("end") is not True or end.get("records") != len(lines) - 2:
-            raise StoreCorrupt(f"{path}: truncated or edited (the last line must be {{\"end\": true, \"records\": {len(lines) - 2}}})")
-        for number in range(1, len(lines) - 1):
-            record = self._snapshot_line(path, lines, number)
-            name, key, doc = record.get("c"), record.get("k"), record.get("v")
-            if not isinstance(key, str) or not isinstance(doc, dict) or name not in tables:
-                raise StoreCorrupt(f"{path} line {number + 1}: expected {{'c': a collection from the header, 'k': key, 'v': object}}")
-            tables[name].docs[key] = doc
-        return header["generation"], len(data)
-
-    @staticmethod
-    def _snapshot_line(path: Path, lines: list[bytes], index: int) -> dict[str, Any]:
-        try:
-            value = _loads(lines[index])
-        except ValueError as exc:
-            raise StoreCorrupt(f"{path} line {index + 1}: not valid JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise StoreCorrupt(f"{path} line {index + 1}: expected a JSON object")
-        return value
-
-    def _migrate_legacy(self, tables: dict[str, Table]) -> None:
-        """Import ``<collection>.json`` files written by the first store format, once."""
-        legacy = sorted(p for p in self.data_dir.glob("*.json") if _NAME.match(p.stem))
-        if not legacy:
-            return
-        for path in legacy:
-            try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise StoreCorrupt(f"{path}: not valid JSON ({exc})") from None
-            if not isinstance(raw, dict) or not isinstance(raw.get("records"), dict) or not isinstance(raw.get("next_id", 1), int):
-                raise StoreCorrupt(f"{path}: expected an object with a 'records' object")
-            table = tables[path.stem] = Table()
-            table.docs, table.next_id = raw["records"], raw.get("next_id", 1)
-        self._write_snapshot(tables, 1)
-        for path in legacy:
-            os.replace(path, path.with_name(path.name + ".migrated"))
-        log.warning("store: imported %d legacy collection files into %s", len(legacy), SNAPSHOT)
-
-    def _write_snapshot(self, tables: dict[str, Table], generation: int) -> None:
-        tmp = self.data_dir / (SNAPSHOT + ".tmp")
-        header = {"format": _FORMAT, "generation": generation, "written": round(time.time(), 3),
-                  "collections": {name: {"next_id": t.next_id} for name, t in sorted(tables.items())}}
-        lines = ({"c": name, "k": key, "v": doc} for name, t in sorted(tables.items()) for key, doc in t.docs.items())
-        self._write_lines(tmp, header, (_dumps(rec) + b"\n" for rec in lines))
-        os.replace(tmp, self.data_dir / SNAPSHOT)
-        _fsync_dir(self.data_dir)
-
-    @staticmethod
-    def _write_lines(path: Path, header: dict[str, Any], lines: Iterable[bytes]) -> int:
-        count = 0
-        with open(path, "wb") as handle:
-            handle.write(_dumps(header) + b"\n")
-            for line in lines:
-                handle.write(line)
-                count += 1
-            handle.write(_dumps({"end": True, "records": count}) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        return count
 
     # -- compaction ----------------------------------------------------------------------
 
@@ -710,17 +451,11 @@ class JsonStore:
 
     def _compact_in_child(self) -> int:
         """Compaction runs in a child process, so it never competes with the event loop for the GIL."""
-        self._yield_requested.set()
+        self._yield_requested.set()  # transactions let go of the lock between batches meanwhile
         try:
-            result = subprocess.run(
-                [sys.executable, "-m", "core.jsondb", "compact", str(self.data_dir.resolve())],
-                cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=False,
-            )
+            return compaction.run_in_child(self.data_dir)
         finally:
             self._yield_requested.clear()
-        if result.returncode != 0:
-            raise StoreError((result.stderr.strip().splitlines() or ["compaction failed"])[-1])
-        return int(result.stdout.strip() or 0)
 
     def _compaction_done(self, future: "asyncio.Future[Any]") -> None:
         if future.cancelled():
@@ -730,124 +465,3 @@ class JsonStore:
             log.error("store: compaction of %s failed: %s", self.data_dir, exc)
         elif future.result():
             self._snapshot_bytes = future.result()
-
-    def _compact_files(self) -> int:
-        """Runs in a child process, from the files only: rotate the journal, merge, swap the snapshot."""
-        try:
-            compact_fd = FileLock(self.data_dir / COMPACT_LOCK).acquire(blocking=False)
-        except BlockingIOError:
-            return 0  # another process is compacting
-        try:
-            snapshot = self.data_dir / SNAPSHOT
-            # 1. Freeze the current journal: writers move on to a new generation.
-            with self._lock_file.held():
-                base = self._read_header(snapshot) if snapshot.exists() else None
-                base_gen = base["generation"] if base else 1
-                newest = max(self._journal_generations(), default=base_gen)
-                frozen = [g for g in self._journal_generations() if base_gen <= g <= newest]
-                new_gen = newest + 1
-                self._journal_path(new_gen).touch(mode=0o600)
-                _fsync_dir(self.data_dir)
-                self._counter.bump()
-            # 2. Merge the old snapshot with the frozen journals into a new one (no lock held).
-            changes: dict[tuple[str, str], Doc | None] = {}
-            ids: dict[str, int] = {name: meta["next_id"] for name, meta in (base or {}).get("collections", {}).items()}
-            for generation in frozen:
-                path = self._journal_path(generation)
-                data = path.read_bytes()
-                data = data[: data.rfind(b"\n") + 1]
-                for number, line in enumerate(data.splitlines(), 1):
-                    if line.strip():
-                        docs, line_ids = self._parse_journal_line(path, line, 0, number)
-                        for name, keyed in docs.items():
-                            ids.setdefault(name, 1)
-                            for key, doc in keyed.items():
-                                changes.pop((name, key), None)  # keep journal order for new keys
-                                changes[(name, key)] = doc
-                        for name, next_id in line_ids.items():
-                            ids[name] = max(ids.get(name, 1), next_id)
-            tmp = self.data_dir / (SNAPSHOT + ".tmp")
-            header = {"format": _FORMAT, "generation": new_gen, "written": round(time.time(), 3),
-                      "collections": {name: {"next_id": n} for name, n in sorted(ids.items())}}
-            self._write_lines(tmp, header, self._merged_lines(snapshot if base else None, changes))
-            # 3. Swap under the lock; keep the previous snapshot (and the journals since) for recovery.
-            with self._lock_file.held():
-                current = self._read_header(snapshot) if snapshot.exists() else None
-                if (current["generation"] if current else 1) != base_gen:
-                    os.unlink(tmp)
-                    return 0
-                if base is not None:
-                    prev_tmp = self.data_dir / (PREV_SNAPSHOT + ".tmp")
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(prev_tmp)
-                    os.link(snapshot, prev_tmp)
-                    os.replace(prev_tmp, self.data_dir / PREV_SNAPSHOT)
-                os.replace(tmp, snapshot)
-                _fsync_dir(self.data_dir)
-                keep_from = base_gen
-                for generation in self._journal_generations():
-                    if generation < keep_from:
-                        os.unlink(self._journal_path(generation))
-                self._counter.bump()
-            return snapshot.stat().st_size
-        finally:
-            os.close(compact_fd)
-
-    @staticmethod
-    def _read_header(path: Path) -> dict[str, Any]:
-        with open(path, "rb") as handle:
-            first = handle.readline()
-        try:
-            header = _loads(first)
-        except ValueError as exc:
-            raise StoreCorrupt(f"{path} line 1: not valid JSON ({exc})") from None
-        if not isinstance(header, dict) or not isinstance(header.get("generation"), int):
-            raise StoreCorrupt(f"{path} line 1: expected a header with a 'generation'")
-        return header
-
-    @staticmethod
-    def _merged_lines(snapshot: Path | None, changes: dict[tuple[str, str], Doc | None]) -> Iterator[bytes]:
-        """Old snapshot records (unchanged lines copied as they are), then records new in the journals."""
-        if snapshot is not None:
-            with open(snapshot, "rb") as handle:
-                handle.readline()
-                for line in handle:
-                    record = _loads(line)
-                    if "end" in record:
-                        break
-                    ref = (record["c"], record["k"])
-                    if ref in changes:
-                        doc = changes.pop(ref)
-                        if doc is not None:
-                            yield _dumps({"c": ref[0], "k": ref[1], "v": doc}) + b"\n"
-                    else:
-                        yield line
-        for (name, key), doc in changes.items():
-            if doc is not None:
-                yield _dumps({"c": name, "k": key, "v": doc}) + b"\n"
-
-
-def main(argv: list[str]) -> int:
-    """``python -m core.jsondb check|compact DATA_DIR``: verify the files, or compact them now."""
-    if len(argv) != 2 or argv[0] not in ("check", "compact"):
-        print("usage: python -m core.jsondb check|compact DATA_DIR", file=sys.stderr)
-        return 2
-    command, data_dir = argv
-    store = JsonStore(data_dir)
-    try:
-        if not store.data_dir.is_dir():
-            raise StoreError(f"{data_dir}: no such directory")
-        if command == "compact":
-            # Background work: on a busy machine the server's event loop gets the CPU first.
-            os.nice(10)
-            print(store._compact_files())
-            return 0
-        with store._lock_file.held():
-            loaded = store._load_files(repair=False)
-    except StoreError as exc:
-        print(f"{command}: {exc}", file=sys.stderr)
-        return 1
-    for name, table in sorted(loaded.tables.items()):
-        print(f"{name}: {len(table.docs)} records, next id {table.next_id}")
-    print(f"ok: snapshot generation {loaded.generation}, {loaded.offset} journal bytes after it")
-    return 0
