@@ -16,8 +16,8 @@ async def test_200_concurrent_registrations_create_200_users(api, app):
     names = [f"user{i:03d}" for i in range(200)]
     responses = await asyncio.gather(*(api.post("/register", json={"user": n, "pwd": DEFAULT_PASSWORD}, cookies=False) for n in names))
     assert [r.code for r in responses] == [201] * 200
-    assert await app.settings["services"].store.collection("auth.users").count() == 200
-    reopened = JsonStore(app.settings["services"].settings.data_dir).open()
+    assert await app.services.store.collection("auth.users").count() == 200
+    reopened = JsonStore(app.services.settings.data_dir).open()
     assert sorted(u["username"] for u in await reopened.collection("auth.users").all()) == names
     await reopened.close()
 
@@ -39,7 +39,7 @@ async def test_employee_ids_never_repeat_after_deletes_and_restarts(api, app, ma
     for _ in range(2):
         restarted = await create_app(turnstile_settings)
         try:
-            store = restarted.settings["services"].store
+            store = restarted.services.store
             await store.compact()  # the id counter must survive compaction too
             employees = store.collection("employees.employees")
             added = await employees.insert({"firstname": "Next", "lastname": "One"})
@@ -47,5 +47,4 @@ async def test_employee_ids_never_repeat_after_deletes_and_restarts(api, app, ma
             seen.add(added["id"])
             assert await employees.delete(added["id"])
         finally:
-            await restarted.settings["services"].store.close()
-            restarted.settings["services"].executor.shutdown()
+            await restarted.services.close()
