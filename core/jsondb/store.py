@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
@@ -40,6 +40,11 @@ class _NeedReload(Exception):
     """The journal this process was following is gone (compacted away by another process)."""
 
 
+def _close_when_acquired(future: "asyncio.Future[int]") -> None:
+    if not future.cancelled() and future.exception() is None:
+        os.close(future.result())
+
+
 class JsonStore:
     """Owns the data directory: loads it once, then serves reads from memory."""
 
@@ -48,13 +53,11 @@ class JsonStore:
     def __init__(
         self,
         data_dir: Path | str,
-        executor: Executor | None = None,
         *,
         compact_min_bytes: int = 4 << 20,
         compact_ratio: float = 0.5,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self._executor = executor  # accepted for API stability; the store uses its own I/O threads
         self.compact_min_bytes = compact_min_bytes
         self.compact_ratio = compact_ratio
         self._tables: dict[str, Table] = {}
@@ -259,7 +262,7 @@ class JsonStore:
         try:
             fd = await asyncio.shield(future)
         except asyncio.CancelledError:
-            future.add_done_callback(lambda f: f.cancelled() or f.exception() or os.close(f.result()))
+            future.add_done_callback(_close_when_acquired)  # the lock arrives later: let it go then
             raise
         self._flock_fd = fd
         self._flock_since = time.monotonic()

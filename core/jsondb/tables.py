@@ -137,9 +137,9 @@ class TableReader:
         for key, doc in self._base().docs.items():
             if key not in overlay:
                 yield key, doc
-        for key, doc in overlay.items():
-            if doc is not None:
-                yield key, doc
+        for key, staged in overlay.items():
+            if staged is not None:
+                yield key, staged
 
     def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[tuple[str, Doc]]:
         """Matching ``(key, stored document)`` pairs; an indexed equality field avoids the scan."""
