@@ -24,11 +24,15 @@ class Collection(TableReader):
         self._store._refresh()  # catch up with other processes first (free when nothing changed)
         return self._store._tables.get(self.name) or EMPTY
 
+    def _lookup(self, key: str) -> Doc | None:
+        return self._base().docs.get(key)  # no overlay to consult: straight to the table
+
     async def get(self, key: Any) -> Doc | None:
-        return self._get(key)
+        doc = self._base().docs.get(str(key))
+        return copy(doc) if doc is not None else None
 
     async def exists(self, key: Any) -> bool:
-        return self._exists(key)
+        return str(key) in self._base().docs
 
     async def all(self) -> list[Doc]:
         # A live collection has no overlay of staged changes: copy the table directly.
