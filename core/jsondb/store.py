@@ -125,10 +125,13 @@ class JsonStore:
         """
         writable = self._opened and not self._closed and self._last_error is None
         error = self._last_error
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._io_pool(), self._probe_write)
-        except OSError as exc:
-            writable, error = False, error or exc.strerror or type(exc).__name__
+        if self._closed:  # shutting down: its I/O thread is gone, and no write would be taken anyway
+            writable, error = False, error or "closed"
+        else:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._io_pool(), self._probe_write)
+            except OSError as exc:
+                writable, error = False, error or exc.strerror or type(exc).__name__
         details = {
             "generation": self._generation,
             "journal_bytes": self._offset,
