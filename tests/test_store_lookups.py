@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from core.jsondb import JsonStore, _Table
+from core.jsondb import JsonStore
+from core.jsondb.tables import Table
 from core.store import where
 
 
@@ -25,7 +26,7 @@ def test_get_and_indexed_find_do_not_scan(tmp_path):
         async with store.transaction() as tx:
             for i in range(2000):
                 await tx.collection("auth.sessions").put(f"digest{i}", {"username": f"user{i % 500}", "expires": i})
-        table: _Table = store._tables["auth.sessions"]
+        table: Table = store._tables["auth.sessions"]
         table.docs = NoScan(table.docs)
 
         assert await sessions.get("digest7") == {"username": "user7", "expires": 7}

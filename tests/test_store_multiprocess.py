@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from core.jsondb import JsonStore
+from core.jsondb.shared import ChangeCounter
 from store_worker import increment
 
 WORKER = Path(__file__).resolve().parent / "store_worker.py"
@@ -132,14 +133,12 @@ def test_a_write_acknowledged_by_another_process_is_visible_to_the_next_read(tmp
 
 def test_reads_of_an_unchanged_store_make_no_system_calls(tmp_path, monkeypatch):
     """The shared change counter answers "anything new?" from memory; the files are looked at only after a change."""
-    import core.jsondb as jsondb
-
     async def run() -> None:
         reader, writer = JsonStore(tmp_path).open(), JsonStore(tmp_path).open()  # two instances: two processes' views
         docs = reader.collection("t.docs")
         await writer.collection("t.docs").put("a", {"n": 1})
         looks = []
-        monkeypatch.setattr(jsondb.os, "stat", lambda *a, _stat=os.stat, **k: looks.append(a[0]) or _stat(*a, **k))
+        monkeypatch.setattr(os, "stat", lambda *a, _stat=os.stat, **k: looks.append(a[0]) or _stat(*a, **k))
         assert await docs.get("a") == {"n": 1}
         after_catching_up = len(looks)
         assert after_catching_up > 0
@@ -160,9 +159,9 @@ def test_reads_of_an_unchanged_store_make_no_system_calls(tmp_path, monkeypatch)
 def test_without_the_shared_counter_reads_still_see_other_writes(tmp_path, monkeypatch):
     async def run() -> None:
         writer = JsonStore(tmp_path).open()
-        monkeypatch.setattr(JsonStore, "_map_changes", lambda self: None)  # e.g. a file system without shared mmap
+        monkeypatch.setattr(ChangeCounter, "_map", lambda self: None)  # e.g. a file system without shared mmap
         reader = JsonStore(tmp_path).open()
-        assert reader._changes is None
+        assert reader._counter.map is None
         await writer.collection("t.docs").put("a", {"n": 1})
         assert await reader.collection("t.docs").get("a") == {"n": 1}
         await writer.close()
@@ -175,9 +174,9 @@ def test_a_process_that_cannot_map_the_counter_still_tells_the_others(tmp_path, 
     async def run() -> None:
         reader = JsonStore(tmp_path).open()
         assert await reader.collection("t.docs").get("a") is None  # caught up, counter seen
-        monkeypatch.setattr(JsonStore, "_map_changes", lambda self: None)
+        monkeypatch.setattr(ChangeCounter, "_map", lambda self: None)
         writer = JsonStore(tmp_path).open()
-        assert writer._changes is None
+        assert writer._counter.map is None
         await writer.collection("t.docs").put("a", {"n": 1})
         assert await reader.collection("t.docs").get("a") == {"n": 1}
         await writer.close()
