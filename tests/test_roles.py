@@ -121,6 +121,21 @@ class TestGuardInAPlugin:
         assert (await api.get("/admin-only", headers={"Authorization": f"Bearer {bare}"})).code == 403
 
     @pytest.mark.gen_test
+    async def test_token_without_roles_claim_uses_the_stored_roles(self, api, app, turnstile_settings):
+        import time
+
+        import jwt
+
+        await app.services.accounts.create_user("boss", "not a hash", [5150])
+        now = int(time.time())
+        bare = jwt.encode(
+            {"typ": "access", "jti": "j", "iat": now, "exp": now + 60, "username": "boss"}, turnstile_settings.access_secret, algorithm="HS256"
+        )
+        assert (await api.get("/admin-only", headers={"Authorization": f"Bearer {bare}"})).json() == {"ok": "admin"}
+        await app.services.accounts.set_roles("boss", [2001])
+        assert (await api.get("/admin-only", headers={"Authorization": f"Bearer {bare}"})).code == 403
+
+    @pytest.mark.gen_test
     async def test_preflight_is_not_guarded(self, api):
         response = await api.options("/admin-only", headers={"Origin": "http://localhost:5500", "Access-Control-Request-Method": "GET"})
         assert response.code == 204

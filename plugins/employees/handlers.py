@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any
+from typing import Any, Awaitable
 
 from core.openapi import error_response, json_body, json_response
 from core.plugin import APIError, BaseHandler, PluginContext, protected
@@ -57,10 +57,12 @@ class EmployeesBase(BaseHandler):
         super().initialize(plugin)
         self.write_roles = write_roles
 
-    async def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:
+        """Writes check the configured roles (awaited by Tornado); reads cost no coroutine."""
         super().prepare()
         if self.write_roles and self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            await check_roles(self, self.write_roles)
+            return check_roles(self, self.write_roles)
+        return None
 
     @property
     def employees(self) -> Collection:
