@@ -74,12 +74,11 @@ async def test_a_plugin_read_during_an_outage_is_a_503_in_handler_and_in_prepare
 @pytest.mark.gen_test
 async def test_a_login_during_an_outage_is_a_503_and_counts_no_failure(api, app, make_user, monkeypatch):
     await make_user("alice")
-    users = app.services.store.collection("auth.users")
 
     async def down(*args, **kwargs):
         raise StoreUnavailable("database unreachable")
 
-    monkeypatch.setattr(users, "get", down)
+    monkeypatch.setattr(app.services.accounts, "user", down)
     for _ in range(app.services.settings.login_max_failures + 1):
         assert_unavailable(await api.post("/auth", json={"user": "alice", "pwd": "correct horse battery staple"}), "1")
     monkeypatch.undo()
@@ -88,11 +87,8 @@ async def test_a_login_during_an_outage_is_a_503_and_counts_no_failure(api, app,
 
 @pytest.mark.gen_test
 async def test_a_write_during_an_outage_is_a_503(api, app, monkeypatch):
-    store = app.services.store
-
-    def down(prefix=""):
+    async def down(*args, **kwargs):
         raise StoreUnavailable("database unreachable", retry_after=3)
 
-    monkeypatch.setattr(store, "transaction", down)
-    monkeypatch.setattr(store.collection("auth.users"), "insert", lambda *a, **k: down())
+    monkeypatch.setattr(app.services.accounts, "create_user", down)
     assert_unavailable(await api.post("/register", json={"user": "bob", "pwd": "correct horse battery staple"}), "3")

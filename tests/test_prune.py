@@ -7,17 +7,18 @@ import pytest
 from core.app import create_app
 
 
-def expired(username="alice", family="old"):
+def expired(digest, username="alice", family="old"):
+    """A session record whose refresh token expired ten seconds ago."""
     past = int(time.time()) - 10
-    return {"username": username, "family": family, "created": past - 100, "expires": past, "retired": None, "successor": None}
+    return {"digest": digest, "username": username, "family": family, "created": past - 100, "expires": past, "retired": None, "successor": None}
 
 
 @pytest.mark.gen_test
 async def test_prune_removes_expired_current_and_retired_records(app):
     store = app.services.store
     sessions = store.collection("auth.sessions")
-    await sessions.put("a" * 64, expired())
-    await sessions.put("b" * 64, {**expired(), "retired": int(time.time()) - 20})
+    await sessions.put("a" * 64, expired("a" * 64))
+    await sessions.put("b" * 64, {**expired("b" * 64), "retired": int(time.time()) - 20})
     assert await app.services.accounts.prune() == 2
     assert await sessions.count() == 0
     assert await app.services.accounts.prune() == 0
@@ -29,14 +30,14 @@ async def test_prune_keeps_live_retired_records_for_reuse_detection(app, make_us
     await api.login("alice")
     await api.get("/refresh")
     store = app.services.store
-    await store.collection("auth.sessions").put("c" * 64, expired())
+    await store.collection("auth.sessions").put("c" * 64, expired("c" * 64))
     assert await app.services.accounts.prune() == 1
     assert await store.collection("auth.sessions").count() == 2  # the retired token and its successor
 
 
 @pytest.mark.gen_test
 async def test_start_up_prunes(app, turnstile_settings):
-    await app.services.store.collection("auth.sessions").put("d" * 64, expired())
+    await app.services.store.collection("auth.sessions").put("d" * 64, expired("d" * 64))
     restarted = await create_app(turnstile_settings)
     try:
         assert await restarted.services.store.collection("auth.sessions").get("d" * 64) is None
@@ -55,7 +56,7 @@ async def test_running_server_prunes_periodically(tmp_path, monkeypatch):
     app = await create_app(make_settings(tmp_path))
     try:
         sessions = app.services.store.collection("auth.sessions")
-        await sessions.put("e" * 64, expired())
+        await sessions.put("e" * 64, expired("e" * 64))
         for _ in range(50):
             await asyncio.sleep(0.05)
             if await sessions.get("e" * 64) is None:

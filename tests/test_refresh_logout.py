@@ -37,12 +37,18 @@ async def test_refresh_with_garbage_is_403(api):
     assert response.code == 403
 
 
+def session_record(digest, username):
+    """A live session record as the accounts store them."""
+    now = int(time.time())
+    return {"digest": digest, "username": username, "family": digest, "created": now, "expires": 2**40, "retired": None, "successor": None}
+
+
 @pytest.mark.gen_test
 async def test_refresh_with_stored_but_badly_signed_token_is_403(api, app, make_user):
     """A token whose digest is on record still has to verify with the refresh secret."""
     await make_user("alice")
     token = jwt.encode({"typ": "refresh", "jti": "x", "iat": 1, "exp": 2**40, "username": "alice"}, "k" * 64, algorithm="HS256")
-    await app.services.store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
+    await app.services.store.collection("auth.sessions").put(token_digest(token), session_record(token_digest(token), "alice"))
     response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
     assert response.code == 403
 
@@ -55,7 +61,7 @@ async def test_refresh_with_username_mismatch_is_403(api, app, make_user, turnst
         turnstile_settings.refresh_secret,
         algorithm="HS256",
     )
-    await app.services.store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
+    await app.services.store.collection("auth.sessions").put(token_digest(token), session_record(token_digest(token), "alice"))
     response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
     assert response.code == 403
 
