@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import cpu_steal_ms  # noqa: E402
-from core.jsondb import Store  # noqa: E402
+from core.jsondb import JsonStore  # noqa: E402
 
 HASH = "$2b$12$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"[:53]
 WRITES = 1000
@@ -35,13 +35,13 @@ def user(i: int) -> dict:
     return {"username": f"user{i:06d}", "password": HASH, "created": 1_700_000_000 + i}
 
 
-async def seed(data_dir: Path, count: int) -> Store:
-    store = Store(data_dir).open()
+async def seed(data_dir: Path, count: int) -> JsonStore:
+    store = JsonStore(data_dir).open()
     for start in range(0, count, 5000):
         async with store.transaction() as tx:
             users = tx.collection("auth.users")
             for i in range(start, min(count, start + 5000)):
-                users.put(f"user{i:06d}", user(i))
+                await users.put(f"user{i:06d}", user(i))
     await store.compact()
     return store
 
@@ -51,7 +51,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def write_latencies(store: Store, offset: int) -> list[float]:
+async def write_latencies(store: JsonStore, offset: int) -> list[float]:
     users = store.collection("auth.users")
     out = []
     for i in range(offset, offset + WRITES):
@@ -61,7 +61,7 @@ async def write_latencies(store: Store, offset: int) -> list[float]:
     return out
 
 
-async def longest_stall(store: Store, seconds: float = 3.0, tag: str = "") -> tuple[float, int]:
+async def longest_stall(store: JsonStore, seconds: float = 3.0, tag: str = "") -> tuple[float, int]:
     """Max event-loop lag while 16 writers insert and a compaction runs in the background."""
     users = store.collection("auth.users")
     stop = time.monotonic() + seconds
@@ -92,14 +92,14 @@ async def longest_stall(store: Store, seconds: float = 3.0, tag: str = "") -> tu
 
 
 LOAD_SCRIPT = """
-import sys, time
+import asyncio, sys, time
 sys.path.insert(0, {root!r})
-from core.jsondb import Store
+from core.jsondb import JsonStore
 started = time.perf_counter()
-store = Store({data!r}).open()
+store = JsonStore({data!r}).open()
 elapsed = time.perf_counter() - started
 rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS"))
-print(elapsed, rss / 1024, store.collection("auth.users").count())
+print(elapsed, rss / 1024, asyncio.run(store.collection("auth.users").count()))
 """
 
 

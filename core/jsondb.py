@@ -1,35 +1,18 @@
-"""The embedded JSON store: the single owner of all persisted data.
+"""The embedded JSON store (``backend = "json"``): all persisted data in one ``DATA_DIR``.
 
-Plugins see a narrow, backend-neutral API:
+`JsonStore` implements the `core.store.Store` interface; callers reach it
+through that interface only. Reads are served from memory (the ``async``
+methods return at once) and writes return only once the change is durable on
+disk (journal line fsynced). JSON-only extras:
 
-* ``store.collection("auth.users")`` returns a `Collection` with sync reads
-  (``get``, ``find``, ``all``, ``count``, ``in``) served from memory, and async
-  writes (``insert``, ``put``, ``update``, ``delete``, ``delete_where``) that
-  return only once the change is durable on disk (journal line fsynced).
-* ``async with store.transaction() as tx:`` is the one read-modify-write path.
-  Inside it, ``tx.collection(name)`` reads the latest state (including this
-  process's writes still being fsynced) and stages writes; they become visible
-  and durable together when the block exits, or not at all if it raises. Keep
-  transaction bodies short: they hold the cross-process lock.
-* ``insert(doc)`` without a key assigns ``doc["id"]``, an integer that never
-  repeats in that collection, even after deletes and restarts.
-* ``store.namespace("auth")`` scopes collection names to one plugin.
-
-Added API:
-
-* ``Collection.ensure_index(field)``: keep an in-memory index so that
-  ``find(field=value)`` is O(1) instead of a scan (for example
-  ``auth.sessions`` by ``username``).
-* ``await store.flush()``: wait until every write started so far is durable.
 * ``await store.compact()``: fold the journal into a new snapshot now (it also
   happens on its own once the journal outgrows a share of the snapshot).
 * ``with store.transaction_sync() as tx:``: the same transaction for scripts and
-  CLIs without an event loop (blocking; never call it on a running loop).
-* ``store.state()``: a dict for health checks; ``state()["writable"]`` says
-  whether the store can currently write.
-
-Predicates given to ``find``/``delete_where`` see the stored documents and must
-not modify them; every document returned to callers is a private copy.
+  tests without an event loop (blocking; never call it on a running loop). Its
+  collections have plain, blocking methods.
+* ``python -m core.jsondb check|compact DATA_DIR``: verify the files, or
+  compact them now (the store runs its compactions through this command, in a
+  child process).
 
 On disk (all human-readable JSON Lines, described in README "Data files"):
 
@@ -80,6 +63,19 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
+from .store import (
+    NAME_PATTERN,
+    Cond,
+    Doc,
+    Health,
+    KeyExists,
+    Namespace,
+    StoreCorrupt,
+    StoreError,
+    check_field,
+    check_name,
+)
+
 try:  # orjson parses ~5x and encodes ~18x faster than json (see bench/db_scaling.py)
     import orjson
 
@@ -94,8 +90,7 @@ except ImportError:  # pragma: no cover - exercised only without orjson installe
 
     _loads = json.loads
 
-Doc = dict[str, Any]
-_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+_NAME = NAME_PATTERN
 _FORMAT = 2
 SNAPSHOT = "snapshot.jsonl"
 CHANGES = ".changes"
@@ -104,26 +99,8 @@ _JOURNAL = re.compile(r"^journal\.(\d{8,})\.jsonl$")
 log = logging.getLogger("turnstile.store")
 
 
-class StoreError(Exception):
-    """Base class for store failures."""
-
-
-class StoreCorrupt(StoreError):
-    """A data file cannot be read; the message names the file and the problem."""
-
-
-class KeyExists(StoreError):
-    """``insert`` with a key that is already taken."""
-
-
 class _NeedReload(Exception):
     """The journal this process was following is gone (compacted away by another process)."""
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"invalid collection name {name!r}: use dotted lowercase words")
-    return name
 
 
 def _copy(doc: Any) -> Any:
@@ -132,9 +109,16 @@ def _copy(doc: Any) -> Any:
 
 
 def _ikey(value: Any) -> Any:
-    """A hashable index key with the same equality as ``==`` on JSON values."""
-    if isinstance(value, (dict, list)):
-        return ("\0json", json.dumps(value, sort_keys=True))
+    """A hashable index key that is equal for two JSON values exactly when ``==`` holds.
+
+    Scalars are their own keys (``1``, ``1.0`` and ``True`` are equal and hash
+    alike, as ``==`` says); lists and objects become tagged tuples and frozensets
+    of their members' keys, so ``[1]`` and ``[1.0]`` also meet.
+    """
+    if isinstance(value, list):
+        return ("\0list", tuple(map(_ikey, value)))
+    if isinstance(value, dict):
+        return ("\0dict", frozenset((k, _ikey(v)) for k, v in value.items()))
     return value
 
 
@@ -181,16 +165,38 @@ class _Table:
             index.setdefault(_ikey(doc.get(field)), set()).add(key)
         self.indexes[field] = index
 
+    def holds_data(self) -> bool:
+        """Documents, or an id counter that has moved: what `JsonStore.collections` lists."""
+        return bool(self.docs) or self.next_id > 1
+
 
 _EMPTY = _Table()
+_CHECKED_FIELDS: set[str] = set()
 
 
-def _matches(doc: Doc, equals: dict[str, Any], predicate: Callable[[Doc], bool] | None) -> bool:
-    return all(doc.get(k) == v for k, v in equals.items()) and (predicate is None or bool(predicate(doc)))
+def _check_filter(conds: tuple[Cond, ...], equals: dict[str, Any]) -> None:
+    """Refuse what is not a filter (a Python callable, say) before it silently matches nothing."""
+    for cond in conds:
+        if not isinstance(cond, Cond):
+            raise TypeError(f"a filter is a Cond (where('field') < value) or field=value, not {type(cond).__name__}")
+    for field in equals:
+        if field not in _CHECKED_FIELDS:
+            _CHECKED_FIELDS.add(check_field(field))
+
+
+def _matches(doc: Doc, conds: tuple[Cond, ...], equals: dict[str, Any]) -> bool:
+    """`core.store.matches`, inlined: it runs once per document of a scan."""
+    for field, value in equals.items():
+        if doc.get(field) != value:
+            return False
+    for cond in conds:
+        if not cond.test(doc):
+            return False
+    return True
 
 
 class _Reader:
-    """Read methods shared by live collections and transaction views."""
+    """Blocking reads shared by live collections and transaction views (all served from memory)."""
 
     name: str
 
@@ -216,47 +222,57 @@ class _Reader:
             if doc is not None:
                 yield key, doc
 
-    def _select(self, predicate: Callable[[Doc], bool] | None, equals: dict[str, Any]) -> list[tuple[str, Doc]]:
+    def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[tuple[str, Doc]]:
+        """Matching ``(key, stored document)`` pairs; an indexed equality field avoids the scan."""
+        _check_filter(conds, equals)
         base = self._base()
         field = next((f for f in equals if f in base.indexes), None)
         if field is None:
-            return [(k, d) for k, d in self._items() if _matches(d, equals, predicate)]
+            return [(k, d) for k, d in self._items() if _matches(d, conds, equals)]
+        try:
+            indexed = base.indexes[field].get(_ikey(equals[field]), ())
+        except TypeError:  # an unhashable value (a set, say) equals no JSON value
+            return []
         overlay = self._overlay()
-        keys = list(base.indexes[field].get(_ikey(equals[field]), ()))
-        keys += [k for k in overlay if k not in base.indexes[field].get(_ikey(equals[field]), ())]
+        keys = list(indexed) + [k for k in overlay if k not in indexed]
         out = []
         for key in keys:
             doc = overlay[key] if key in overlay else base.docs.get(key)
-            if doc is not None and _matches(doc, equals, predicate):
+            if doc is not None and _matches(doc, conds, equals):
                 out.append((key, doc))
         return out
 
-    def get(self, key: Any) -> Doc | None:
+    def _get(self, key: Any) -> Doc | None:
         doc = self._lookup(str(key))
         return _copy(doc) if doc is not None else None
 
-    def all(self) -> list[Doc]:
+    def _exists(self, key: Any) -> bool:
+        return self._lookup(str(key)) is not None
+
+    def _all(self) -> list[Doc]:
         # One copy of the whole list: a round trip per document costs a call each.
         return _copy([doc for _, doc in self._items()])
 
-    def find(self, predicate: Callable[[Doc], bool] | None = None, **equals: Any) -> list[Doc]:
-        """Documents matching every ``field=value`` and the optional predicate.
+    def _pairs(self) -> list[tuple[str, Doc]]:
+        pairs = list(self._items())
+        return list(zip([k for k, _ in pairs], _copy([d for _, d in pairs])))
 
-        O(1) plus the matches when one of the fields is indexed (`Collection.ensure_index`).
-        """
-        return _copy([doc for _, doc in self._select(predicate, equals)])
+    def _find(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[Doc]:
+        return _copy([doc for _, doc in self._select(conds, equals)])
 
-    def count(self) -> int:
+    def _count(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> int:
+        if conds or equals:
+            return len(self._select(conds, equals))
         overlay = self._overlay()
         docs = self._base().docs
         return len(docs) + sum((doc is not None) - (key in docs) for key, doc in overlay.items())
 
-    def __contains__(self, key: Any) -> bool:
-        return self._lookup(str(key)) is not None
 
+class SyncTxCollection(_Reader):
+    """A collection inside a transaction, with blocking methods: reads see staged and in-flight writes.
 
-class TxCollection(_Reader):
-    """A collection as seen inside a transaction: reads see staged and in-flight writes."""
+    `transaction_sync` hands these out; `TxCollection` wraps one for ``async`` callers.
+    """
 
     def __init__(self, tx: "Transaction", name: str) -> None:
         self._tx = tx
@@ -288,6 +304,24 @@ class TxCollection(_Reader):
         if not isinstance(doc, dict):
             raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
         return _copy(doc)
+
+    def get(self, key: Any) -> Doc | None:
+        return self._get(key)
+
+    def exists(self, key: Any) -> bool:
+        return self._exists(key)
+
+    def all(self) -> list[Doc]:
+        return self._all()
+
+    def items(self) -> list[tuple[str, Doc]]:
+        return self._pairs()
+
+    def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
+        return self._find(conds, equals)
+
+    def count(self, *conds: Cond, **equals: Any) -> int:
+        return self._count(conds, equals)
 
     def insert(self, doc: Doc, key: Any = None) -> Doc:
         """Add ``doc``. Without ``key`` a fresh integer ``id`` is assigned; ids never repeat."""
@@ -331,25 +365,82 @@ class TxCollection(_Reader):
         self._stage(str(key), None)
         return True
 
-    def delete_where(self, predicate: Callable[[Doc], bool]) -> int:
-        """Delete every document the predicate accepts; returns how many."""
-        doomed = [key for key, _ in self._select(predicate, {})]
+    def delete_where(self, *conds: Cond, **equals: Any) -> int:
+        """Delete every matching document; returns how many. A filter is required."""
+        if not conds and not equals:
+            raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
+        doomed = [key for key, _ in self._select(conds, equals)]
         for key in doomed:
             self._stage(key, None)
         return len(doomed)
 
+    def advance_ids(self, at_least: int) -> None:
+        """Move the next automatic id to at least ``at_least``; never back."""
+        if isinstance(at_least, bool) or not isinstance(at_least, int):
+            raise TypeError(f"an id counter is an integer, not {type(at_least).__name__}")
+        if not 1 <= at_least < 2**53:
+            raise ValueError(f"an id counter must be between 1 and 2**53, not {at_least}")
+        if at_least > self._next_id():
+            self._tx._ids[self.name] = at_least
+
+
+class TxCollection:
+    """A collection inside an ``async`` transaction: the `core.store.Collection` methods, awaited."""
+
+    __slots__ = ("name", "_view")
+
+    def __init__(self, view: SyncTxCollection) -> None:
+        self.name = view.name
+        self._view = view
+
+    async def get(self, key: Any) -> Doc | None:
+        return self._view._get(key)
+
+    async def exists(self, key: Any) -> bool:
+        return self._view._exists(key)
+
+    async def all(self) -> list[Doc]:
+        return self._view._all()
+
+    async def items(self) -> list[tuple[str, Doc]]:
+        return self._view._pairs()
+
+    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
+        return self._view._find(conds, equals)
+
+    async def count(self, *conds: Cond, **equals: Any) -> int:
+        return self._view._count(conds, equals)
+
+    async def insert(self, doc: Doc, key: Any = None) -> Doc:
+        return self._view.insert(doc, key)
+
+    async def put(self, key: Any, doc: Doc) -> Doc:
+        return self._view.put(key, doc)
+
+    async def update(self, key: Any, changes: Doc) -> Doc | None:
+        return self._view.update(key, changes)
+
+    async def delete(self, key: Any) -> bool:
+        return self._view.delete(key)
+
+    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
+        return self._view.delete_where(*conds, **equals)
+
 
 class Transaction:
-    """Staged changes; applied by `Store.transaction` on success."""
+    """Staged changes; applied by `JsonStore.transaction` on success."""
 
-    def __init__(self, store: "Store", prefix: str = "") -> None:
+    def __init__(self, store: "JsonStore", prefix: str = "") -> None:
         self._store = store
         self._prefix = prefix
         self._staged: dict[str, dict[str, Doc | None]] = {}
         self._ids: dict[str, int] = {}
 
     def collection(self, name: str) -> TxCollection:
-        return TxCollection(self, _check_name(self._prefix + name))
+        return TxCollection(self.sync_collection(name))
+
+    def sync_collection(self, name: str) -> SyncTxCollection:
+        return SyncTxCollection(self, check_name(self._prefix + name))
 
     def _entry(self) -> "_Entry | None":
         staged = {name: ops for name, ops in self._staged.items() if ops}
@@ -360,6 +451,13 @@ class Transaction:
         if self._ids:
             record["ids"] = self._ids
         return _Entry(staged, dict(self._ids), _dumps(record) + b"\n")
+
+
+class SyncTransaction(Transaction):
+    """The transaction `JsonStore.transaction_sync` yields: its collections block instead of awaiting."""
+
+    def collection(self, name: str) -> SyncTxCollection:  # type: ignore[override]
+        return self.sync_collection(name)
 
 
 class _Entry:
@@ -375,9 +473,9 @@ class _Entry:
 
 
 class Collection(_Reader):
-    """A live collection: sync reads from memory, durable async writes."""
+    """A live collection: reads from memory (they return at once), durable writes."""
 
-    def __init__(self, store: "Store", name: str) -> None:
+    def __init__(self, store: "JsonStore", name: str) -> None:
         self._store = store
         self.name = name
 
@@ -385,50 +483,52 @@ class Collection(_Reader):
         self._store._refresh()
         return self._store._tables.get(self.name) or _EMPTY
 
-    def all(self) -> list[Doc]:
+    async def get(self, key: Any) -> Doc | None:
+        return self._get(key)
+
+    async def exists(self, key: Any) -> bool:
+        return self._exists(key)
+
+    async def all(self) -> list[Doc]:
         # A live collection has no overlay of staged changes: copy the table directly.
         return _copy(list(self._base().docs.values()))
 
-    def ensure_index(self, field: str) -> None:
-        """Index ``field`` so ``find(field=value)`` is O(1); kept across reloads."""
-        self._store._index_fields.setdefault(self.name, set()).add(field)
-        table = self._store._tables.get(self.name)
-        if table is not None:
-            table.add_index(field)
+    async def items(self) -> list[tuple[str, Doc]]:
+        return self._pairs()
+
+    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
+        """Documents matching every ``field=value`` and every `Cond`.
+
+        O(1) plus the matches when one of the equality fields is indexed (`JsonStore.ensure_index`).
+        """
+        return self._find(conds, equals)
+
+    async def count(self, *conds: Cond, **equals: Any) -> int:
+        if not conds and not equals:
+            return len(self._base().docs)
+        return self._count(conds, equals)
 
     async def insert(self, doc: Doc, key: Any = None) -> Doc:
         async with self._store.transaction() as tx:
-            return tx.collection(self.name).insert(doc, key)
+            return tx.sync_collection(self.name).insert(doc, key)
 
     async def put(self, key: Any, doc: Doc) -> Doc:
         async with self._store.transaction() as tx:
-            return tx.collection(self.name).put(key, doc)
+            return tx.sync_collection(self.name).put(key, doc)
 
     async def update(self, key: Any, changes: Doc) -> Doc | None:
         async with self._store.transaction() as tx:
-            return tx.collection(self.name).update(key, changes)
+            return tx.sync_collection(self.name).update(key, changes)
 
     async def delete(self, key: Any) -> bool:
         async with self._store.transaction() as tx:
-            return tx.collection(self.name).delete(key)
+            return tx.sync_collection(self.name).delete(key)
 
-    async def delete_where(self, predicate: Callable[[Doc], bool]) -> int:
+    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
+        if not conds and not equals:  # refuse before taking the lock
+            raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
         async with self._store.transaction() as tx:
-            return tx.collection(self.name).delete_where(predicate)
-
-
-class Namespace:
-    """A plugin's view of the store: collection names are prefixed with the plugin's name."""
-
-    def __init__(self, store: "Store", prefix: str) -> None:
-        self._store = store
-        self.prefix = _check_name(prefix) + "."
-
-    def collection(self, name: str) -> Collection:
-        return self._store.collection(self.prefix + name)
-
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[Transaction]:
-        return self._store.transaction(prefix=self.prefix)
+            return tx.sync_collection(self.name).delete_where(*conds, **equals)
 
 
 class _Loaded:
@@ -441,8 +541,10 @@ class _Loaded:
         self.snapshot_bytes = 0
 
 
-class Store:
+class JsonStore:
     """Owns the data directory: loads it once, then serves reads from memory."""
+
+    backend = "json"
 
     def __init__(
         self,
@@ -486,7 +588,7 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def open(self) -> "Store":
+    def open(self) -> "JsonStore":
         """Load the snapshot and journals; raise `StoreCorrupt` naming a bad file."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._file_lock():
@@ -516,14 +618,25 @@ class Store:
             if pool is not None:
                 pool.shutdown(wait=False)
 
-    async def check(self) -> dict[str, Any]:
-        """`state` plus a real durable write (temp file, fsync, unlink) in ``DATA_DIR``, for health checks."""
-        facts = self.state()
+    async def check(self) -> Health:
+        """Whether the store can write, from a real durable write (temp file, fsync, unlink) in ``DATA_DIR``.
+
+        The details are sizes and counts only: a health check must not tell the world where the data lives.
+        """
+        writable = self._opened and not self._closed and self._last_error is None
+        error = self._last_error
         try:
             await asyncio.get_running_loop().run_in_executor(self._io_pool(), self._probe_write)
         except OSError as exc:
-            facts.update(writable=False, error=facts.get("error") or exc.strerror or type(exc).__name__)
-        return facts
+            writable, error = False, error or exc.strerror or type(exc).__name__
+        details = {
+            "generation": self._generation,
+            "journal_bytes": self._offset,
+            "snapshot_bytes": self._snapshot_bytes,
+            "pending_writes": len(self._pending),
+            "compacting": self._compaction is not None and not self._compaction.done(),
+        }
+        return Health(backend=self.backend, writable=writable, error=error, details=details)
 
     def _probe_write(self) -> None:
         probe = self.data_dir / f".probe-{os.getpid()}-{os.urandom(6).hex()}"
@@ -540,29 +653,36 @@ class Store:
     def collection(self, name: str) -> Collection:
         handle = self._handles.get(name)
         if handle is None:  # handlers ask on every request: check the name once, not each time
-            handle = self._handles[name] = Collection(self, _check_name(name))
+            handle = self._handles[name] = Collection(self, check_name(name))
         return handle
 
     def namespace(self, prefix: str) -> Namespace:
+        """A plugin's view (`core.store.Namespace`): collection names prefixed with ``prefix.``."""
         return Namespace(self, prefix)
 
-    def collections(self) -> list[str]:
-        self._refresh()
-        return sorted(self._tables)
+    async def ensure_index(self, collection: str, field: str) -> None:
+        """Index ``field`` so ``find(field=value)`` is O(1) plus the matches; kept across reloads."""
+        check_name(collection)
+        check_field(field)
+        self._index_fields.setdefault(collection, set()).add(field)
+        table = self._tables.get(collection)
+        if table is not None:
+            table.add_index(field)
 
-    def state(self) -> dict[str, Any]:
-        """Health facts: can the store write, and how big are its files."""
-        writable = self._opened and not self._closed and self._last_error is None and os.access(self.data_dir, os.W_OK)
-        return {
-            "writable": writable,
-            "error": self._last_error,
-            "data_dir": str(self.data_dir),
-            "generation": self._generation,
-            "journal_bytes": self._offset,
-            "snapshot_bytes": self._snapshot_bytes,
-            "pending_writes": len(self._pending),
-            "compacting": self._compaction is not None and not self._compaction.done(),
-        }
+    async def collections(self) -> list[str]:
+        self._refresh()
+        return sorted(name for name, table in self._tables.items() if table.holds_data())
+
+    async def id_counter(self, collection: str) -> int:
+        check_name(collection)
+        self._refresh()
+        table = self._tables.get(collection)
+        return table.next_id if table is not None else 1
+
+    async def advance_id_counter(self, collection: str, at_least: int) -> None:
+        """A transaction of its own: durable once this returns, and a no-op if the counter is already there."""
+        async with self.transaction() as tx:
+            tx.sync_collection(collection).advance_ids(at_least)
 
     async def flush(self) -> None:
         """Wait until every transaction committed so far is durable."""
@@ -596,7 +716,7 @@ class Store:
             await asyncio.shield(entry.future)
 
     @contextlib.contextmanager
-    def transaction_sync(self, prefix: str = "") -> Iterator[Transaction]:
+    def transaction_sync(self, prefix: str = "") -> Iterator[SyncTransaction]:
         """A blocking transaction for scripts and CLIs (no event loop running in this thread)."""
         if self._lock.locked() or self._pending or self._flock_fd is not None:
             raise StoreError("transaction_sync cannot run while async transactions are in progress")
@@ -604,7 +724,7 @@ class Store:
         self._flock_fd = fd
         try:
             self._catch_up_locked()
-            tx = Transaction(self, prefix)
+            tx = SyncTransaction(self, prefix)
             yield tx
             entry = tx._entry()
             if entry is not None:
@@ -1221,13 +1341,26 @@ class Store:
                 yield _dumps({"c": name, "k": key, "v": doc}) + b"\n"
 
 
+__all__ = [
+    "Collection",
+    "JsonStore",
+    "KeyExists",
+    "StoreCorrupt",
+    "StoreError",
+    "SyncTransaction",
+    "SyncTxCollection",
+    "Transaction",
+    "TxCollection",
+]
+
+
 def main(argv: list[str]) -> int:
     """``python -m core.jsondb check|compact DATA_DIR``: verify the files, or compact them now."""
     if len(argv) != 2 or argv[0] not in ("check", "compact"):
         print("usage: python -m core.jsondb check|compact DATA_DIR", file=sys.stderr)
         return 2
     command, data_dir = argv
-    store = Store(data_dir)
+    store = JsonStore(data_dir)
     try:
         if not store.data_dir.is_dir():
             raise StoreError(f"{data_dir}: no such directory")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.jsondb import Store  # noqa: E402
+from core.jsondb import JsonStore  # noqa: E402
 
 
 async def write(data_dir: str) -> None:
-    store = Store(data_dir, compact_min_bytes=16_000, compact_ratio=0.3).open()
+    store = JsonStore(data_dir, compact_min_bytes=16_000, compact_ratio=0.3).open()
     docs = store.collection("t.docs")
 
     async def worker(n: int) -> None:
@@ -36,27 +36,27 @@ async def write(data_dir: str) -> None:
     await asyncio.gather(*(worker(n) for n in range(4)))
 
 
-async def increment(store: Store, n: int) -> None:
+async def increment(store: JsonStore, n: int) -> None:
     """``n`` read-modify-writes of one counter, each also taking an auto id."""
     for _ in range(n):
         async with store.transaction() as tx:
             counters = tx.collection("t.counters")
-            value = (counters.get("c") or {"value": 0})["value"]
-            counters.put("c", {"value": value + 1})
-            tx.collection("t.ids").insert({"pid": os.getpid()})
+            value = (await counters.get("c") or {"value": 0})["value"]
+            await counters.put("c", {"value": value + 1})
+            await tx.collection("t.ids").insert({"pid": os.getpid()})
 
 
 async def count(data_dir: str, n: int) -> None:
-    store = Store(data_dir, compact_min_bytes=8_000, compact_ratio=0.3).open()
+    store = JsonStore(data_dir, compact_min_bytes=8_000, compact_ratio=0.3).open()
     await increment(store, n)
     await store.close()
 
 
 async def watch(data_dir: str) -> None:
-    store = Store(data_dir).open()
+    store = JsonStore(data_dir).open()
     await store.collection("t.docs").put("child", {"by": "child"})
     deadline = time.monotonic() + 15
-    while store.collection("t.docs").get("parent") is None:
+    while await store.collection("t.docs").get("parent") is None:
         if time.monotonic() > deadline:
             sys.exit(3)
         await asyncio.sleep(0.02)
@@ -64,7 +64,7 @@ async def watch(data_dir: str) -> None:
 
 
 async def compact(data_dir: str) -> None:
-    store = Store(data_dir).open()
+    store = JsonStore(data_dir).open()
     docs = store.collection("t.docs")
     for round_ in range(2):
         for i in range(20):

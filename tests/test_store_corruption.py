@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.jsondb import Store, StoreCorrupt
+from core.jsondb import JsonStore, StoreCorrupt
 
 SERVER = Path(__file__).resolve().parent.parent / "server.py"
 
@@ -19,7 +19,7 @@ def populated(data_dir: Path) -> Path:
     """A store with a snapshot, a previous snapshot, and journal lines after them."""
 
     async def fill() -> None:
-        store = Store(data_dir).open()
+        store = JsonStore(data_dir).open()
         docs = store.collection("t.docs")
         for i in range(10):
             await docs.put(f"k{i}", {"i": i})
@@ -35,6 +35,19 @@ def populated(data_dir: Path) -> Path:
     return data_dir
 
 
+def stored(data_dir: Path) -> dict[str, dict]:
+    """What a fresh instance reads from ``t.docs``, key by key."""
+
+    async def read() -> dict[str, dict]:
+        store = JsonStore(data_dir).open()
+        try:
+            return dict(await store.collection("t.docs").items())
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
 def snapshot_of(data_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(data_dir.iterdir()) if p.is_file()}
 
@@ -47,7 +60,7 @@ def test_garbled_snapshot_line_stops_start_up_naming_file_and_line(tmp_path):
     snapshot.write_bytes(b"".join(lines))
     before = snapshot_of(data)
     with pytest.raises(StoreCorrupt, match=r"snapshot\.jsonl line 4: not valid JSON"):
-        Store(data).open()
+        JsonStore(data).open()
     assert snapshot_of(data) == before, "a failed start must not touch any file"
 
 
@@ -58,10 +71,10 @@ def test_truncated_snapshot_is_detected(tmp_path):
     cut = body[: body.rfind(b"\n", 0, len(body) - 1) + 1]  # lose the end line only: still line-aligned
     snapshot.write_bytes(cut)
     with pytest.raises(StoreCorrupt, match=r"snapshot\.jsonl: truncated"):
-        Store(data).open()
+        JsonStore(data).open()
     snapshot.write_bytes(body[: len(body) // 2])
     with pytest.raises(StoreCorrupt, match=r"snapshot\.jsonl"):
-        Store(data).open()
+        JsonStore(data).open()
 
 
 def test_garbled_journal_line_in_the_middle_stops_start_up(tmp_path):
@@ -73,7 +86,7 @@ def test_garbled_journal_line_in_the_middle_stops_start_up(tmp_path):
     journal.write_bytes(b"".join(lines))
     before = snapshot_of(data)
     with pytest.raises(StoreCorrupt, match=rf"{journal.name} line 3: not valid JSON"):
-        Store(data).open()
+        JsonStore(data).open()
     assert snapshot_of(data) == before
 
 
@@ -81,20 +94,20 @@ def test_missing_snapshot_with_later_journals_is_refused(tmp_path):
     data = populated(tmp_path / "data")
     (data / "snapshot.jsonl").unlink()
     with pytest.raises(StoreCorrupt, match=r"snapshot\.jsonl: missing"):
-        Store(data).open()
+        JsonStore(data).open()
 
 
 def test_opening_during_the_first_compaction_loads_everything(tmp_path):
     """Between freezing journal 1 and writing the first snapshot, journals 1 and 2 exist and no snapshot: not corrupt."""
 
     async def run() -> None:
-        store = Store(tmp_path).open()
+        store = JsonStore(tmp_path).open()
         docs = store.collection("t.docs")
         await docs.put("a", {"n": 1})
         (tmp_path / "journal.00000002.jsonl").touch()  # what the compaction's first step does, under the lock
         await docs.put("b", {"n": 2})
-        opened = Store(tmp_path).open()
-        assert {d["n"] for d in opened.collection("t.docs").all()} == {1, 2}
+        opened = JsonStore(tmp_path).open()
+        assert {d["n"] for d in await opened.collection("t.docs").all()} == {1, 2}
         await opened.close()
         await store.close()
 
@@ -106,10 +119,9 @@ def test_recovery_from_previous_snapshot_loses_nothing(tmp_path):
     data = populated(tmp_path / "data")
     (data / "snapshot.jsonl").write_bytes(b"\x00\x00garbage")
     with pytest.raises(StoreCorrupt):
-        Store(data).open()
+        JsonStore(data).open()
     shutil.copy(data / "snapshot.prev.jsonl", data / "snapshot.jsonl")
-    docs = Store(data).open().collection("t.docs")
-    assert sorted(d["i"] for d in docs.all()) == list(range(20))
+    assert sorted(d["i"] for d in stored(data).values()) == list(range(20))
 
 
 def test_recovery_by_removing_a_bad_journal_line(tmp_path):
@@ -120,10 +132,9 @@ def test_recovery_by_removing_a_bad_journal_line(tmp_path):
     lines[1] = b"not json\n"
     journal.write_bytes(b"".join(lines))
     with pytest.raises(StoreCorrupt):
-        Store(data).open()
+        JsonStore(data).open()
     journal.write_bytes(b"".join(lines[:1] + lines[2:]))
-    docs = Store(data).open().collection("t.docs")
-    assert sorted(d["i"] for d in docs.all()) == [i for i in range(20) if i != 16]
+    assert sorted(d["i"] for d in stored(data).values()) == [i for i in range(20) if i != 16]
 
 
 def test_server_refuses_to_start_on_a_corrupt_store(tmp_path):
