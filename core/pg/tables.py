@@ -268,18 +268,23 @@ class TypedLayout(Layout):
             return json_compares(extra, op, value, params)
         if kind == JSON:
             return json_compares(f"coalesce({field}, {extra})", op, value, params)
-        rest = f"({field} IS NULL AND {json_compares(extra, op, value, params)})"
+
+        def rest() -> str:  # the value kept in extra, for a document whose value does not fit the column
+            return f"({field} IS NULL AND {json_compares(extra, op, value, params)})"
+
         if kind == TEXT:
             if isinstance(value, str):
                 return f"({field} COLLATE \"C\" {op} {params.add(value)}::text)"
-            return rest
+            return rest()
         if isinstance(value, str):
-            return rest
+            return rest()
         if isinstance(value, float) and math.isnan(value):
-            return f"({field} IS NOT NULL OR {rest})" if op == "!=" else "FALSE"
+            return f"({field} IS NOT NULL OR {rest()})" if op == "!=" else "FALSE"
         if isinstance(value, int) and -INT64 <= value < INT64:
-            return f"({field} {op} {params.add(value)}::bigint OR {rest})"
-        return f"({field}::numeric {op} {_number(value, params)} OR {rest})"
+            column = f"{field} {op} {params.add(value)}::bigint"
+        else:
+            column = f"{field}::numeric {op} {_number(value, params)}"
+        return f"({column} OR {rest()})"
 
     def index_ddl(self, field: str) -> str | None:
         name = index_name(self.table, self.collection, field)
