@@ -361,11 +361,16 @@ class PgTransaction:
     def _collection(self, name: str) -> "PgTxCollection":
         return PgTxCollection(self, name)
 
+    def check_usable(self) -> None:
+        """After a database error PostgreSQL refuses every statement until the rollback: say so at once."""
+        if self.failed is not None:
+            raise StoreError(f"the transaction already failed: {self.failed}")
+
     async def _run(self, awaitable: Any) -> Any:
         """Await one statement; a database error leaves the transaction unusable, so remember it."""
         if self.failed is not None:
             awaitable.close()
-            raise StoreError(f"the transaction already failed: {self.failed}")
+            self.check_usable()
         try:
             return await awaitable
         except Exception as exc:
@@ -396,6 +401,7 @@ class PgTxCollection:
 
     async def _current(self, key: str) -> Doc | None:
         """The document under ``key``, locked until the transaction ends (not a copy)."""
+        self.tx.check_usable()
         slot = (self.name, key)
         if slot in self.tx.locked:
             return self.tx.locked[slot]
