@@ -33,12 +33,19 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"PostgreSQL is unreachable: {type(exc).__name__}: {_first_line(exc)}")
 
 
+def connection_broken(exc: BaseException) -> bool:
+    """Whether the connection that raised ``exc`` must not be used again (lost, terminated, confused)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in ("08", "57")
+    return isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, ConnectionError, TimeoutError))
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be reached or asked us to retry."""
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
         return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES
-    return isinstance(exc, (asyncpg.InterfaceError, OSError, ConnectionError, TimeoutError))
+    return connection_broken(exc)
 
 
 def translate(exc: BaseException) -> BaseException:

@@ -31,7 +31,7 @@ import asyncpg
 
 from ..store import Cond, Doc, Health, KeyExists, StoreError, StoreUnavailable, check_field, check_name
 from . import jsoncodec
-from .errors import translate, translated
+from .errors import connection_broken, translate, translated
 from .migrate import migrate
 from .startup import CONNECT_TIMEOUT, Target, first_connection, parse_url
 from .tables import Layout, Params, layout
@@ -50,6 +50,21 @@ ADVANCE_IDS = (
     "ON CONFLICT (collection) DO UPDATE SET next_id = greatest(c.next_id, EXCLUDED.next_id)"
 )
 MAX_ID = 2**53
+
+
+def _kill(conn: asyncpg.Connection) -> None:
+    """Terminate a connection; asyncpg may already have detached it from the pool after a loss."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # detached from the pool: it was closed
+        return True
 
 
 async def _setup_connection(conn: asyncpg.Connection) -> None:
@@ -145,11 +160,15 @@ class PgStore:
             raise translate(exc) from exc
         try:
             yield conn
+        except BaseException as exc:
+            if connection_broken(exc) or connection_broken(exc.__cause__ or exc):
+                _kill(conn)  # never hand a confused connection to the next request
+            raise
         finally:
             try:
                 await self._pool.release(conn)
-            except Exception:  # a broken connection: the pool replaces it on the next acquire
-                conn.terminate()
+            except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
+                pass
 
     async def _read(self, sql: str, *args: Any, one: bool = False) -> Any:
         """One statement outside a transaction, tried twice when a pooled connection turns out dead."""
@@ -376,17 +395,19 @@ class PgTransaction:
         except Exception as exc:
             new = translate(exc)
             self.failed = str(new) or type(new).__name__
+            if connection_broken(exc):
+                _kill(self.conn)
             if new is exc:
                 raise
             raise new from exc
 
     async def _rollback(self) -> None:
-        if self.conn.is_closed():
+        if _closed(self.conn):
             return
         try:
             await self.conn.execute("ROLLBACK")
         except Exception:  # the connection broke: the server rolls back on its own
-            self.conn.terminate()
+            _kill(self.conn)
 
 
 class PgTxCollection:
