@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import warnings
 from typing import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,7 @@ import asyncpg
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PREFIX = "turnstile_test_"
 _found: tuple[str | None, str] | None = None
+_warned = False
 
 
 def in_ci() -> bool:
@@ -66,6 +68,10 @@ def require_server() -> str:
     message = f"PostgreSQL TESTS NOT RUN: {why}. Run ./bin/test (it finds or starts a server) or set TEST_DATABASE_URL."
     if in_ci():
         pytest.fail(f"{message} CI=true, so this is a failure, not a skip.", pytrace=False)
+    global _warned
+    if not _warned:  # once, in the warnings summary every run prints, not only with -rs
+        _warned = True
+        warnings.warn(pytest.PytestWarning(message), stacklevel=2)
     pytest.skip(message)
     raise AssertionError("unreachable")
 
