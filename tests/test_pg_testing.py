@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import asyncpg
+import pytest
 from pg_kit import pg_admin  # noqa: F401 - fixture
 
+from core.pg import testing
 from core.pg.testing import PREFIX, fresh_database
-
-PROJECT = Path(__file__).resolve().parent.parent
 
 
 def test_fresh_databases_are_new_and_dropped_afterwards(pg_admin):
@@ -34,12 +30,14 @@ def test_fresh_databases_are_new_and_dropped_afterwards(pg_admin):
     asyncio.run(main())
 
 
-def test_without_a_server_the_tests_skip_loudly_but_fail_in_ci():
-    env = {**os.environ, "TEST_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/postgres"}
-    args = [sys.executable, "-m", "pytest", "tests/test_pg_migrations.py", "--noconftest", "-p", "no:tornado", "-rs"]
-    outside = subprocess.run(args, cwd=PROJECT, env={**env, "CI": ""}, capture_output=True, text=True, timeout=120)
-    assert outside.returncode == 0, outside.stdout
-    assert "SKIPPED" in outside.stdout and "PytestWarning: PostgreSQL TESTS NOT RUN" in outside.stdout
-    in_ci = subprocess.run(args, cwd=PROJECT, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=120)
-    assert in_ci.returncode != 0
-    assert "CI=true, so this is a failure, not a skip" in in_ci.stdout
+def test_without_a_server_the_tests_skip_loudly_but_fail_in_ci(monkeypatch):
+    monkeypatch.setenv("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/postgres")
+    monkeypatch.setattr(testing, "_found", None)  # forget the server this run found
+    monkeypatch.setattr(testing, "_warned", False)
+    monkeypatch.setenv("CI", "false")
+    with pytest.warns(pytest.PytestWarning, match="PostgreSQL TESTS NOT RUN: TEST_DATABASE_URL does not answer"):
+        with pytest.raises(pytest.skip.Exception, match="PostgreSQL TESTS NOT RUN"):
+            testing.require_server()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true, so this is a failure, not a skip"):
+        testing.require_server()

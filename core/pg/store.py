@@ -50,6 +50,11 @@ ADVANCE_IDS = (
     "ON CONFLICT (collection) DO UPDATE SET next_id = greatest(c.next_id, EXCLUDED.next_id)"
 )
 MAX_ID = 2**53
+SERVER_SETTINGS = {
+    "application_name": "turnstile",
+    "lock_timeout": "10s",  # a lock wait this long is a 503 (retry), not a hung request
+    "idle_in_transaction_session_timeout": "60s",  # a frozen instance cannot hold locks forever
+}
 
 
 def _kill(conn: asyncpg.Connection) -> None:
@@ -135,7 +140,7 @@ class PgStore:
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,
                 max_inactive_connection_lifetime=300,
-                server_settings={"application_name": "turnstile"},
+                server_settings=SERVER_SETTINGS,
             )
         except Exception as exc:
             raise StoreError(f"cannot open the connection pool ({target.describe()}): {translate(exc)}") from None
