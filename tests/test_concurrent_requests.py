@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from core.app import create_app
-from core.jsondb import JsonStore
 from core.pytest_plugin import DEFAULT_PASSWORD
+from core.store import opened
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -16,10 +16,9 @@ async def test_200_concurrent_registrations_create_200_users(api, app):
     names = [f"user{i:03d}" for i in range(200)]
     responses = await asyncio.gather(*(api.post("/register", json={"user": n, "pwd": DEFAULT_PASSWORD}, cookies=False) for n in names))
     assert [r.code for r in responses] == [201] * 200
-    assert await app.settings["services"].store.collection("auth.users").count() == 200
-    reopened = JsonStore(app.settings["services"].settings.data_dir).open()
-    assert sorted(u["username"] for u in await reopened.collection("auth.users").all()) == names
-    await reopened.close()
+    assert await app.services.store.collection("auth.users").count() == 200
+    async with opened(app.services.settings) as reopened:
+        assert sorted(u["username"] for u in await reopened.collection("auth.users").all()) == names
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -39,13 +38,13 @@ async def test_employee_ids_never_repeat_after_deletes_and_restarts(api, app, ma
     for _ in range(2):
         restarted = await create_app(turnstile_settings)
         try:
-            store = restarted.settings["services"].store
-            await store.compact()  # the id counter must survive compaction too
+            store = restarted.services.store
+            if store.backend == "json":
+                await store.compact()  # the id counter must survive compaction too
             employees = store.collection("employees.employees")
             added = await employees.insert({"firstname": "Next", "lastname": "One"})
             assert added["id"] > max(seen), f"id {added['id']} reused"
             seen.add(added["id"])
             assert await employees.delete(added["id"])
         finally:
-            await restarted.settings["services"].store.close()
-            restarted.settings["services"].executor.shutdown()
+            await restarted.services.close()
