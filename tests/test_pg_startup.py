@@ -69,8 +69,6 @@ def test_a_missing_database_is_named(pg_admin):
 
 
 def test_server_py_with_a_bad_database_url_exits_1_with_one_line(tmp_path):
-    if "open_store" not in (PROJECT / "core" / "app.py").read_text():
-        pytest.skip("core/app.py does not open the store through core.store.open_store yet")
     env = {
         **os.environ,
         "DATABASE_URL": f"postgresql://app:{SECRET}@127.0.0.1:1/turnstile",
