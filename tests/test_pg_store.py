@@ -27,30 +27,26 @@ def _exact(value) -> str:
 
 
 def _variants(collection: str) -> dict[str, dict]:
-    """Documents whose fields take every kind of value, including the typed columns' fields."""
+    """Documents whose fields take every kind of value, the typed columns' fields and the key's included."""
     docs: dict[str, dict] = {}
     for i, value in enumerate(VALUES):
-        for field in ("v", "expires", "username", "roles"):
+        for field in ("v", "expires", "username", "roles", "digest"):
             key = f"k{i}{field}"
             if collection == "auth.sessions":
                 doc = {"digest": key, "username": "alice", "family": "f1", "created": 5, "expires": 100, "retired": None}
-                if field == "roles":
-                    continue
             elif collection == "auth.users":
-                if field == "username":
-                    continue
-                key = f"user{i}{field}"
                 doc = {"username": key, "password": "hash", "roles": [1], "created": 7}
             else:
-                doc = {"name": key}
+                doc = {}
             doc.pop(field, None)
             if value is not MISSING:
                 doc[field] = value
+            doc["tag"] = key
             docs[key] = doc
     return docs
 
 
-FILTER_FIELDS = ("v", "expires", "username", "roles", "created", "family", "nothere")
+FILTER_FIELDS = ("v", "expires", "username", "roles", "created", "family", "digest", "nothere")
 
 
 def _filters():
@@ -104,7 +100,7 @@ def test_documents_and_filters_match_the_reference_and_the_json_store(pg_url, tm
 
 
 def _key(collection: str, doc: dict) -> str:
-    return doc.get("digest") if collection == "auth.sessions" else doc.get("username") if collection == "auth.users" else doc["name"]
+    return doc["tag"]
 
 
 def test_documents_handed_out_are_private_copies(pg_url):
@@ -205,12 +201,16 @@ def test_users_and_sessions_live_in_real_tables(pg_url):
         await store.collection("auth.sessions").put(session["digest"], session)
         assert await store.collection("auth.users").get("alice") == user
         assert list(await store.collection("auth.sessions").get(session["digest"])) == list(session)  # same key order
-        with pytest.raises(ValueError, match="username must be its key"):
-            await store.collection("auth.users").put("bob", {"username": "mallory", "password": "x"})
         with pytest.raises(ValueError, match="password"):
             await store.collection("auth.users").put("bob", {"username": "bob"})
-        with pytest.raises(ValueError, match="digest must be its key"):
-            await store.collection("auth.sessions").put("abc", {"digest": "other"})
+        # Documents that do not carry their key (or carry another) are kept as they are, as on the JSON store.
+        await store.collection("auth.sessions").put("abc", {"username": "alice", "expires": 1})
+        await store.collection("auth.sessions").put("xyz", {"digest": "other"})
+        assert await store.collection("auth.sessions").get("abc") == {"username": "alice", "expires": 1}
+        assert await store.collection("auth.sessions").find(digest="other") == [{"digest": "other"}]
+        assert await store.collection("auth.sessions").count(digest=None) == 1
+        for key in ("abc", "xyz"):
+            await store.collection("auth.sessions").delete(key)
         assert await store.collections() == ["auth.sessions", "auth.users"]
 
     run_with_store(pg_url, body)

@@ -203,7 +203,7 @@ class TypedLayout(Layout):
         extra: Doc = row["extra"]
         doc: Doc = {}
         for name, _ in self.columns:
-            value = row[name]
+            value = row[name] if name != self.key_column or row["keyed"] else None
             if value is not None:
                 doc[name] = value
             elif name in extra:
@@ -215,9 +215,12 @@ class TypedLayout(Layout):
 
     def row_values(self, key: str, doc: Doc) -> list[Any]:
         self.check(key, doc)
-        values: list[Any] = []
+        values: list[Any] = [key]
         extra: Doc = {}
-        for name, kind in self.columns:
+        keyed = doc.get(self.key_column, _MISSING) == key
+        if not keyed and self.key_column in doc:
+            extra[self.key_column] = doc[self.key_column]
+        for name, kind in self.columns[1:]:
             value = doc.get(name, _MISSING)
             if _fits(kind, value):
                 values.append(value)
@@ -228,11 +231,11 @@ class TypedLayout(Layout):
         for name, value in doc.items():
             if name not in self.kinds:
                 extra[name] = value
-        return [*values, extra]
+        return [*values, keyed, extra]
 
     def upsert_sql(self) -> str:
-        names = [n for n, _ in self.columns] + ["extra"]
-        casts = [_CAST[k] for _, k in self.columns] + ["jsonb"]
+        names = [n for n, _ in self.columns] + ["keyed", "extra"]
+        casts = [_CAST[k] for _, k in self.columns] + ["boolean", "jsonb"]
         values = ", ".join(f"${i}::{cast}" for i, cast in enumerate(casts, start=3))
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names[1:])
         return (
@@ -243,16 +246,24 @@ class TypedLayout(Layout):
     def _extra(self, field: str) -> str:
         return f"(extra -> '{field}')"
 
+    def _column(self, field: str) -> str:
+        """The column as the document's field: the key column only where the document carries its key."""
+        return f"(CASE WHEN keyed THEN {field} END)" if field == self.key_column else field
+
     def equals(self, field: str, value: Any, params: Params) -> str:
         kind = self.kinds.get(field)
         extra = self._extra(field)
         if kind is None:
             return json_equals(extra, value, params)
+        if kind == TEXT and isinstance(value, str):  # the common case, straight on the column's index
+            if field != self.key_column:
+                return f"({field} = {params.add(value)}::text)"
+            # A document whose key field differs from its key keeps that field in extra.
+            return f"((keyed AND {field} = {params.add(value)}::text) OR (NOT keyed AND {json_equals(extra, value, params)}))"
+        field = self._column(field)
         if kind == JSON:
             return json_equals(f"coalesce({field}, {extra})", value, params)
         if kind == TEXT:
-            if isinstance(value, str):
-                return f"{field} = {params.add(value)}::text"
             return f"({field} IS NULL AND {json_equals(extra, value, params)})"
         as_int = _int_value(value)
         rest = f"({field} IS NULL AND {json_equals(extra, value, params)})"
@@ -266,6 +277,7 @@ class TypedLayout(Layout):
         extra = self._extra(field)
         if kind is None:
             return json_compares(extra, op, value, params)
+        field = self._column(field)
         if kind == JSON:
             return json_compares(f"coalesce({field}, {extra})", op, value, params)
 
@@ -274,7 +286,8 @@ class TypedLayout(Layout):
 
         if kind == TEXT:
             if isinstance(value, str):
-                return f"({field} COLLATE \"C\" {op} {params.add(value)}::text)"
+                column = f"({field} COLLATE \"C\" {op} {params.add(value)}::text)"
+                return f"({column} OR {rest()})" if cond.field == self.key_column else column
             return rest()
         if isinstance(value, str):
             return rest()
@@ -313,15 +326,12 @@ def index_name(table: str, collection: str, field: str) -> str:
 
 
 def _check_user(key: str, doc: Doc) -> None:
-    if doc.get("username") != key:
-        raise ValueError(f"auth.users: a user's username must be its key ({key!r})")
     if not isinstance(doc.get("password"), str):
         raise ValueError("auth.users: a user needs a password (a string)")
 
 
 def _check_session(key: str, doc: Doc) -> None:
-    if doc.get("digest") != key:
-        raise ValueError(f"auth.sessions: a session's digest must be its key ({key!r})")
+    """Any document will do: the digest column is the key."""
 
 
 USERS = TypedLayout(

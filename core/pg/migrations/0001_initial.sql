@@ -1,5 +1,7 @@
 -- Turnstile on PostgreSQL, schema version 1.
 -- Users and sessions get real tables; every other collection lives in `documents`.
+-- Their first column is the key. `keyed` says the document's own field of that name equals
+-- the key (always, for what Turnstile writes); when it does not, the field is kept in `extra`.
 -- A typed column holds a field only when the value has the column's type; any other
 -- value (null included) and any other field is kept in `extra`, so every document
 -- reads back exactly as it was written.
@@ -9,6 +11,7 @@ CREATE TABLE users (
     password text NOT NULL,              -- bcrypt hash
     roles    jsonb,
     created  bigint,
+    keyed    boolean NOT NULL DEFAULT true,
     extra    jsonb NOT NULL DEFAULT '{}',
     seq      bigserial NOT NULL          -- first-write order, as the JSON store lists documents
 );
@@ -24,6 +27,7 @@ CREATE TABLE sessions (
     expires   bigint,
     retired   bigint,
     successor text,
+    keyed     boolean NOT NULL DEFAULT true,
     extra     jsonb NOT NULL DEFAULT '{}',
     seq       bigserial NOT NULL
 );
