@@ -72,6 +72,16 @@ def _closed(conn: asyncpg.Connection) -> bool:
         return True
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Before a connection goes back to the pool: end a transaction left open (after a cancellation).
+
+    asyncpg's default reset sends RESET ALL, UNLISTEN and friends on every release, a round trip
+    each time; the store never changes session state, and its advisory locks are transaction-scoped.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def _setup_connection(conn: asyncpg.Connection) -> None:
     """Documents cross the wire as JSON text, encoded like the JSON store encodes them."""
     await conn.set_type_codec("jsonb", encoder=jsoncodec.dumps, decoder=jsoncodec.loads, schema="pg_catalog")
@@ -137,6 +147,7 @@ class PgStore:
                 min_size=1,
                 max_size=pool_size,
                 init=_setup_connection,
+                reset=_reset_connection,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,
                 max_inactive_connection_lifetime=300,
