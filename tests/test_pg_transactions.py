@@ -208,3 +208,29 @@ def test_prefixed_transactions_and_delete_where_inside_them(pg_url):
         assert sorted(k for k, _ in await b.collection("plug.items").items()) == ["4", "5"]
 
     run_two(pg_url, body)
+
+
+def test_a_cancelled_transaction_commits_nothing_and_holds_no_lock(pg_url):
+    async def body(a: PgStore, b: PgStore) -> None:
+        inside = asyncio.Event()
+
+        async def abandoned() -> None:
+            async with a.transaction() as tx:
+                await tx.collection("things").put("k", {"half": True})
+                inside.set()
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(abandoned())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        start = time.monotonic()
+        async with b.transaction() as tx:
+            assert await tx.collection("things").get("k") is None
+            await tx.collection("things").put("k", {"whole": True})
+        assert time.monotonic() - start < 1
+        for _ in range(8):  # every pooled connection of a is clean again
+            assert await a.collection("things").get("k") == {"whole": True}
+
+    run_two(pg_url, body)
