@@ -144,7 +144,7 @@ class PgStore:
         try:
             pool = await asyncpg.create_pool(
                 target.dsn,
-                min_size=1,
+                min_size=0,  # no floor to restore in the background (asyncpg logs a traceback per failed try)
                 max_size=pool_size,
                 init=_setup_connection,
                 reset=_reset_connection,
