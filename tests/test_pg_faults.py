@@ -7,12 +7,19 @@ and the server recovers by itself.
 from __future__ import annotations
 
 import asyncio
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 from pg_kit import pg_admin, pg_url  # noqa: F401 - fixtures
 from pg_proxy import ThreadedProxy
-from pg_servers import call, start_server
+from pg_servers import call, free_port, start_server
 
 from core.pg import PgStore
 from core.pg.testing import terminate_connections
@@ -106,3 +113,65 @@ def test_postgresql_gone_and_back_during_a_write_storm(pg_url, tmp_path):
         out = server.stop()
         proxy.close()
     assert "Traceback" not in out, out
+
+
+class PrivateCluster:
+    """A PostgreSQL server of this test's own (initdb in a temporary directory), so it can be restarted."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or ([shutil.which("pg_ctl")] if shutil.which("pg_ctl") else [])
+        if not found:
+            pytest.skip("restarting PostgreSQL needs its server binaries (initdb, pg_ctl); bin/test installs them as root")
+        self.bin = Path(found[-1]).parent
+        self.root = Path(tempfile.mkdtemp(prefix="turnstile-pg-"))
+        self.port = free_port()
+        self.as_postgres = os.geteuid() == 0  # initdb refuses to run as root
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres")
+        self._run("initdb", "-D", str(self.root / "data"), "-A", "trust", "-U", "postgres")
+        self._ctl("start")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def _ctl(self, action: str, *extra: str) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-o", options, "-l", str(self.root / "log"), "-w", *extra, action)
+
+    def restart(self) -> None:
+        self._ctl("restart", "-m", "fast")
+
+    def close(self) -> None:
+        try:
+            self._ctl("stop", "-m", "immediate")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def test_postgresql_restarted_during_a_write_storm(tmp_path):
+    cluster = PrivateCluster()
+    try:
+        server = start_server(cluster.url, tmp_path, "a")
+        try:
+
+            async def fault() -> None:
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(cluster.restart)
+
+            async def main() -> None:
+                acked, codes = await storm(server.url, 3.0, fault)
+                assert set(codes) <= {201, 503}, sorted(set(codes))
+                assert 503 in codes and codes[-1] == 201
+                assert set(acked) <= await stored_users(cluster.url)
+                assert (await call(server.url, "GET", "/healthz")).code == 200
+
+            asyncio.run(main())
+        finally:
+            out = server.stop()
+        assert "Traceback" not in out, out
+    finally:
+        cluster.close()
