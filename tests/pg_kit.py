@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Iterator
 import pytest
 
 from core.pg import PgStore
-from core.pg.testing import fresh_database_sync, require_server
+from core.pg.testing import fresh_database_sync, require_server, reset_database
 
 
 @pytest.fixture
@@ -17,11 +17,18 @@ def pg_admin() -> str:
     return require_server()
 
 
-@pytest.fixture
-def pg_url(pg_admin: str) -> Iterator[str]:
-    """A new, empty database for this test; dropped afterwards."""
-    with fresh_database_sync(pg_admin) as url:
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """This test run's own database, made on first use and dropped at the end of the run."""
+    with fresh_database_sync(require_server()) as url:
         yield url
+
+
+@pytest.fixture
+def pg_url(pg_admin: str, pg_database: str) -> Iterator[str]:
+    """An empty database for this test (this run's database, emptied first)."""
+    asyncio.run(reset_database(pg_admin, pg_database))
+    yield pg_database
 
 
 def run_with_store(url: str, body: Callable[[PgStore], Awaitable[Any]], pool_size: int = 4) -> Any:

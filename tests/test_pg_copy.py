@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from pg_kit import pg_admin, pg_url  # noqa: F401 - fixtures
+from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from core.jsondb import JsonStore
 from core.pg import PgStore

@@ -6,7 +6,7 @@ import asyncio
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-from pg_kit import pg_admin, pg_url  # noqa: F401 - fixtures
+from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 from pg_proxy import Proxy
 
 from core.pg import PgStore

@@ -8,7 +8,7 @@ import math
 
 import asyncpg
 import pytest
-from pg_kit import pg_admin, pg_url, run_with_store  # noqa: F401 - fixtures
+from pg_kit import pg_admin, pg_database, pg_url, run_with_store  # noqa: F401 - fixtures
 
 from core.jsondb import JsonStore
 from core.pg import PgStore

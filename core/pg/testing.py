@@ -125,6 +125,20 @@ def fresh_database_sync(admin_url: str) -> Iterator[str]:
         asyncio.run(drop_database(admin_url, url))
 
 
+async def reset_database(admin_url: str, url: str) -> None:
+    """Make the database of ``url`` empty again (its connections ended, schema ``public`` recreated).
+
+    Much cheaper than a new database (CREATE DATABASE copies a template): a test run makes one
+    database and hands each test an empty one this way.
+    """
+    await terminate_connections(admin_url, url)
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+
+
 async def terminate_connections(admin_url: str, url: str) -> int:
     """``pg_terminate_backend`` every connection to the database of ``url`` (from an admin connection)."""
     name = urlsplit(url).path.lstrip("/")
