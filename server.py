@@ -1,4 +1,4 @@
-"""Turnstile entry point: ``python server.py`` runs the API on the embedded JSON store; ``python server.py user ...`` manages users."""
+"""Turnstile entry point: ``python server.py`` runs the API (on PostgreSQL with ``DATABASE_URL``, else the embedded JSON store); ``python server.py user ...`` manages users."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 
 from core.config import ConfigError
-from core.jsondb import StoreError
+from core.store import StoreError
 from core.plugin import PluginError
 from core.serve import serve
 

@@ -49,7 +49,7 @@ async def main(rounds: int, n: int) -> None:
                 assert code == 401, code
                 times[label].append(took)
         server.stop()
-        app.settings["services"].executor.shutdown()
+        await app.services.close()
     medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
     print(f"bcrypt rounds {rounds}, {n} logins of each kind, alternating")
     for label, ms in medians.items():

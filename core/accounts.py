@@ -13,10 +13,9 @@ layout lives in one place:
   all of a user's sessions costs O(their records), not a scan.
 
 Every read-modify-write runs in one store transaction, so concurrent
-requests (and the command line, in another process) see each other's
-changes and never interleave. A transaction re-reads files another process
-changed, which is also how a running server picks up what the command line
-did.
+requests (and the command line, or another instance on the same database)
+see each other's changes and never interleave. Only the `core.store`
+interface is used, so any backend serves.
 """
 
 from __future__ import annotations
@@ -25,12 +24,13 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from .errors import APIError
-from .jsondb import KeyExists, Store, TxCollection
 from .roles import stored_roles
 from .security import BCRYPT_MAX_BYTES
+from .store import Collection, KeyExists, Store, where
 
 USERS = "auth.users"
 SESSIONS = "auth.sessions"
@@ -68,58 +68,88 @@ def public_user(doc: dict[str, Any], sessions: int | None = None) -> dict[str, A
     return view
 
 
+class RefreshOutcome(Enum):
+    """What presenting a refresh token did."""
+
+    ROTATED = "rotated"  # the token was current: ``token`` is its successor
+    GRACE = "grace"  # retired moments ago (two tabs refreshing together): answer, but issue no new refresh token
+    REUSED = "reused"  # retired earlier: the whole family was revoked
+    UNKNOWN = "unknown"  # no such live session of that user
+
+
 @dataclass
 class Refreshed:
-    """Outcome of presenting a refresh token.
+    """Outcome of presenting a refresh token, with what the answer needs."""
 
-    ``status`` is ``rotated`` (``token`` is the successor), ``grace`` (a
-    just-retired token inside the grace window: answer, but issue no new
-    refresh token), ``reused`` (the family was revoked) or ``unknown``.
-    """
-
-    status: str
+    outcome: RefreshOutcome
     username: str | None = None
     roles: list[int] | None = None
     token: str | None = None
 
 
 class Accounts:
-    """Users and sessions; stateless apart from the store, so cheap to create per use."""
+    """Users and sessions. One per application (``services.accounts``), built by `open`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        sessions = store.collection(SESSIONS)
-        sessions.ensure_index("family")  # both are no-ops once done
-        sessions.ensure_index("username")
+        self._users = store.collection(USERS)
+        self._sessions = store.collection(SESSIONS)
+
+    @classmethod
+    async def open(cls, store: Store) -> "Accounts":
+        """The accounts on ``store``: session indexes in place, old session records brought up to date."""
+        await store.ensure_index(SESSIONS, "family")
+        await store.ensure_index(SESSIONS, "username")
+        accounts = cls(store)
+        await accounts._upgrade_old_sessions()
+        return accounts
+
+    async def _upgrade_old_sessions(self) -> int:
+        """Give session records from early builds the fields every record now has; how many.
+
+        Builds before commit 099584a stored no ``digest`` in the record, and
+        those before 5708930 no ``family`` either (such a record is a family of
+        its own). Rewriting them once here keeps every other path free of
+        branches for them. Cheap when there are none: one indexed count.
+        """
+        if not await self._sessions.count(digest=None):
+            return 0
+        fixed = 0
+        async with self.store.transaction() as tx:
+            sessions = tx.collection(SESSIONS)
+            for key, doc in await sessions.items():
+                if doc.get("digest") is None:
+                    await sessions.put(key, {"family": key, "retired": None, "successor": None, **doc, "digest": key})
+                    fixed += 1
+        return fixed
 
     # -- users --------------------------------------------------------------------------
 
     async def user(self, name: str) -> dict[str, Any] | None:
-        """The user as currently on disk (picks up changes made by another process)."""
-        async with self.store.transaction() as tx:
-            return tx.collection(USERS).get(name)
+        """The user as stored now (what another process or instance changed included)."""
+        return await self._users.get(name)
+
+    async def exists(self, name: str) -> bool:
+        """Whether a user ``name`` exists (a cheap check before the slow hashing of a registration)."""
+        return await self._users.exists(name)
 
     async def users(self) -> list[dict[str, Any]]:
         """Public views of every user with their live session count, sorted by name."""
         now = int(time.time())
-        async with self.store.transaction() as tx:
-            users = tx.collection(USERS).all()
-            counts: dict[str, set[str]] = {}
-            for s in tx.collection(SESSIONS).all():
-                if s.get("expires", 0) >= now and s.get("retired") is None:
-                    counts.setdefault(s["username"], set()).add(s.get("family", ""))
+        users = await self._users.all()
+        counts: dict[str, set[str]] = {}
+        for s in await self._sessions.find(where("expires") >= now, retired=None):
+            counts.setdefault(s["username"], set()).add(s["family"])
         return [public_user(u, len(counts.get(u["username"], ()))) for u in sorted(users, key=lambda u: u["username"])]
 
     async def create_user(self, name: str, hashed: str, roles: list[int]) -> dict[str, Any]:
         """Insert a user; `KeyExists` if the name is taken."""
         doc = {"username": name, "password": hashed, "roles": roles, "created": int(time.time())}
-        async with self.store.transaction() as tx:
-            tx.collection(USERS).insert(doc, key=name)
+        await self._users.insert(doc, key=name)
         return doc
 
     async def set_roles(self, name: str, roles: list[int]) -> bool:
-        async with self.store.transaction() as tx:
-            return tx.collection(USERS).update(name, {"roles": roles}) is not None
+        return await self._users.update(name, {"roles": roles}) is not None
 
     async def set_password(self, name: str, hashed: str, expected_old: str | None = None) -> bool:
         """Store a new hash and end every session of the user, atomically.
@@ -129,35 +159,34 @@ class Accounts:
         """
         async with self.store.transaction() as tx:
             users = tx.collection(USERS)
-            current = users.get(name)
+            current = await users.get(name)
             if current is None or (expected_old is not None and current["password"] != expected_old):
                 return False
-            users.update(name, {"password": hashed})
-            _drop(tx.collection(SESSIONS), username=name)
+            await users.update(name, {"password": hashed})
+            await tx.collection(SESSIONS).delete_where(username=name)
         return True
 
     async def delete_user(self, name: str) -> int | None:
         """Delete the user and their sessions; the number of session records removed, or None if absent."""
         async with self.store.transaction() as tx:
-            if not tx.collection(USERS).delete(name):
+            if not await tx.collection(USERS).delete(name):
                 return None
-            return _drop(tx.collection(SESSIONS), username=name)
+            return await tx.collection(SESSIONS).delete_where(username=name)
 
     # -- sessions -------------------------------------------------------------------------
 
     async def revoke_all(self, name: str) -> int:
         """End every session of ``name``; the number of session records removed."""
-        async with self.store.transaction() as tx:
-            return _drop(tx.collection(SESSIONS), username=name)
+        return await self._sessions.delete_where(username=name)
 
     async def start_session(self, name: str, digest: str, ttl: int, password_hash: str) -> bool:
         """Record a new login's first refresh token, if the user and password are unchanged."""
         now = int(time.time())
         async with self.store.transaction() as tx:
-            user = tx.collection(USERS).get(name)
+            user = await tx.collection(USERS).get(name)
             if user is None or user["password"] != password_hash:
                 return False
-            tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl))
+            await tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl))
         return True
 
     async def refresh(self, digest: str, username: str, new_token: str, new_digest: str, ttl: int, grace: int) -> Refreshed:
@@ -170,41 +199,37 @@ class Accounts:
         now = int(time.time())
         async with self.store.transaction() as tx:
             sessions = tx.collection(SESSIONS)
-            record = sessions.get(digest)
-            if record is None or record.get("expires", 0) < now or record.get("username") != username:
-                return Refreshed("unknown")
-            family = record.get("family") or digest  # a record from before families is its own
-            user = tx.collection(USERS).get(username)
+            record = await sessions.get(digest)
+            if record is None or record["expires"] < now or record["username"] != username:
+                return Refreshed(RefreshOutcome.UNKNOWN)
+            family = record["family"]
+            user = await tx.collection(USERS).get(username)
             if user is None:
-                _drop_family(sessions, family, digest)
-                return Refreshed("unknown")
+                await _drop_family(sessions, family)
+                return Refreshed(RefreshOutcome.UNKNOWN)
             roles = stored_roles(user)
-            retired = record.get("retired")
+            retired = record["retired"]
             if retired is not None:
                 if grace > 0 and now - retired <= grace:
-                    return Refreshed("grace", username, roles)
-                _drop_family(sessions, family, digest)
-                return Refreshed("reused", username)
-            sessions.update(digest, {"digest": digest, "family": family, "retired": now, "successor": new_digest})
-            sessions.put(new_digest, _session(new_digest, username, family, now, ttl))
-        return Refreshed("rotated", username, roles, new_token)
+                    return Refreshed(RefreshOutcome.GRACE, username, roles)
+                await _drop_family(sessions, family)
+                return Refreshed(RefreshOutcome.REUSED, username)
+            await sessions.update(digest, {"retired": now, "successor": new_digest})
+            await sessions.put(new_digest, _session(new_digest, username, family, now, ttl))
+        return Refreshed(RefreshOutcome.ROTATED, username, roles, new_token)
 
     async def end_session(self, digest: str) -> int:
         """Log out: end the family of the token whose SHA-256 is ``digest``."""
         async with self.store.transaction() as tx:
             sessions = tx.collection(SESSIONS)
-            record = sessions.get(digest)
+            record = await sessions.get(digest)
             if record is None:
                 return 0
-            return _drop_family(sessions, record.get("family") or digest, digest)
+            return await _drop_family(sessions, record["family"])
 
     async def prune(self) -> int:
         """Delete expired session records (retired ones are kept until then, for reuse detection)."""
-        now = int(time.time())
-        async with self.store.transaction() as tx:
-            sessions = tx.collection(SESSIONS)
-            expired = lambda s: s.get("expires", 0) < now  # noqa: E731
-            return sessions.delete_where(expired) if sessions.find(expired) else 0
+        return await self._sessions.delete_where(where("expires") < int(time.time()))
 
 
 def _session(digest: str, username: str, family: str, now: int, ttl: int) -> dict[str, Any]:
@@ -219,26 +244,18 @@ def _session(digest: str, username: str, family: str, now: int, ttl: int) -> dic
     }
 
 
-def _drop(sessions: TxCollection, **equals: Any) -> int:
-    """Delete the session records matching ``field=value`` through the index; how many."""
-    docs = sessions.find(**equals)
-    if all("digest" in d for d in docs):
-        for doc in docs:
-            sessions.delete(doc["digest"])
-        return len(docs)
-    # Records written before they carried their own key: find them by scanning.
-    return sessions.delete_where(lambda s: all(s.get(k) == v for k, v in equals.items()))
-
-
-def _drop_family(sessions: TxCollection, family: str, digest: str) -> int:
-    """End a family: every record in it, and the presented record itself."""
-    return _drop(sessions, family=family) + int(sessions.delete(digest))
+async def _drop_family(sessions: Collection, family: str) -> int:
+    """End a family (one login): every record in it, the presented one included."""
+    return await sessions.delete_where(family=family)
 
 
 __all__ = [
     "Accounts",
     "KeyExists",
+    "RefreshOutcome",
     "Refreshed",
+    "SESSIONS",
+    "USERS",
     "USERNAME_PATTERN",
     "check_password_length",
     "check_username",

@@ -17,6 +17,9 @@ It owns the cross-cutting rules so plugins cannot get them wrong:
   names the Tornado version.
 * **One error format.** `write_error` answers ``{"message": ...}`` and never
   a traceback; 404s are negotiated by ``Accept`` like the tutorial's.
+* **Store outages are 503s.** `StoreUnavailable` raised anywhere in a request
+  (the database is unreachable) is answered 503 with the store's
+  ``Retry-After``, logged as a warning without a traceback: never a 500.
 * **Input checks.** `json_body` and `field` turn malformed input into 400s.
 """
 
@@ -26,7 +29,7 @@ import functools
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 import orjson
 from tornado import httputil
@@ -34,14 +37,15 @@ from tornado.web import HTTPError, RequestHandler
 
 from .errors import APIError
 from .headers import header
+from .lifecycle import RequestTracker, TurnstileApplication
+from .plugin_context import PluginContext
+from .services import Services
+from .store import Namespace, StoreUnavailable
 from .verify import VerifyJWTMixin
-
-if TYPE_CHECKING:
-    from .app import Services
-    from .plugin import PluginContext
 
 error_log = logging.getLogger("turnstile.error")
 _HEADER_LIST = re.compile(r"^[A-Za-z0-9\-, ]*$")
+STORE_UNAVAILABLE = "The service is briefly unavailable; try again shortly."
 NOT_FOUND_HTML = "<!DOCTYPE html><html><head><title>404</title></head><body><h1>404 Not Found</h1></body></html>"
 _MISSING = object()
 H = TypeVar("H", bound=type)
@@ -78,6 +82,10 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 
     public: ClassVar[bool] = False
     _gate_passed = False
+    application: TurnstileApplication
+    #: The app's shared services: settings, store, accounts, password hasher, token signer.
+    services: Services
+    plugin: PluginContext | None
     cors_methods: ClassVar[str] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
     #: ``Cache-Control`` on every response of this handler; ``None`` sends none and keeps Tornado's ``Etag``.
     cache_control: ClassVar[str | None] = "no-store"
@@ -89,25 +97,20 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         if not getattr(cls.prepare, "_turnstile_gated", False):
             cls.prepare = _gated(cls.prepare)  # type: ignore[method-assign]
 
-    def __init__(self, application: Any, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+    def __init__(self, application: TurnstileApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
+        self.services = application.services
         # Counted from here until `on_finish`, so a graceful shutdown can wait for it.
-        self._tracker = application.settings.get("requests")
-        if self._tracker is not None:
-            self._tracker.begin()
+        self._tracker: RequestTracker | None = application.requests
+        self._tracker.begin()
         super().__init__(application, request, **kwargs)
 
-    def initialize(self, plugin: "PluginContext | None" = None) -> None:
+    def initialize(self, plugin: PluginContext | None = None) -> None:
         self.plugin = plugin
 
     # -- what handlers use -------------------------------------------------------------
 
     @property
-    def services(self) -> "Services":
-        """The app's shared services: settings, store, password hasher, token signer."""
-        return self.application.settings["services"]
-
-    @property
-    def db(self):  # -> Namespace
+    def db(self) -> Namespace:
         """This plugin's own collections in the store."""
         if self.plugin is None:
             raise RuntimeError(f"{type(self).__name__} was not registered by a plugin")
@@ -217,6 +220,11 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, StoreUnavailable):  # Tornado calls anything not an HTTPError a 500
+            self.set_status(503)
+            self.set_header("Retry-After", str(max(1, int(exc.retry_after))))
+            self.finish({"message": STORE_UNAVAILABLE})
+            return
         if isinstance(exc, APIError):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
@@ -263,7 +271,9 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Log by path only: query strings and headers may carry credentials."""
         where = f"{self.request.method} {self.request.path}"
-        if isinstance(value, HTTPError):
+        if isinstance(value, StoreUnavailable):
+            error_log.warning("503 %s: store unavailable: %s", where, value)
+        elif isinstance(value, HTTPError):
             if value.log_message:
                 error_log.warning("%d %s: %s", value.status_code, where, value.log_message % value.args if value.args else value.log_message)
         else:

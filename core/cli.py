@@ -1,9 +1,9 @@
 """Operator commands: ``python server.py user ...``.
 
-They work on the same ``DATA_DIR`` as the server, while it runs: every change
-is one store transaction under the store's cross-process lock, and the server
-re-reads changed files at its next transaction, so it sees the change without
-a restart (roles reach a client's access token on its next ``/refresh``)::
+They work on the store the server uses, chosen the same way (``DATABASE_URL``,
+else ``DATA_DIR``), while it runs: every change is one store transaction, and
+the server sees it at its next read without a restart (roles reach a client's
+access token on its next ``/refresh``)::
 
     python server.py user add NAME [--roles Admin,Editor]   # password from stdin, or prompted
     python server.py user list
@@ -24,9 +24,9 @@ from typing import TextIO
 from .accounts import Accounts, KeyExists, check_password_length, check_username
 from .config import Settings, load_settings
 from .errors import APIError
-from .jsondb import Store, StoreError
 from .roles import parse_roles, role_names
 from .security import PasswordHasher
+from .store import StoreError, open_store
 
 
 class CLIError(Exception):
@@ -77,9 +77,9 @@ async def require_user(accounts: Accounts, name: str) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: TextIO) -> None:
-    store = Store(settings.data_dir).open()
-    accounts = Accounts(store)
+    store = await open_store(settings)
     try:
+        accounts = await Accounts.open(store)
         name = getattr(args, "name", None)
         if args.command == "add":
             checked(check_username, name)

@@ -3,7 +3,9 @@
 * `RequestTracker` counts requests in progress so a shutdown can wait for
   them, and makes requests that arrive during the drain answer 503 with
   ``Connection: close``.
-* `TurnstileApplication` routes plain paths with a dict lookup
+* `TurnstileApplication` holds the shared `Services`, the loaded plugins and
+  the OpenAPI document as typed attributes (``application.services``, as in
+  Tornado's blog demo), routes plain paths with a dict lookup
   (`core.routing`), and answers a declared body larger than
   ``MAX_BODY_SIZE`` with a JSON 413 as soon as the headers are in, without
   reading the body into memory. It then reads and drops what the client is
@@ -17,15 +19,16 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 
-import tornado.web
 from tornado import gen, httputil
 from tornado.iostream import IOStream, StreamClosedError
 
 from .headers import header
 from .logs import log_line
-from .routing import ExactRoutes
+from .plugin_context import PluginContext
+from .routing import ExactRoutingApplication
+from .services import Services
 
 log = logging.getLogger("turnstile.server")
 LINGER_SECONDS = 2.0
@@ -68,21 +71,26 @@ class RequestTracker:
         return True
 
 
-class TurnstileApplication(tornado.web.Application):
-    """A Tornado application that refuses oversized bodies with 413 before reading them, and routes plain paths by lookup."""
+class TurnstileApplication(ExactRoutingApplication):
+    """The application: its services, plugins and API document, and a 413 for oversized bodies before they are read."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.exact_routes = ExactRoutes(self)
+    def __init__(
+        self,
+        handlers: list[Any],
+        *,
+        services: Services,
+        plugins: Sequence[PluginContext] = (),
+        openapi: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.services = services
+        self.plugins = list(plugins)
+        self.openapi = openapi or {}
+        self.requests = RequestTracker()
+        super().__init__(handlers, **settings)
 
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return _BodyLimit(self, request_conn, super().start_request(server_conn, request_conn))
-
-    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
-        rule = self.exact_routes.lookup(request.path)
-        if rule is not None:
-            return self.get_handler_delegate(request, rule.target, rule.target_kwargs)
-        return super().find_handler(request, **kwargs)
 
 
 class _BodyLimit(httputil.HTTPMessageDelegate):
@@ -95,7 +103,7 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
         declared = header(headers, "Content-Length")
         if declared is not None and self._too_large(declared):
-            settings = self.app.settings["services"].settings
+            settings = self.app.services.settings
             origin = headers.get("Origin")
             cors = origin if origin and origin.rstrip("/") in settings.allowed_origins else None
             expects_continue = headers.get("Expect", "").lower() == "100-continue"
@@ -105,14 +113,13 @@ class _BodyLimit(httputil.HTTPMessageDelegate):
             return None
         # A request whose body is still arriving is in progress too: count it
         # until its handler exists (the handler counts itself from then on).
-        self.tracker = self.app.settings.get("requests")
-        if self.tracker is not None:
-            self.tracker.begin()
+        self.tracker = self.app.requests
+        self.tracker.begin()
         return self.inner.headers_received(start_line, headers)
 
     def _too_large(self, declared: str) -> bool:
         try:
-            return int(declared) > self.app.settings["services"].settings.max_body_size
+            return int(declared) > self.app.services.settings.max_body_size
         except ValueError:
             return False  # malformed: Tornado answers 400
 

@@ -25,13 +25,12 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from .base import BaseHandler
-from .plugin import PluginContext, PluginError
-
-if TYPE_CHECKING:
-    from .app import Services
+from .plugin_context import PluginContext, PluginError
+from .services import Services
+from .store import Namespace
 
 PROJECT_PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 ENTRY_POINT_GROUP = "turnstile.plugins"
@@ -223,7 +222,7 @@ def find_plugins(
 
 
 def load_plugins(
-    plugins_dir: Path, services: "Services", extra: Mapping[str, Path] | None = None, installed: bool = True
+    plugins_dir: Path, services: Services, extra: Mapping[str, Path] | None = None, installed: bool = True
 ) -> list[PluginContext]:
     """Import every selected plugin and build its context."""
     contexts = []
@@ -235,7 +234,7 @@ def load_plugins(
                 path=cand.path,
                 module=module,
                 services=services,
-                db=services.store.namespace(cand.name),
+                db=Namespace(services.store, cand.name),
                 log=logging.getLogger(f"turnstile.plugins.{cand.name}"),
                 config=plugin_config(cand.name, services.settings.extra),
                 source=cand.source,

@@ -30,7 +30,7 @@ from typing import Any, Iterable
 from tornado.web import RequestHandler
 
 from .base import BaseHandler, public
-from .plugin import PluginError
+from .plugin_context import PluginError
 
 OPENAPI_ROUTE = "/openapi.json"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -244,4 +244,4 @@ class OpenAPIHandler(BaseHandler):
 
     def get(self) -> None:
         """This API's OpenAPI 3.1 document."""
-        self.send_json(self.application.settings["openapi"])
+        self.send_json(self.application.openapi)

@@ -20,19 +20,10 @@ See docs/plugins.md.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Mapping
-
 from .base import BaseHandler, protected, public
 from .errors import APIError
+from .plugin_context import PluginContext, PluginError
 from .roles import ADMIN, EDITOR, ROLES, USER, require_roles
-
-if TYPE_CHECKING:
-    from .app import Services
-    from .jsondb import Namespace
 
 __all__ = [
     "ADMIN",
@@ -47,37 +38,3 @@ __all__ = [
     "public",
     "require_roles",
 ]
-
-
-@dataclass
-class PluginContext:
-    """Everything a plugin may use; handed to its handlers as ``self.plugin``.
-
-    ``db`` is the plugin's own namespace in the store (collection ``"notes"``
-    of plugin ``notes`` is stored as ``notes.notes``); ``config`` holds the
-    ``TURNSTILE_<NAME>_*`` environment variables with that prefix removed.
-    """
-
-    name: str
-    path: Path
-    module: ModuleType
-    services: "Services"
-    db: "Namespace"
-    log: logging.Logger
-    config: Mapping[str, str] = field(default_factory=dict)
-    source: str = "plugins/"
-
-    @property
-    def settings(self) -> Any:
-        return self.services.settings
-
-
-class PluginError(RuntimeError):
-    """A plugin cannot be loaded; the one-line message names the plugin, its file and the cause."""
-
-    def __init__(self, name: str, path: Path | str, cause: str) -> None:
-        cause = " ".join(str(cause).split())
-        super().__init__(f"plugin {name!r} ({path}): {cause}")
-        self.plugin = name
-        self.path = Path(path)
-        self.cause = cause

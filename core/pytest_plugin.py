@@ -7,10 +7,15 @@ Enable with one line in a ``conftest.py``::
 Fixtures:
 
 * ``turnstile_settings``: settings on a fresh temporary ``DATA_DIR``, fast bcrypt.
+  Change any setting for one test with the marker
+  ``@pytest.mark.settings(refresh_reuse_grace=0)``, or with indirect
+  parametrization, ``@pytest.mark.parametrize("turnstile_settings",
+  [{"token_leeway": 30}], indirect=True)``.
 * ``plugins_dir``: where plugins are loaded from (default: the project's ``plugins/``).
 * ``extra_plugins``: ``{name: package folder}`` loaded besides them (override
   to test a plugin that is not installed; default none).
-* ``app``: the full application on that ``DATA_DIR`` (pytest-tornado serves it).
+* ``app``: the full application on that ``DATA_DIR`` (pytest-tornado serves it);
+  its store and other services are closed when the test ends.
 * ``api``: an HTTP client for the app that never raises on 4xx/5xx and keeps cookies.
 * ``make_user``: ``await make_user("alice", roles=[ADMIN])`` registers a user
   and gives it exactly those roles (codes or names; default: the store's default).
@@ -33,8 +38,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from .app import create_app
 from .config import Settings
+from .lifecycle import TurnstileApplication
 from .loader import PROJECT_PLUGINS
-from .roles import USERS_COLLECTION, role_codes
+from .roles import role_codes
 
 DEFAULT_PASSWORD = "correct horse battery staple"
 
@@ -160,9 +166,20 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "settings(**overrides): change Turnstile settings for this test (see make_settings)")
+
+
 @pytest.fixture
-def turnstile_settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path)
+def turnstile_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Test settings, with the overrides of ``@pytest.mark.settings(...)`` and of indirect parametrization (a dict)."""
+    overrides: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):  # the closest marker wins
+        if marker.args:
+            raise TypeError("@pytest.mark.settings takes keyword arguments only, e.g. settings(refresh_reuse_grace=0)")
+        overrides.update(marker.kwargs)
+    overrides.update(getattr(request, "param", None) or {})
+    return make_settings(tmp_path, **overrides)
 
 
 @pytest.fixture
@@ -179,11 +196,10 @@ def extra_plugins() -> Mapping[str, Path]:
 
 @pytest.fixture
 def app(io_loop, turnstile_settings: Settings, plugins_dir: Path, extra_plugins: Mapping[str, Path]):
-    """The application with every plugin loaded, on a temporary ``DATA_DIR``."""
+    """The application with every plugin loaded, on a temporary ``DATA_DIR``; closed after the test."""
     application = io_loop.run_sync(lambda: create_app(turnstile_settings, plugins_dir, extra_plugins))
     yield application
-    application.settings["services"].executor.shutdown(wait=True)
-    application.settings["services"].passwords.close()
+    io_loop.run_sync(application.services.close)
 
 
 @pytest.fixture
@@ -191,14 +207,13 @@ def api(http_client: AsyncHTTPClient, base_url: str) -> ApiClient:
     return ApiClient(http_client, base_url)
 
 
-async def set_roles(app: Any, name: str, roles: Iterable[int | str]) -> None:
-    """Give user ``name`` exactly ``roles``, directly through the store."""
-    users = app.settings["services"].store.collection(USERS_COLLECTION)
-    assert await users.update(name, {"roles": role_codes(roles)}) is not None, f"no user {name!r}"
+async def set_roles(app: TurnstileApplication, name: str, roles: Iterable[int | str]) -> None:
+    """Give user ``name`` exactly ``roles``, directly through the accounts."""
+    assert await app.services.accounts.set_roles(name, role_codes(roles)), f"no user {name!r}"
 
 
 @pytest.fixture
-def make_user(app: Any, http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[str]]:
+def make_user(app: TurnstileApplication, http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[str]]:
     """``await make_user(name, pwd=..., roles=None)`` registers ``name`` over HTTP and sets its roles."""
 
     async def make(name: str, pwd: str = DEFAULT_PASSWORD, roles: Iterable[int | str] | None = None) -> str:
@@ -223,7 +238,7 @@ def auth_headers(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., A
 
 
 @pytest.fixture
-def logged_in(app: Any, http_client: AsyncHTTPClient, base_url: str, make_user) -> Callable[..., Awaitable[ApiClient]]:
+def logged_in(app: TurnstileApplication, http_client: AsyncHTTPClient, base_url: str, make_user) -> Callable[..., Awaitable[ApiClient]]:
     """``await logged_in(name, roles=None, pwd=...)``: a client logged in as ``name`` (created if new).
 
     The client sends the access token on every request and keeps the refresh
@@ -232,7 +247,7 @@ def logged_in(app: Any, http_client: AsyncHTTPClient, base_url: str, make_user) 
     """
 
     async def login(name: str, roles: Iterable[int | str] | None = None, pwd: str = DEFAULT_PASSWORD) -> ApiClient:
-        if name in app.settings["services"].store.collection(USERS_COLLECTION):
+        if await app.services.accounts.exists(name):
             if roles is not None:
                 await set_roles(app, name, roles)
         else:

@@ -23,7 +23,6 @@ USER = 2001
 EDITOR = 1984
 ADMIN = 5150
 ROLES: dict[str, int] = {"User": USER, "Editor": EDITOR, "Admin": ADMIN}
-USERS_COLLECTION = "auth.users"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,16 +48,13 @@ def role_codes(roles: Iterable[int | str]) -> list[int]:
     return out
 
 
-def user_roles(handler: Any) -> list[int]:
+async def user_roles(handler: Any) -> list[int]:
     """The roles of the user making the request (authenticating it first if needed)."""
     claims = handler.current_user or handler.authenticate()
     if isinstance(claims.get("roles"), list):
         return [r for r in claims["roles"] if isinstance(r, int)]
-    record = handler.services.store.collection(USERS_COLLECTION).get(claims.get("username"))
-    if record is None:
-        return []
-    roles = record.get("roles")
-    return [r for r in roles if isinstance(r, int)] if isinstance(roles, list) else [USER]
+    record = await handler.services.accounts.user(claims.get("username"))
+    return [] if record is None else stored_roles(record)
 
 
 def require_roles(*roles: int | str) -> Callable[[F], F]:
@@ -73,7 +69,7 @@ def require_roles(*roles: int | str) -> Callable[[F], F]:
 
         @functools.wraps(method)
         async def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if not allowed.intersection(user_roles(self)):
+            if not allowed.intersection(await user_roles(self)):
                 raise APIError(403, "You do not have a role allowed to do this.")
             result = method(self, *args, **kwargs)
             if inspect.isawaitable(result):
@@ -111,7 +107,7 @@ def role_names(codes: Iterable[int]) -> list[str]:
     return [name for name, code in ROLES.items() if code in held]
 
 
-def check_roles(handler: Any, allowed: Iterable[int]) -> None:
+async def check_roles(handler: Any, allowed: Iterable[int]) -> None:
     """403 unless the user making the request holds one of ``allowed`` (for roles known only at run time)."""
-    if not set(allowed).intersection(user_roles(handler)):
+    if not set(allowed).intersection(await user_roles(handler)):
         raise APIError(403, "You do not have a role allowed to do this.")

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import re
 from inspect import isclass
-from typing import TYPE_CHECKING
+from typing import Any
 
+from tornado import httputil
 from tornado.routing import PathMatches, Rule
-from tornado.web import RequestHandler
-
-if TYPE_CHECKING:
-    from tornado.web import Application
+from tornado.web import Application, RequestHandler
 
 # Characters that match only themselves in a regex; a pattern made of them is a plain path.
 _PLAIN = re.compile(r"[A-Za-z0-9_/\-]*\$?")
@@ -31,7 +29,7 @@ class ExactRoutes:
     (``add_handlers`` with a host pattern) are present, as those come first.
     """
 
-    def __init__(self, app: "Application") -> None:
+    def __init__(self, app: Application) -> None:
         self.app = app
         self._size: tuple[int, int] | None = None
         self._rules: dict[str, Rule] = {}
@@ -57,3 +55,17 @@ class ExactRoutes:
                     exact[path] = rule
             earlier.append(matcher)
         return exact
+
+
+class ExactRoutingApplication(Application):
+    """A Tornado application that answers plain paths by `ExactRoutes` lookup and every other path by the scan."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.exact_routes = ExactRoutes(self)
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        rule = self.exact_routes.lookup(request.path)
+        if rule is not None:
+            return self.get_handler_delegate(request, rule.target, rule.target_kwargs)
+        return super().find_handler(request, **kwargs)

@@ -20,18 +20,18 @@ import asyncio
 import logging
 import signal
 
-import tornado.web
 from tornado.httpserver import HTTPServer
 
 from .app import create_app
 from .config import Settings, load_settings
+from .lifecycle import TurnstileApplication
 from .logs import LogSetup, setup_logging
 
 log = logging.getLogger("turnstile.server")
 AFTER_CLOSE_GRACE = 1.0
 
 
-def make_server(app: tornado.web.Application, settings: Settings) -> HTTPServer:
+def make_server(app: TurnstileApplication, settings: Settings) -> HTTPServer:
     """The HTTP server with the limits from settings.
 
     ``IDLE_TIMEOUT`` bounds both a keep-alive connection's idle time and the
@@ -47,10 +47,9 @@ def make_server(app: tornado.web.Application, settings: Settings) -> HTTPServer:
     )
 
 
-async def shutdown(server: HTTPServer, app: tornado.web.Application, timeout: float, hurry: asyncio.Event | None = None) -> bool:
+async def shutdown(server: HTTPServer, app: TurnstileApplication, timeout: float, hurry: asyncio.Event | None = None) -> bool:
     """Drain and stop; True when every request in progress finished in time."""
-    services = app.settings["services"]
-    tracker = app.settings["requests"]
+    tracker = app.requests
     server.stop()
     tracker.start_draining()
     drained = await tracker.wait_idle(timeout, hurry)
@@ -60,9 +59,7 @@ async def shutdown(server: HTTPServer, app: tornado.web.Application, timeout: fl
     if not drained:
         # Their handlers may still be finishing a write; give them a moment.
         await tracker.wait_idle(AFTER_CLOSE_GRACE)
-    await services.store.close()
-    services.passwords.close()
-    services.executor.shutdown(wait=True)
+    await app.services.close()
     return drained
 
 

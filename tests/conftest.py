@@ -2,7 +2,7 @@ import pytest
 
 from core.logs import setup_logging, teardown_logging
 
-pytest_plugins = ["core.pytest_plugin"]
+pytest_plugins = ["core.pytest_plugin", "pytester"]
 
 
 @pytest.fixture

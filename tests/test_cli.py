@@ -68,7 +68,7 @@ async def test_user_lifecycle_against_a_running_server(api, app, make_user, run_
 
     assert (await run_cli("user", "delete", "alice"))[0] == 0
     assert (await api.post("/auth", json={"user": "alice", "pwd": "a fresh password"})).code == 401
-    assert app.settings["services"].store.collection("auth.users").get("alice") is None
+    assert await app.services.store.collection("auth.users").get("alice") is None
 
 
 @pytest.mark.gen_test(timeout=60)

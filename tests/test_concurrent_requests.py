@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from core.app import create_app
-from core.jsondb import JsonStore
 from core.pytest_plugin import DEFAULT_PASSWORD
+from core.store import opened
 
 
 @pytest.mark.gen_test(timeout=120)
@@ -17,9 +17,8 @@ async def test_200_concurrent_registrations_create_200_users(api, app):
     responses = await asyncio.gather(*(api.post("/register", json={"user": n, "pwd": DEFAULT_PASSWORD}, cookies=False) for n in names))
     assert [r.code for r in responses] == [201] * 200
     assert await app.services.store.collection("auth.users").count() == 200
-    reopened = JsonStore(app.services.settings.data_dir).open()
-    assert sorted(u["username"] for u in await reopened.collection("auth.users").all()) == names
-    await reopened.close()
+    async with opened(app.services.settings) as reopened:
+        assert sorted(u["username"] for u in await reopened.collection("auth.users").all()) == names
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -40,7 +39,8 @@ async def test_employee_ids_never_repeat_after_deletes_and_restarts(api, app, ma
         restarted = await create_app(turnstile_settings)
         try:
             store = restarted.services.store
-            await store.compact()  # the id counter must survive compaction too
+            if store.backend == "json":
+                await store.compact()  # the id counter must survive compaction too
             employees = store.collection("employees.employees")
             added = await employees.insert({"firstname": "Next", "lastname": "One"})
             assert added["id"] > max(seen), f"id {added['id']} reused"

@@ -2,14 +2,8 @@
 
 import pytest
 
-from core.pytest_plugin import make_settings
 
 ALLOWED = "http://localhost:5500"
-
-
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 def attributes(header):

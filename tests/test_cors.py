@@ -84,7 +84,7 @@ async def test_preflight_from_disallowed_origin_is_refused_with_4xx(api, path):
 async def test_configured_origins_replace_the_defaults(http_client, base_url, app):
     from core.pytest_plugin import ApiClient
 
-    app.settings["services"].settings = app.settings["services"].settings.with_changes(allowed_origins=("https://app.example",))
+    app.services.settings = app.services.settings.with_changes(allowed_origins=("https://app.example",))
     api = ApiClient(http_client, base_url)
     assert_cors(await api.get("/", headers={"Origin": "https://app.example"}), "https://app.example")
     assert_no_cors(await api.get("/", headers={"Origin": ALLOWED}))

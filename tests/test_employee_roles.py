@@ -9,11 +9,6 @@ from core.pytest_plugin import make_settings
 NEW = {"firstname": "Ada", "lastname": "Lovelace"}
 
 
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
-
-
 editors_only = pytest.mark.parametrize(
     "turnstile_settings", [{"extra": {"TURNSTILE_EMPLOYEES_WRITE_ROLES": "Editor, Admin"}}], indirect=True
 )

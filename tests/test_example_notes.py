@@ -32,11 +32,11 @@ class TestDroppedIn:
 
     @pytest.mark.gen_test
     async def test_notes_work_over_http(self, app, logged_in):
-        [ctx] = [p for p in app.settings["plugins"] if p.name == "notes"]
+        [ctx] = [p for p in app.plugins if p.name == "notes"]
         assert ctx.source == "plugins/"
-        assert "/notes/{note_id}" in app.settings["openapi"]["paths"]
+        assert "/notes/{note_id}" in app.openapi["paths"]
         await use_notes_over_http(logged_in)
-        assert app.settings["services"].store.collection("notes.notes").count() == 1
+        assert await app.services.store.collection("notes.notes").count() == 1
 
 
 class TestInstalled:
@@ -58,7 +58,7 @@ class TestInstalled:
 
     @pytest.mark.gen_test
     async def test_notes_work_over_http(self, app, logged_in, tmp_path):
-        [ctx] = [p for p in app.settings["plugins"] if p.name == "notes"]
+        [ctx] = [p for p in app.plugins if p.name == "notes"]
         assert ctx.source == "distribution turnstile-notes 0.1.0"
         assert ctx.path == tmp_path / "site" / "turnstile_notes" / "__init__.py"
         await use_notes_over_http(logged_in)

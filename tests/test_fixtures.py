@@ -1,14 +1,19 @@
-"""The pytest fixtures plugin authors use: users with roles, auth headers, a logged-in client."""
+"""The pytest fixtures plugin authors use: settings, users with roles, auth headers, a logged-in client."""
+
+import textwrap
 
 import pytest
 
 from core.plugin import ADMIN, EDITOR
 
+# Every test here runs with these settings, unless a closer marker or a parameter says otherwise.
+pytestmark = pytest.mark.settings(refresh_reuse_grace=7, password_min_length=9)
+
 
 @pytest.mark.gen_test
 async def test_make_user_sets_roles_in_the_store(app, make_user):
     await make_user("ed", roles=["Editor", ADMIN])
-    record = app.settings["services"].store.collection("auth.users").get("ed")
+    record = await app.services.store.collection("auth.users").get("ed")
     assert record["roles"] == [EDITOR, ADMIN]
 
 
@@ -42,4 +47,49 @@ async def test_logged_in_client_sends_its_token_and_keeps_the_refresh_cookie(log
 async def test_logged_in_reuses_an_existing_user_and_updates_roles(app, logged_in, make_user):
     await make_user("alice")
     await logged_in("alice", roles=[ADMIN])
-    assert app.settings["services"].store.collection("auth.users").get("alice")["roles"] == [ADMIN]
+    assert (await app.services.store.collection("auth.users").get("alice"))["roles"] == [ADMIN]
+
+
+def test_a_settings_marker_changes_settings_and_the_closest_one_wins(turnstile_settings):
+    assert turnstile_settings.refresh_reuse_grace == 7 and turnstile_settings.password_min_length == 9
+
+
+@pytest.mark.settings(refresh_reuse_grace=0)
+def test_a_test_marker_overrides_the_module_marker(turnstile_settings):
+    assert turnstile_settings.refresh_reuse_grace == 0 and turnstile_settings.password_min_length == 9
+
+
+@pytest.mark.parametrize("turnstile_settings", [{"token_leeway": 30}, {"refresh_reuse_grace": 1}], indirect=True)
+def test_indirect_parametrization_overrides_the_markers(turnstile_settings):
+    assert turnstile_settings.token_leeway == 30 or turnstile_settings.refresh_reuse_grace == 1
+    assert turnstile_settings.password_min_length == 9
+
+
+@pytest.mark.settings(refresh_reuse_grace=0)
+@pytest.mark.gen_test
+async def test_the_app_runs_on_the_marked_settings(app):
+    assert app.services.settings.refresh_reuse_grace == 0
+
+
+def test_the_app_fixture_closes_its_services(pytester):
+    """Run a plugin author's test session and look at the app after its test ended."""
+    pytester.makeconftest('pytest_plugins = ["core.pytest_plugin"]')
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import pytest
+
+            APPS = []
+
+            @pytest.mark.gen_test
+            async def test_uses_the_app(app):
+                APPS.append(app)
+                assert not app.services.closed
+
+            def test_the_app_was_closed_after_its_test():
+                assert APPS and APPS[0].services.closed
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

@@ -1,4 +1,4 @@
-"""GET /healthz: public, 200 with the store's state, 503 when the store cannot write."""
+"""GET /healthz: public, 200 with the store's health in backend-neutral terms, 503 when the store cannot write."""
 
 import errno
 import os
@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from core.jsondb import StoreError
+from core.store import Health, StoreError, StoreUnavailable
 
 
 @pytest.mark.gen_test
@@ -15,9 +15,35 @@ async def test_healthz_is_public_and_reports_the_store(api):
     assert response.code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["store"]["writable"] is True
-    assert "data_dir" not in body["store"]
+    assert set(body["store"]) == {"backend", "writable", "error", "json"}  # details only under the backend's own key
+    assert body["store"]["backend"] == "json" and body["store"]["writable"] is True and body["store"]["error"] is None
+    assert "data_dir" not in body["store"]["json"]
     assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.gen_test
+async def test_healthz_is_503_when_the_backend_reports_it_cannot_write(api, app, monkeypatch):
+    async def down():
+        return Health(backend="json", writable=False, error="disk full", details={"pending_writes": 3})
+
+    monkeypatch.setattr(app.services.store, "check", down)
+    response = await api.get("/healthz")
+    assert response.code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "store": {"backend": "json", "writable": False, "error": "disk full", "json": {"pending_writes": 3}},
+    }
+
+
+@pytest.mark.gen_test
+async def test_healthz_is_503_when_the_backend_cannot_be_reached(api, app, monkeypatch):
+    async def unreachable():
+        raise StoreUnavailable("database unreachable", retry_after=2)
+
+    monkeypatch.setattr(app.services.store, "check", unreachable)
+    response = await api.get("/healthz")
+    assert response.code == 503
+    assert response.json()["store"] == {"backend": "json", "writable": False, "error": "database unreachable", "json": {}}
 
 
 @pytest.mark.gen_test
@@ -41,7 +67,7 @@ async def test_healthz_is_503_while_the_data_directory_cannot_take_a_write(api, 
 @pytest.mark.gen_test
 async def test_healthz_503_after_a_failed_write_names_no_file_system_path(api, app, turnstile_settings, monkeypatch):
     """The public answer says what failed, never where: the data file path stays in the server log."""
-    store = app.settings["services"].store
+    store = app.services.store
     data_dir = turnstile_settings.data_dir.resolve()
     journal = next(data_dir.glob("journal.*.jsonl"))
 

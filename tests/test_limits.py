@@ -7,12 +7,8 @@ import time
 import pytest
 
 from bench.harness import ServerProcess
-from core.pytest_plugin import make_settings
 
-
-@pytest.fixture
-def turnstile_settings(tmp_path):
-    return make_settings(tmp_path, max_body_size=1024, hash_workers=1, hash_queue=1, bcrypt_rounds=11)
+pytestmark = pytest.mark.settings(max_body_size=1024, hash_workers=1, hash_queue=1, bcrypt_rounds=11)
 
 
 @pytest.fixture(scope="module")

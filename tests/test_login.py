@@ -48,8 +48,8 @@ async def test_success_returns_access_token_and_refresh_cookie(api, app, make_us
         assert attribute in parts
     assert jwt.decode(refresh, turnstile_settings.refresh_secret, algorithms=["HS256"])["typ"] == "refresh"
 
-    sessions = app.settings["services"].store.collection("auth.sessions")
-    assert sessions.get(token_digest(refresh))["username"] == "alice"
+    sessions = app.services.store.collection("auth.sessions")
+    assert (await sessions.get(token_digest(refresh)))["username"] == "alice"
 
 
 @pytest.mark.gen_test
@@ -57,5 +57,5 @@ async def test_two_logins_keep_two_sessions(api, app, make_user):
     await make_user("alice")
     await api.login("alice")
     await api.login("alice")
-    sessions = app.settings["services"].store.collection("auth.sessions")
-    assert len(sessions.find(username="alice")) == 2
+    sessions = app.services.store.collection("auth.sessions")
+    assert len(await sessions.find(username="alice")) == 2

@@ -4,17 +4,8 @@ import asyncio
 
 import pytest
 
-from core.pytest_plugin import DEFAULT_PASSWORD, make_settings
+from core.pytest_plugin import DEFAULT_PASSWORD
 from core.security import HashingBusy
-
-
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
-
-
-def settings(**overrides):
-    return pytest.mark.parametrize("turnstile_settings", [overrides], indirect=True)
 
 
 async def login(api, user, pwd=DEFAULT_PASSWORD, **kw):
@@ -24,7 +15,7 @@ async def login(api, user, pwd=DEFAULT_PASSWORD, **kw):
 @pytest.mark.gen_test
 async def test_unknown_user_costs_a_bcrypt_check_and_looks_like_a_wrong_password(api, app, make_user, monkeypatch):
     await make_user("alice")
-    hasher = app.settings["services"].passwords
+    hasher = app.services.passwords
     checked = []
     real = hasher._check_sync
     monkeypatch.setattr(hasher, "_check_sync", lambda p, h: checked.append(h) or real(p, h))
@@ -52,7 +43,7 @@ async def test_72_bytes_exactly_is_fine(api):
 
 
 @pytest.mark.gen_test
-@settings(password_min_length=10)
+@pytest.mark.settings(password_min_length=10)
 async def test_minimum_password_length_on_register(api, turnstile_settings):
     short = await api.post("/register", json={"user": "alice", "pwd": "123456789"})
     assert short.code == 400 and short.json()["message"] == "Password must be at least 10 characters."
@@ -79,7 +70,7 @@ async def test_safe_usernames_register(api, name):
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=3, login_lockout=60)
+@pytest.mark.settings(login_max_failures=3, login_lockout=60)
 async def test_username_lockout_refuses_even_the_right_password(api, make_user, turnstile_settings):
     await make_user("alice")
     await make_user("bob")
@@ -93,7 +84,7 @@ async def test_username_lockout_refuses_even_the_right_password(api, make_user, 
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=3, login_lockout=1)
+@pytest.mark.settings(login_max_failures=3, login_lockout=1)
 async def test_lockout_ends(api, make_user, turnstile_settings):
     await make_user("alice")
     for _ in range(3):
@@ -104,7 +95,7 @@ async def test_lockout_ends(api, make_user, turnstile_settings):
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=3)
+@pytest.mark.settings(login_max_failures=3)
 async def test_success_resets_the_username_count(api, make_user, turnstile_settings):
     await make_user("alice")
     for attempt in ["wrong 1", "wrong 2", DEFAULT_PASSWORD, "wrong 3", "wrong 4"]:
@@ -113,7 +104,7 @@ async def test_success_resets_the_username_count(api, make_user, turnstile_setti
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=100, login_max_failures_per_address=3, login_lockout=30)
+@pytest.mark.settings(login_max_failures=100, login_max_failures_per_address=3, login_lockout=30)
 async def test_address_lockout_spans_usernames(api, make_user, turnstile_settings):
     await make_user("carol")
     for name in ("alice", "bob", "dave"):
@@ -123,7 +114,7 @@ async def test_address_lockout_spans_usernames(api, make_user, turnstile_setting
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=0, login_max_failures_per_address=0)
+@pytest.mark.settings(login_max_failures=0, login_max_failures_per_address=0)
 async def test_zero_turns_lockout_off(api, make_user, turnstile_settings):
     await make_user("alice")
     for _ in range(8):
@@ -132,7 +123,7 @@ async def test_zero_turns_lockout_off(api, make_user, turnstile_settings):
 
 
 @pytest.mark.gen_test(timeout=30)
-@settings(login_max_failures=5)
+@pytest.mark.settings(login_max_failures=5)
 async def test_a_parallel_burst_gets_only_the_allowed_guesses(api, make_user, turnstile_settings):
     """Attempts are counted before the slow bcrypt check, so a burst cannot outrun the lock."""
     await make_user("alice")
@@ -142,7 +133,7 @@ async def test_a_parallel_burst_gets_only_the_allowed_guesses(api, make_user, tu
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=2)
+@pytest.mark.settings(login_max_failures=2)
 async def test_wrong_current_password_counts_towards_the_lock(api, make_user, auth_headers, turnstile_settings):
     await make_user("alice")
     headers = await auth_headers("alice")
@@ -197,11 +188,11 @@ def fail_checks(monkeypatch, app, error: Exception) -> None:
     async def check(password, hashed):
         raise error
 
-    monkeypatch.setattr(app.settings["services"].passwords, "check", check)
+    monkeypatch.setattr(app.services.passwords, "check", check)
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=3, login_max_failures_per_address=3)
+@pytest.mark.settings(login_max_failures=3, login_max_failures_per_address=3)
 @pytest.mark.parametrize("error, code", [(HashingBusy(), 503), (OSError("disk gone"), 500)])
 async def test_a_login_that_raises_does_not_count_towards_the_lock(
     api, app, make_user, monkeypatch, turnstile_settings, error, code
@@ -216,7 +207,7 @@ async def test_a_login_that_raises_does_not_count_towards_the_lock(
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=3)
+@pytest.mark.settings(login_max_failures=3)
 async def test_raised_attempts_are_taken_back_but_wrong_passwords_still_lock(
     api, app, make_user, monkeypatch, turnstile_settings
 ):
@@ -232,7 +223,7 @@ async def test_raised_attempts_are_taken_back_but_wrong_passwords_still_lock(
 
 
 @pytest.mark.gen_test
-@settings(login_max_failures=2)
+@pytest.mark.settings(login_max_failures=2)
 async def test_a_password_change_that_raises_does_not_count_towards_the_lock(
     api, app, make_user, auth_headers, monkeypatch, turnstile_settings
 ):
@@ -248,7 +239,7 @@ async def test_a_password_change_that_raises_does_not_count_towards_the_lock(
 
 
 @pytest.mark.gen_test(timeout=30)
-@settings(login_max_failures=2, login_max_failures_per_address=0, login_lockout=60)
+@pytest.mark.settings(login_max_failures=2, login_max_failures_per_address=0, login_lockout=60)
 async def test_flooding_new_usernames_does_not_evict_a_lock(api, make_user, monkeypatch, turnstile_settings):
     """With the key table full, fresh names must push out other entries, never a live lock."""
     from plugins.auth import throttle as module

@@ -79,9 +79,9 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.loop.call_soon_threadsafe(self.server.stop)
+        asyncio.run_coroutine_threadsafe(self.app.services.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
-        self.app.settings["services"].executor.shutdown()
 
     def post(self, path: str, body: dict) -> dict:
         request = urllib.request.Request(

@@ -18,15 +18,15 @@ async def test_users_sessions_and_employees_survive_a_restart(api, app, make_use
 
     restarted = await create_app(turnstile_settings)
     try:
-        store = restarted.settings["services"].store
-        assert store.collection("auth.users").get("alice")["username"] == "alice"
-        assert [e["firstname"] for e in store.collection("employees.employees").all()] == ["Dave", "John", "Ada"]
-        sessions = store.collection("auth.sessions").find(username="alice")
+        store = restarted.services.store
+        assert (await store.collection("auth.users").get("alice"))["username"] == "alice"
+        assert [e["firstname"] for e in await store.collection("employees.employees").all()] == ["Dave", "John", "Ada"]
+        sessions = await store.collection("auth.sessions").find(username="alice")
         assert len(sessions) == 2
         # A restart must not re-seed the sample rows either.
-        assert store.collection("employees.employees").count() == 3
+        assert await store.collection("employees.employees").count() == 3
     finally:
-        restarted.settings["services"].executor.shutdown()
+        await restarted.services.close()
     assert cookie
 
 
@@ -35,13 +35,13 @@ async def test_concurrent_registrations_lose_no_user(api, app):
     names = [f"user{i}" for i in range(50)]
     responses = await asyncio.gather(*(api.post("/register", json={"user": n, "pwd": DEFAULT_PASSWORD}, cookies=False) for n in names))
     assert [r.code for r in responses] == [201] * len(names)
-    store = app.settings["services"].store
-    assert sorted(u["username"] for u in store.collection("auth.users").all()) == sorted(names)
-    reopened = await create_app(app.settings["services"].settings)
+    store = app.services.store
+    assert sorted(u["username"] for u in await store.collection("auth.users").all()) == sorted(names)
+    reopened = await create_app(app.services.settings)
     try:
-        assert reopened.settings["services"].store.collection("auth.users").count() == len(names)
+        assert await reopened.services.store.collection("auth.users").count() == len(names)
     finally:
-        reopened.settings["services"].executor.shutdown()
+        await reopened.services.close()
 
 
 @pytest.mark.gen_test(timeout=60)

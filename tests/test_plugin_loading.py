@@ -23,10 +23,14 @@ def hello_plugin(root: Path, name: str, route: str | None = None) -> Path:
 
 
 def start(settings, plugins_dir: Path, **kw):
-    """Build the app synchronously (raising what start-up raises) and release its executor."""
-    app = asyncio.run(create_app(settings, plugins_dir, **kw))
-    app.settings["services"].executor.shutdown()
-    return app
+    """Build the app synchronously (raising what start-up raises), then close its services."""
+
+    async def started():
+        app = await create_app(settings, plugins_dir, **kw)
+        await app.services.close()
+        return app
+
+    return asyncio.run(started())
 
 
 def start_error(settings, plugins_dir: Path, **kw) -> str:
@@ -53,8 +57,8 @@ def site_packages(tmp_path, monkeypatch):
 def test_a_dropped_in_package_is_loaded_with_nothing_else_to_edit(tmp_path, turnstile_settings):
     hello_plugin(tmp_path / "plugins", "hello")
     app = start(turnstile_settings, tmp_path / "plugins")
-    assert [p.name for p in app.settings["plugins"]] == ["hello"]
-    assert "/hello" in app.settings["openapi"]["paths"]
+    assert [p.name for p in app.plugins] == ["hello"]
+    assert "/hello" in app.openapi["paths"]
 
 
 def test_an_installed_distribution_with_the_entry_point_is_loaded(tmp_path, site_packages, turnstile_settings):
@@ -62,10 +66,10 @@ def test_an_installed_distribution_with_the_entry_point_is_loaded(tmp_path, site
     install_distribution(site_packages, package, "turnstile-greeter", "1.2.3", {"greeter": "turnstile_greeter"})
     (tmp_path / "plugins").mkdir()
     app = start(turnstile_settings, tmp_path / "plugins")
-    [ctx] = app.settings["plugins"]
+    [ctx] = app.plugins
     assert (ctx.name, ctx.source) == ("greeter", "distribution turnstile-greeter 1.2.3")
     assert ctx.path == site_packages / "turnstile_greeter" / "__init__.py"
-    assert "/greet" in app.settings["openapi"]["paths"]
+    assert "/greet" in app.openapi["paths"]
 
 
 def test_load_order_is_alphabetical_by_name_whatever_the_source(tmp_path, site_packages):
@@ -98,8 +102,8 @@ def test_plugins_setting_naming_an_unknown_plugin_is_an_error():
 
 def test_disabled_plugin_routes_are_not_served(turnstile_settings):
     app = start(turnstile_settings.with_changes(plugins="-employees"), PROJECT / "plugins")
-    assert "/employees" not in app.settings["openapi"]["paths"]
-    assert "/register" in app.settings["openapi"]["paths"]
+    assert "/employees" not in app.openapi["paths"]
+    assert "/register" in app.openapi["paths"]
 
 
 def test_two_plugins_claiming_one_route_names_both(tmp_path, turnstile_settings):
@@ -172,8 +176,8 @@ def test_routes_may_be_a_function_of_the_plugin_context(tmp_path, turnstile_sett
     )
     settings = turnstile_settings.with_changes(extra={"TURNSTILE_DYN_PATH": "custom"})
     app = start(settings, tmp_path / "plugins")
-    assert app.settings["plugins"][0].config == {"PATH": "custom"}
-    assert "/custom" in app.settings["openapi"]["paths"]
+    assert app.plugins[0].config == {"PATH": "custom"}
+    assert "/custom" in app.openapi["paths"]
 
 
 def test_the_server_stops_with_the_one_line_error(tmp_path):

@@ -4,7 +4,6 @@ import time
 
 import pytest
 
-from core.accounts import Accounts
 from core.app import create_app
 
 
@@ -15,13 +14,13 @@ def expired(username="alice", family="old"):
 
 @pytest.mark.gen_test
 async def test_prune_removes_expired_current_and_retired_records(app):
-    store = app.settings["services"].store
+    store = app.services.store
     sessions = store.collection("auth.sessions")
     await sessions.put("a" * 64, expired())
     await sessions.put("b" * 64, {**expired(), "retired": int(time.time()) - 20})
-    assert await Accounts(store).prune() == 2
-    assert sessions.count() == 0
-    assert await Accounts(store).prune() == 0
+    assert await app.services.accounts.prune() == 2
+    assert await sessions.count() == 0
+    assert await app.services.accounts.prune() == 0
 
 
 @pytest.mark.gen_test
@@ -29,20 +28,20 @@ async def test_prune_keeps_live_retired_records_for_reuse_detection(app, make_us
     await make_user("alice")
     await api.login("alice")
     await api.get("/refresh")
-    store = app.settings["services"].store
+    store = app.services.store
     await store.collection("auth.sessions").put("c" * 64, expired())
-    assert await Accounts(store).prune() == 1
-    assert store.collection("auth.sessions").count() == 2  # the retired token and its successor
+    assert await app.services.accounts.prune() == 1
+    assert await store.collection("auth.sessions").count() == 2  # the retired token and its successor
 
 
 @pytest.mark.gen_test
 async def test_start_up_prunes(app, turnstile_settings):
-    await app.settings["services"].store.collection("auth.sessions").put("d" * 64, expired())
+    await app.services.store.collection("auth.sessions").put("d" * 64, expired())
     restarted = await create_app(turnstile_settings)
     try:
-        assert restarted.settings["services"].store.collection("auth.sessions").get("d" * 64) is None
+        assert await restarted.services.store.collection("auth.sessions").get("d" * 64) is None
     finally:
-        restarted.settings["services"].executor.shutdown()
+        await restarted.services.close()
 
 
 @pytest.mark.gen_test
@@ -55,12 +54,12 @@ async def test_running_server_prunes_periodically(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.import_module("plugins.auth"), "PRUNE_EVERY", 0.05)
     app = await create_app(make_settings(tmp_path))
     try:
-        sessions = app.settings["services"].store.collection("auth.sessions")
+        sessions = app.services.store.collection("auth.sessions")
         await sessions.put("e" * 64, expired())
         for _ in range(50):
             await asyncio.sleep(0.05)
-            if sessions.get("e" * 64) is None:
+            if await sessions.get("e" * 64) is None:
                 break
-        assert sessions.get("e" * 64) is None
+        assert await sessions.get("e" * 64) is None
     finally:
-        app.settings["services"].executor.shutdown()
+        await app.services.close()

@@ -42,7 +42,7 @@ async def test_refresh_with_stored_but_badly_signed_token_is_403(api, app, make_
     """A token whose digest is on record still has to verify with the refresh secret."""
     await make_user("alice")
     token = jwt.encode({"typ": "refresh", "jti": "x", "iat": 1, "exp": 2**40, "username": "alice"}, "k" * 64, algorithm="HS256")
-    await app.settings["services"].store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
+    await app.services.store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
     response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
     assert response.code == 403
 
@@ -55,7 +55,7 @@ async def test_refresh_with_username_mismatch_is_403(api, app, make_user, turnst
         turnstile_settings.refresh_secret,
         algorithm="HS256",
     )
-    await app.settings["services"].store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
+    await app.services.store.collection("auth.sessions").put(token_digest(token), {"username": "alice", "expires": 2**40})
     response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
     assert response.code == 403
 
@@ -82,7 +82,7 @@ async def test_logout_deletes_session_and_clears_cookie(api, app, make_user, tur
     token = await login(api, make_user)
     response = await api.get("/logout")
     assert response.code == 204
-    assert app.settings["services"].store.collection("auth.sessions").get(token_digest(token)) is None
+    assert await app.services.store.collection("auth.sessions").get(token_digest(token)) is None
     [cleared] = response.set_cookies()
     parts = [p.strip() for p in cleared.split(";")]
     assert parts[0] == "jwt="

@@ -18,7 +18,7 @@ async def test_success_is_201_and_password_is_bcrypt_hashed(api, app):
     response = await api.post("/register", json={"user": "alice", "pwd": DEFAULT_PASSWORD})
     assert response.code == 201
     assert response.json() == {"success": "New user alice created!"}
-    stored = app.settings["services"].store.collection("auth.users").get("alice")
+    stored = await app.services.store.collection("auth.users").get("alice")
     assert stored["password"].startswith("$2b$")
     assert DEFAULT_PASSWORD not in str(stored)
 

@@ -4,7 +4,6 @@ import textwrap
 
 import pytest
 
-from core.accounts import Accounts
 from core.base import BaseHandler
 from core.roles import ROLES, parse_roles, require_roles, role_names, stored_roles
 from core.security import ACCESS
@@ -67,7 +66,7 @@ async def test_new_user_gets_user_role_in_auth_and_refresh(api, app, make_user):
     response = await api.post("/auth", json={"user": "alice", "pwd": "correct horse battery staple"})
     assert response.code == 200
     assert set(response.json()) == {"roles", "accessToken"} and response.json()["roles"] == [2001]
-    assert app.settings["services"].store.collection("auth.users").get("alice")["roles"] == [2001]
+    assert (await app.services.store.collection("auth.users").get("alice"))["roles"] == [2001]
     refreshed = await api.get("/refresh")
     assert set(refreshed.json()) == {"roles", "accessToken"} and refreshed.json()["roles"] == [2001]
 
@@ -76,7 +75,7 @@ async def test_new_user_gets_user_role_in_auth_and_refresh(api, app, make_user):
 async def test_refresh_picks_up_changed_roles(api, app, make_user):
     await make_user("alice")
     await api.login("alice")
-    await Accounts(app.settings["services"].store).set_roles("alice", [2001, 5150])
+    await app.services.accounts.set_roles("alice", [2001, 5150])
     assert (await api.get("/refresh")).json()["roles"] == [2001, 5150]
 
 
@@ -90,7 +89,7 @@ class TestGuardInAPlugin:
 
     @staticmethod
     def bearer(app, *roles):
-        token = app.settings["services"].tokens.issue(ACCESS, "someone", roles=list(roles))
+        token = app.services.tokens.issue(ACCESS, "someone", roles=list(roles))
         return {"Authorization": f"Bearer {token}"}
 
     @pytest.mark.gen_test

@@ -5,21 +5,11 @@ import time
 
 import pytest
 
-from core.pytest_plugin import make_settings
 from core.security import token_digest
 
 
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
-
-
-def no_grace(test):
-    return pytest.mark.parametrize("turnstile_settings", [{"refresh_reuse_grace": 0}], indirect=True)(test)
-
-
 def sessions_of(app):
-    return app.settings["services"].store.collection("auth.sessions")
+    return app.services.store.collection("auth.sessions")
 
 
 async def logged_in(api, make_user):
@@ -46,14 +36,14 @@ async def test_refresh_sets_a_new_cookie_and_retires_the_old_token(api, app, mak
     assert new and new != old
     assert f"Max-Age={turnstile_settings.refresh_ttl}" in response.set_cookies()[0]
     sessions = sessions_of(app)
-    retired, current = sessions.get(token_digest(old)), sessions.get(token_digest(new))
+    retired, current = await sessions.get(token_digest(old)), await sessions.get(token_digest(new))
     assert retired["retired"] is not None and retired["successor"] == token_digest(new)
     assert current["retired"] is None and current["family"] == retired["family"]
     assert (await refresh_with(api, new)).code == 200
 
 
 @pytest.mark.gen_test
-@no_grace
+@pytest.mark.settings(refresh_reuse_grace=0)
 async def test_reused_token_revokes_the_whole_family(api, app, make_user, turnstile_settings):
     old = await logged_in(api, make_user)
     assert (await api.get("/refresh")).code == 200
@@ -62,11 +52,11 @@ async def test_reused_token_revokes_the_whole_family(api, app, make_user, turnst
     assert reuse.code == 403
     assert reuse.set_cookies() and reuse.set_cookies()[0].startswith("jwt=;")  # the cookie is cleared too
     assert (await refresh_with(api, newest)).code == 403
-    assert sessions_of(app).count() == 0
+    assert await sessions_of(app).count() == 0
 
 
 @pytest.mark.gen_test
-@no_grace
+@pytest.mark.settings(refresh_reuse_grace=0)
 async def test_reuse_leaves_other_sessions_alone(http_client, base_url, api, make_user, turnstile_settings):
     from core.pytest_plugin import ApiClient
 
@@ -110,13 +100,13 @@ async def test_concurrent_refreshes_inside_the_grace_window_both_succeed(api, ap
     assert [r.code for r in responses] == [200] * 8
     issued = [cookie_value(r) for r in responses if r.set_cookies()]
     assert len(issued) == 1
-    live = [s for s in sessions_of(app).all() if s["retired"] is None]
+    live = await sessions_of(app).find(retired=None)
     assert len(live) == 1
     assert (await refresh_with(api, issued[0])).code == 200
 
 
 @pytest.mark.gen_test
-@no_grace
+@pytest.mark.settings(refresh_reuse_grace=0)
 async def test_concurrent_refreshes_without_grace_revoke_the_family(api, app, make_user, turnstile_settings):
     """With REFRESH_REUSE_GRACE=0 the second of two simultaneous refreshes is a reuse."""
     token = await logged_in(api, make_user)
@@ -124,7 +114,7 @@ async def test_concurrent_refreshes_without_grace_revoke_the_family(api, app, ma
     assert sorted([first.code, second.code]) == [200, 403]
     winner = first if first.code == 200 else second
     assert (await refresh_with(api, cookie_value(winner))).code == 403
-    assert sessions_of(app).count() == 0
+    assert await sessions_of(app).count() == 0
 
 
 @pytest.mark.gen_test

@@ -4,7 +4,7 @@ import pytest
 import tornado.web
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-from core.lifecycle import TurnstileApplication
+from core.routing import ExactRoutingApplication
 
 
 class A(tornado.web.RequestHandler):
@@ -42,13 +42,13 @@ def test_every_route_of_the_app_is_found_as_the_scan_finds_it(app):
 
 
 def test_an_earlier_pattern_still_wins_over_a_later_plain_path():
-    app = TurnstileApplication([(r"/item.*", A), (r"/items", B), (r"/other", C), (r"/other", B)])
+    app = ExactRoutingApplication([(r"/item.*", A), (r"/items", B), (r"/other", C), (r"/other", B)])
     assert routed(app, "/items")[0] is A
     assert routed(app, "/other")[0] is C
 
 
 def test_routes_added_later_are_seen():
-    app = TurnstileApplication([(r"/a", A)])
+    app = ExactRoutingApplication([(r"/a", A)])
     assert routed(app, "/a")[0] is A
     app.wildcard_router.add_rules([(r"/b", B)])
     assert routed(app, "/b")[0] is B

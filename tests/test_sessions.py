@@ -1,14 +1,12 @@
 """Sessions: one per login, logout ends one, logout-all and a password change end all, only digests stored."""
 
+import time
+
 import pytest
 
-from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient, make_settings
+from core.app import create_app
+from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient
 from core.security import token_digest
-
-
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 def device(http_client, base_url):
@@ -45,7 +43,7 @@ async def test_logout_with_a_retired_token_ends_the_whole_family(api, app, make_
     assert (await api.get("/refresh")).code == 200
     assert (await api.get("/logout", headers={"Cookie": f"jwt={first}"}, cookies=False)).code == 204
     assert (await api.get("/refresh")).code == 403
-    assert app.settings["services"].store.collection("auth.sessions").count() == 0
+    assert await app.services.store.collection("auth.sessions").count() == 0
 
 
 @pytest.mark.gen_test
@@ -118,9 +116,9 @@ async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turns
     tokens = [api.cookies["jwt"]]
     await api.get("/refresh")
     tokens.append(api.cookies["jwt"])
-    sessions = app.settings["services"].store.collection("auth.sessions")
-    assert sessions.get(token_digest(tokens[0]))["retired"] is not None
-    assert sessions.get(token_digest(tokens[1]))["retired"] is None
+    sessions = app.services.store.collection("auth.sessions")
+    assert (await sessions.get(token_digest(tokens[0])))["retired"] is not None
+    assert (await sessions.get(token_digest(tokens[1])))["retired"] is None
     reuse = await api.get("/refresh", headers={"Cookie": f"jwt={tokens[0]}"}, cookies=False)
     assert reuse.code == 403
     logs.flush()
@@ -131,37 +129,73 @@ async def test_raw_refresh_tokens_are_nowhere_on_disk(api, app, make_user, turns
             assert token not in path.read_text(errors="replace"), path
 
 
-@pytest.mark.gen_test
-async def test_records_from_before_session_families_end_alone(api, app, make_user):
-    """A session stored without a family (older data) is its own family: logging it out ends nothing else."""
-    import time
+async def restart(settings) -> None:
+    """Start (and stop) a second instance on the same store: what a deploy of a new build does."""
+    other = await create_app(settings)
+    await other.services.close()
 
+
+def early_record(username: str, now: int, family: str | None = None) -> dict:
+    """A session record as builds before 099584a wrote it (no ``digest``); before 5708930 also without ``family``."""
+    record = {"username": username, "created": now, "expires": now + 60}
+    if family is not None:
+        record.update(family=family, retired=None, successor=None)
+    return record
+
+
+@pytest.mark.gen_test
+async def test_session_records_of_early_builds_are_brought_up_to_date_at_start(app, turnstile_settings):
+    now = int(time.time())
+    sessions = app.services.store.collection("auth.sessions")
+    await sessions.put("a" * 64, early_record("alice", now))
+    await sessions.put("b" * 64, early_record("alice", now, family="f1"))
+    await restart(turnstile_settings)
+    assert await sessions.get("a" * 64) == {
+        "digest": "a" * 64, "family": "a" * 64, "username": "alice", "created": now, "expires": now + 60, "retired": None, "successor": None
+    }
+    assert await sessions.get("b" * 64) == {**early_record("alice", now, family="f1"), "digest": "b" * 64}
+    assert await sessions.count(digest=None) == 0
+
+
+@pytest.mark.gen_test
+async def test_records_from_before_session_families_end_alone(api, app, make_user, turnstile_settings):
+    """A session stored without a family (older data) is its own family: logging it out ends nothing else."""
     await make_user("alice")
     await api.login("alice")
-    services = app.settings["services"]
+    services = app.services
     legacy = services.tokens.issue("refresh", "alice")
     now = int(time.time())
     sessions = services.store.collection("auth.sessions")
-    await sessions.put(token_digest(legacy), {"username": "alice", "created": now, "expires": now + 60})
-    await sessions.put("f" * 64, {"username": "bob", "created": now, "expires": now + 60})
+    await sessions.put(token_digest(legacy), early_record("alice", now))
+    await sessions.put("f" * 64, early_record("bob", now))
+    await restart(turnstile_settings)
     response = await api.get("/logout", headers={"Cookie": f"jwt={legacy}"}, cookies=False)
     assert response.code == 204
-    assert sessions.get(token_digest(legacy)) is None
-    assert sessions.get("f" * 64) is not None
+    assert await sessions.get(token_digest(legacy)) is None
+    assert await sessions.get("f" * 64) is not None
     assert (await api.get("/refresh")).code == 200
 
 
 @pytest.mark.gen_test
-async def test_a_legacy_session_rotates_into_a_family_of_its_own(api, app, make_user):
-    import time
-
+async def test_a_legacy_session_rotates_into_a_family_of_its_own(api, app, make_user, turnstile_settings):
     await make_user("alice")
-    services = app.settings["services"]
+    services = app.services
     legacy = services.tokens.issue("refresh", "alice")
-    now = int(time.time())
-    await services.store.collection("auth.sessions").put(token_digest(legacy), {"username": "alice", "created": now, "expires": now + 60})
+    await services.store.collection("auth.sessions").put(token_digest(legacy), early_record("alice", int(time.time())))
+    await restart(turnstile_settings)
     response = await api.get("/refresh", headers={"Cookie": f"jwt={legacy}"})
     assert response.code == 200
     assert (await api.get("/refresh")).code == 200  # the successor works
     assert (await api.get("/logout")).code == 204
-    assert services.store.collection("auth.sessions").count() == 0
+    assert await services.store.collection("auth.sessions").count() == 0
+
+
+@pytest.mark.gen_test
+async def test_records_without_a_digest_end_with_their_user(api, app, make_user, turnstile_settings):
+    await make_user("alice")
+    now = int(time.time())
+    sessions = app.services.store.collection("auth.sessions")
+    await sessions.put("c" * 64, early_record("alice", now, family="f2"))
+    await restart(turnstile_settings)
+    assert await app.services.accounts.revoke_all("alice") == 1
+    assert await sessions.count() == 0

@@ -1,5 +1,6 @@
 """Graceful shutdown of the real server process: drain, flush, exit 0, and nothing acknowledged is lost."""
 
+import asyncio
 import json
 import signal
 import socket
@@ -7,7 +8,18 @@ import threading
 import time
 
 from bench.harness import ServerProcess
-from core.jsondb import Store
+from core.pytest_plugin import make_settings
+from core.store import opened
+
+
+def stored_firstnames(server: ServerProcess) -> set[str]:
+    """The employees' first names in the store the server used, read after it stopped."""
+
+    async def read() -> set[str]:
+        async with opened(make_settings(server.data_dir).with_changes(data_dir=server.data_dir)) as store:
+            return {e["firstname"] for e in await store.collection("employees.employees").all()}
+
+    return asyncio.run(read())
 
 
 def start_upload(server: ServerProcess, token: str, body: bytes) -> socket.socket:
@@ -83,7 +95,7 @@ def test_sigterm_during_write_load_keeps_every_acknowledged_write(tmp_path):
             thread.join(timeout=10)
         assert server.proc.returncode == 0, output
 
-    stored = {e["firstname"] for e in Store(server.data_dir).open().collection("employees.employees").all()}
+    stored = stored_firstnames(server)
     missing = acknowledged - stored
     assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:5]}"
     assert "in-flight" in stored
@@ -102,5 +114,5 @@ def test_a_stalled_request_delays_exit_only_until_the_timeout(tmp_path):
     assert code == 0, output
     assert 0.9 <= elapsed < 6, elapsed
     assert "cut off" in output
-    stored = {e["firstname"] for e in Store(server.data_dir).open().collection("employees.employees").all()}
+    stored = stored_firstnames(server)
     assert "never" not in stored

@@ -5,13 +5,7 @@ import time
 import jwt
 import pytest
 
-from core.pytest_plugin import make_settings
 from core.security import ACCESS, TokenInvalid, TokenSigner
-
-
-@pytest.fixture
-def turnstile_settings(tmp_path, request):
-    return make_settings(tmp_path, **getattr(request, "param", {}))
 
 
 def access(secret, algorithm="HS256", **overrides):

@@ -2,7 +2,6 @@
 
 import pytest
 
-from core.accounts import Accounts
 from core.pytest_plugin import ApiClient
 from core.roles import ADMIN, EDITOR, USER
 from core.security import token_digest
@@ -10,7 +9,7 @@ from core.security import token_digest
 
 @pytest.fixture
 def accounts(app):
-    return Accounts(app.settings["services"].store)
+    return app.services.accounts
 
 
 @pytest.fixture
@@ -47,8 +46,8 @@ async def test_list_and_show_without_secrets(api, app, admin, make_user):
     assert {u["username"]: u["sessions"] for u in listing.json()} == {"alice": 1, "root": 1}
     one = await api.get("/users/alice", headers=admin)
     assert one.code == 200 and one.json()["username"] == "alice" and one.json()["roles"] == [2001]
-    stored = app.settings["services"].store
-    secrets = [u["password"] for u in stored.collection("auth.users").all()]
+    stored = app.services.store
+    secrets = [u["password"] for u in await stored.collection("auth.users").all()]
     secrets += [user_client.cookies["jwt"], token_digest(user_client.cookies["jwt"])]
     for body in (listing.text, one.text):
         assert "password" not in body and "$2b$" not in body

@@ -6,8 +6,8 @@ import asyncio
 
 from tornado.ioloop import PeriodicCallback
 
-from core.accounts import Accounts
 from core.plugin import PluginContext
+from core.store import StoreUnavailable
 
 from .handlers import (
     AuthHandler,
@@ -36,8 +36,8 @@ def routes(plugin: PluginContext) -> list:
 
 
 async def setup(plugin: PluginContext) -> None:
-    """Prune expired sessions now, then every ``PRUNE_EVERY`` seconds."""
-    accounts = Accounts(plugin.services.store)
+    """Prune expired sessions now, then every ``PRUNE_EVERY`` seconds until the app closes."""
+    accounts = plugin.services.accounts
     await accounts.prune()
 
     def sweep() -> None:
@@ -45,7 +45,14 @@ async def setup(plugin: PluginContext) -> None:
         task.add_done_callback(_report)
 
     def _report(task: asyncio.Future) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            plugin.log.error("pruning expired sessions failed", exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, StoreUnavailable):  # the next sweep tries again
+            plugin.log.warning("pruning expired sessions skipped: %s", exc)
+        else:
+            plugin.log.error("pruning expired sessions failed", exc_info=exc)
 
-    PeriodicCallback(sweep, PRUNE_EVERY * 1000).start()
+    sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
+    sweeper.start()
+    plugin.services.on_close(sweeper.stop)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, check_password_length, check_username
+from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, RefreshOutcome, check_password_length, check_username
 from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
 from core.errors import APIError
 from core.openapi import error_response, json_body, json_response
@@ -63,7 +63,7 @@ class AuthBase(BaseHandler):
 
     @property
     def accounts(self) -> Accounts:
-        return Accounts(self.services.store)
+        return self.services.accounts
 
     def credentials(self, register: bool = False) -> tuple[str, str]:
         """``user`` and ``pwd`` from the body; 400 if missing, malformed or (on register) too short."""
@@ -136,7 +136,7 @@ class RegisterHandler(AuthBase):
 
     async def post(self) -> None:
         user, pwd = self.credentials(register=True)
-        if self.db.collection("users").get(user) is not None:
+        if await self.accounts.exists(user):
             raise APIError(409, f"Username {user} is already taken.")
         hashed = await self.services.passwords.hash(pwd)
         try:
@@ -206,7 +206,7 @@ class RefreshHandler(AuthBase):
             raise APIError(403, REFRESH_REFUSED, log_message=f"refresh token refused: {exc}") from None
         username = claims["username"]
         successor = tokens.issue(REFRESH, username)
-        outcome = await self.accounts.refresh(
+        result = await self.accounts.refresh(
             token_digest(token),
             username,
             successor,
@@ -214,17 +214,17 @@ class RefreshHandler(AuthBase):
             tokens.ttl[REFRESH],
             self.services.settings.refresh_reuse_grace,
         )
-        if outcome.status == "reused":
+        if result.outcome is RefreshOutcome.REUSED:
             raise APIError(
                 403,
                 REFRESH_REFUSED,
                 log_message=f"retired refresh token reused; revoked that session of user {username}",
                 headers={"Set-Cookie": clear_cookie_header(self.services.settings)},
             )
-        if outcome.status == "unknown":
+        if result.outcome is RefreshOutcome.UNKNOWN:
             raise APIError(403, REFRESH_REFUSED)
-        assert outcome.roles is not None
-        self.send_tokens(username, outcome.roles, outcome.token)
+        assert result.roles is not None
+        self.send_tokens(username, result.roles, result.token)
 
 
 @public

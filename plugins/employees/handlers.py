@@ -8,6 +8,7 @@ from typing import Any
 from core.openapi import error_response, json_body, json_response
 from core.plugin import APIError, BaseHandler, PluginContext, protected
 from core.roles import check_roles
+from core.store import Collection
 
 SAMPLE = [
     {"firstname": "Dave", "lastname": "Gray"},
@@ -19,11 +20,11 @@ async def seed(plugin: PluginContext) -> None:
     """On the very first run, add the tutorial's two sample rows (never again, even if deleted)."""
     async with plugin.db.transaction() as tx:
         meta = tx.collection("meta")
-        if meta.get("seeded") is None:
+        if not await meta.exists("seeded"):
             employees = tx.collection("employees")
             for row in SAMPLE:
-                employees.insert(row)
-            meta.put("seeded", {"seeded": True})
+                await employees.insert(row)
+            await meta.put("seeded", {"seeded": True})
 
 
 by_id = itemgetter("id")
@@ -56,17 +57,17 @@ class EmployeesBase(BaseHandler):
         super().initialize(plugin)
         self.write_roles = write_roles
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         super().prepare()
         if self.write_roles and self.request.method not in ("GET", "HEAD", "OPTIONS"):
-            check_roles(self, self.write_roles)
+            await check_roles(self, self.write_roles)
 
     @property
-    def employees(self):
+    def employees(self) -> Collection:
         return self.db.collection("employees")
 
-    def send_all(self, status: int = 200) -> None:
-        self.send_json(sorted(self.employees.all(), key=by_id), status)
+    async def send_all(self, status: int = 200) -> None:
+        self.send_json(sorted(await self.employees.all(), key=by_id), status)
 
     def require_id(self, body: dict[str, Any]) -> int:
         if body.get("id") is None:
@@ -99,8 +100,8 @@ class EmployeesHandler(EmployeesBase):
         },
     }
 
-    def get(self) -> None:
-        self.send_all()
+    async def get(self) -> None:
+        await self.send_all()
 
     async def post(self) -> None:
         body = self.json_body()
@@ -108,7 +109,7 @@ class EmployeesHandler(EmployeesBase):
         if not first or not last:
             raise APIError(400, "First and last names are required.")
         await self.employees.insert({"firstname": first, "lastname": last})
-        self.send_all(201)
+        await self.send_all(201)
 
     async def put(self) -> None:
         body = self.json_body()
@@ -116,21 +117,21 @@ class EmployeesHandler(EmployeesBase):
         changes = {k: self.field(body, k) for k in ("firstname", "lastname") if self.field(body, k)}
         if await self.employees.update(employee_id, changes) is None:
             raise APIError(400, f"Employee ID {employee_id} not found")
-        self.send_all()
+        await self.send_all()
 
     async def delete(self) -> None:
         employee_id = self.require_id(self.json_body())
         if not await self.employees.delete(employee_id):
             raise APIError(400, f"Employee ID {employee_id} not found")
-        self.send_all()
+        await self.send_all()
 
 
 @protected
 class EmployeeHandler(EmployeesBase):
     openapi = {"get": {"summary": "One employee.", "responses": {"200": json_response("The employee.", EMPLOYEE), "400": NOT_FOUND}}}
 
-    def get(self, employee_id: str) -> None:
-        employee = self.employees.get(parse_id(employee_id))
+    async def get(self, employee_id: str) -> None:
+        employee = await self.employees.get(parse_id(employee_id))
         if employee is None:
             raise APIError(400, f"Employee ID {employee_id} not found")
         self.send_json(employee)

@@ -21,7 +21,7 @@ USER_VIEW = {
 class UsersBase(BaseHandler):
     @property
     def accounts(self) -> Accounts:
-        return Accounts(self.services.store)
+        return self.services.accounts
 
 
 @protected

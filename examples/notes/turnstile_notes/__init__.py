@@ -6,7 +6,7 @@ Install it either way:
 * ``pip install ./examples/notes`` (entry point ``turnstile.plugins: notes``).
 """
 
-from .handlers import AllNotesHandler, NoteHandler, NotesHandler
+from .handlers import AllNotesHandler, NoteHandler, NotesHandler, setup
 
 routes = [
     (r"/notes", NotesHandler),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from core.openapi import error_response, json_body, json_response
-from core.plugin import ADMIN, APIError, BaseHandler, protected, require_roles
+from core.plugin import ADMIN, APIError, BaseHandler, PluginContext, protected, require_roles
+from core.store import Collection
 
 NOTE = {
     "type": "object",
@@ -21,15 +22,20 @@ NOTES = {"type": "array", "items": NOTE}
 MAX_TEXT = 10_000
 
 
+async def setup(plugin: PluginContext) -> None:
+    """Make ``find(owner=...)`` an index lookup instead of a scan (idempotent, so every start may ask)."""
+    await plugin.db.ensure_index("notes", "owner")
+
+
 class NotesBase(BaseHandler):
     @property
-    def notes(self):
+    def notes(self) -> Collection:
         """This plugin's ``notes`` collection (stored as ``notes.notes``)."""
         return self.db.collection("notes")
 
-    def own_note(self, note_id: str) -> dict:
+    async def own_note(self, note_id: str) -> dict:
         """The caller's note ``note_id``; 404 if missing or someone else's (never reveal which)."""
-        note = self.notes.get(int(note_id)) if len(note_id) <= 18 else None  # longer is no id we ever gave out
+        note = await self.notes.get(int(note_id)) if len(note_id) <= 18 else None  # longer is no id we ever gave out
         if note is None or note["owner"] != self.username:
             raise APIError(404, "Note not found.")
         return note
@@ -48,8 +54,8 @@ class NotesHandler(NotesBase):
         },
     }
 
-    def get(self) -> None:
-        self.send_json(sorted(self.notes.find(owner=self.username), key=lambda n: n["id"]))
+    async def get(self) -> None:
+        self.send_json(sorted(await self.notes.find(owner=self.username), key=lambda n: n["id"]))
 
     async def post(self) -> None:
         text = self.field(self.json_body(), "text")
@@ -66,11 +72,11 @@ class NoteHandler(NotesBase):
         "delete": {"summary": "Delete one of my notes.", "responses": {"204": {"description": "Deleted."}, "404": error_response("No such note of mine.")}},
     }
 
-    def get(self, note_id: str) -> None:
-        self.send_json(self.own_note(note_id))
+    async def get(self, note_id: str) -> None:
+        self.send_json(await self.own_note(note_id))
 
     async def delete(self, note_id: str) -> None:
-        await self.notes.delete(self.own_note(note_id)["id"])
+        await self.notes.delete((await self.own_note(note_id))["id"])
         self.set_status(204)
         self.finish()
 
@@ -80,5 +86,5 @@ class AllNotesHandler(NotesBase):
     openapi = {"get": {"summary": "Everyone's notes (Admin only).", "responses": {"200": json_response("All notes.", NOTES)}}}
 
     @require_roles(ADMIN)
-    def get(self) -> None:
-        self.send_json(sorted(self.notes.all(), key=lambda n: n["id"]))
+    async def get(self) -> None:
+        self.send_json(sorted(await self.notes.all(), key=lambda n: n["id"]))
