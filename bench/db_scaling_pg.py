@@ -7,7 +7,8 @@ database with transactions of puts; the other 99,000 of the big one are
 copied straight into the ``users`` table (COPY, rows built by the store's own
 layout), then both tables are vacuumed and analyzed, as autovacuum would after
 such a load. Writes (``insert`` of a new user, one durable transaction, as
-/register makes) and lookups (``await accounts.user(name)``, as a login makes)
+/register makes; each round's users are deleted again afterwards, unmeasured,
+so that each database stays at its size) and lookups (``await accounts.user(name)``, as a login makes)
 are measured in rounds that alternate between the two databases, so that a
 noisy neighbour on this shared machine hits both sizes alike. The JSON
 store's figures are measured the same way in the same run, beside them.
@@ -16,6 +17,7 @@ store's figures are measured the same way in the same run, beside them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import time
@@ -30,7 +32,7 @@ from core.pg import PgStore
 from core.pg import jsoncodec
 from core.pg.tables import USERS
 from core.pg.testing import create_database, drop_database, find_server
-from core.store import Store
+from core.store import Store, where
 
 SMALL, BIG = 1_000, 100_000
 REPEATS = 3  # each figure is the median of the repeats' own percentiles
@@ -80,6 +82,13 @@ async def sql(url: str, statement: str) -> object:
         await conn.close()
 
 
+async def remove_written(store: Store, first: int, count: int) -> None:
+    """Delete the users a round wrote (unmeasured), so each size stays at its size; all must be there."""
+    users = store.collection("auth.users")
+    gone = await users.delete_where(where("username") >= f"user{first:06d}", where("username") < f"user{first + count:06d}")
+    assert gone == count, f"{gone} of {count} acknowledged writes found"
+
+
 async def alternating(small: Store, big: Store, repeat: int) -> dict[str, list[float]]:
     """`ROUNDS` rounds of `PER_ROUND` writes, then of lookups, on each store, the order flipped every round."""
     out: dict[str, list[float]] = {"write_small": [], "write_big": [], "lookup_small": [], "lookup_big": []}
@@ -88,8 +97,10 @@ async def alternating(small: Store, big: Store, repeat: int) -> dict[str, list[f
         for number in range(ROUNDS):
             for which in ("small", "big") if number % 2 == 0 else ("big", "small"):
                 store, seeded = sizes[which]
-                if measure == "write":  # new users after the seeded ones (and the earlier repeats')
-                    samples = await write_latencies(store, seeded + (repeat * ROUNDS + number) * PER_ROUND, PER_ROUND)
+                if measure == "write":  # new users, never written before, removed again after the round
+                    first = seeded + (repeat * ROUNDS + number) * PER_ROUND
+                    samples = await write_latencies(store, first, PER_ROUND)
+                    await remove_written(store, first, PER_ROUND)
                 else:
                     samples = await lookup_latencies(store, seeded, PER_ROUND, seed=repeat * ROUNDS + number)
                 out[f"{measure}_{which}"].extend(samples)
@@ -97,11 +108,15 @@ async def alternating(small: Store, big: Store, repeat: int) -> dict[str, list[f
 
 
 async def measure_pair(small: Store, big: Store) -> list[dict[str, list[float]]]:
-    """`REPEATS` times writes and lookups on both stores, after a warm-up of each."""
+    """`REPEATS` times writes and lookups on both stores, after a warm-up of each; the sizes are checked after."""
     for store, seeded in ((small, SMALL), (big, BIG)):
         await write_latencies(store, 900_000, WARMUP)
+        await remove_written(store, 900_000, WARMUP)
         await lookup_latencies(store, seeded, WARMUP)
-    return [await alternating(small, big, repeat) for repeat in range(REPEATS)]
+    figures = [await alternating(small, big, repeat) for repeat in range(REPEATS)]
+    for store, seeded in ((small, SMALL), (big, BIG)):
+        assert await store.collection("auth.users").count() == seeded
+    return figures
 
 
 async def floor(url: str, count: int = 500) -> dict[str, float]:
@@ -126,41 +141,37 @@ Figures = list[dict[str, list[float]]]  # per repeat: samples (ms) per measure a
 
 async def postgres_figures(admin_url: str) -> tuple[Figures, dict[str, object]]:
     facts: dict[str, object] = {}
-    small_url = await create_database(admin_url)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        small_url = await create_database(admin_url)
+        stack.push_async_callback(drop_database, admin_url, small_url)
         big_url = await create_database(admin_url)
-        try:
-            small = await PgStore.connect(small_url, pool_size=POOL_SIZE)
-            big = await PgStore.connect(big_url, pool_size=POOL_SIZE)
-            try:
-                started = time.perf_counter()
-                await seed_through_store(small, SMALL)
-                await seed_through_store(big, SMALL)
-                facts["seed_api_s"] = (time.perf_counter() - started) / 2
-                started = time.perf_counter()
-                await seed_by_copy(big_url, SMALL, BIG)
-                facts["seed_copy_s"] = time.perf_counter() - started
-                for url in (small_url, big_url):
-                    await sql(url, "VACUUM ANALYZE users")
-                facts["users_big"] = await sql(big_url, "SELECT count(*) FROM users")
-                facts["users_size_big"] = await sql(big_url, "SELECT pg_size_pretty(pg_total_relation_size('users'))")
-                facts["server"] = await sql(admin_url, "SHOW server_version")
-                facts["durability"] = await sql(
-                    admin_url,
-                    "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings"
-                    " WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers')",
-                )
-                steal = cpu_steal_ms()
-                figures = await measure_pair(small, big)
-                facts["steal_ms"] = cpu_steal_ms() - steal
-                facts.update(await floor(big_url))
-            finally:
-                await small.close()
-                await big.close()
-        finally:
-            await drop_database(admin_url, big_url)
-    finally:
-        await drop_database(admin_url, small_url)
+        stack.push_async_callback(drop_database, admin_url, big_url)
+        small = await PgStore.connect(small_url, pool_size=POOL_SIZE)
+        stack.push_async_callback(small.close)
+        big = await PgStore.connect(big_url, pool_size=POOL_SIZE)
+        stack.push_async_callback(big.close)
+
+        started = time.perf_counter()
+        await seed_through_store(small, SMALL)
+        await seed_through_store(big, SMALL)
+        facts["seed_api_s"] = (time.perf_counter() - started) / 2
+        started = time.perf_counter()
+        await seed_by_copy(big_url, SMALL, BIG)
+        facts["seed_copy_s"] = time.perf_counter() - started
+        for url in (small_url, big_url):
+            await sql(url, "VACUUM ANALYZE users")
+        facts["users_big"] = await sql(big_url, "SELECT count(*) FROM users")
+        facts["users_size_big"] = await sql(big_url, "SELECT pg_size_pretty(pg_total_relation_size('users'))")
+        facts["server"] = await sql(admin_url, "SHOW server_version")
+        facts["durability"] = await sql(
+            admin_url,
+            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings"
+            " WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers')",
+        )
+        steal = cpu_steal_ms()
+        figures = await measure_pair(small, big)
+        facts["steal_ms"] = cpu_steal_ms() - steal
+        facts.update(await floor(big_url))
     return figures, facts
 
 
