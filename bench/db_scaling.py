@@ -1,20 +1,28 @@
 """Store write cost vs size: seeds 1k then 100k users and prints one line per figure.
 
-    python bench/db_scaling.py
+    python bench/db_scaling.py                     # the JSON store (the default)
+    python bench/db_scaling.py --store postgres [--database-url postgresql://postgres@host/postgres]
 
-Figures (targets on a 2-core machine): write p50/p99 at 1k and 100k users (p50 at 100k <= 2 ms,
+JSON store figures (targets on a 2-core machine): write p50/p99 at 1k and 100k users (p50 at 100k <= 2 ms,
 bcrypt excluded: the hash is precomputed), the p50 ratio 100k/1k (<= 1.5), the longest event-loop
 stall during sustained writes at 100k with compactions running (<= 50 ms; three rounds, each
 with the CPU time the host stole meanwhile, judged by their median), load time at 100k
 (<= 2 s) and RSS at 100k, both measured in a fresh process. Last, the JSON codec that the
 store uses compared with the standard library on the 100k snapshot.
+
+With ``--store postgres`` (see `bench.db_scaling_pg`): the same write figures and the login's
+user lookup on PostgreSQL through the store interface, in two fresh databases (dropped at the
+end), with the JSON store's figures measured in the same run beside them; the table is also
+written to bench/results-db-scaling-postgres.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -25,14 +33,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import cpu_steal_ms  # noqa: E402
+from core.accounts import Accounts  # noqa: E402
 from core.jsondb import JsonStore  # noqa: E402
+from core.store import Store  # noqa: E402
 
 HASH = "$2b$12$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"[:53]
 WRITES = 1000
+LOOKUPS = 1000
 
 
 def user(i: int) -> dict:
-    return {"username": f"user{i:06d}", "password": HASH, "created": 1_700_000_000 + i}
+    """A user as /register stores it (role User is 2001)."""
+    return {"username": f"user{i:06d}", "password": HASH, "roles": [2001], "created": 1_700_000_000 + i}
 
 
 async def seed(data_dir: Path, count: int) -> JsonStore:
@@ -51,13 +63,27 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def write_latencies(store: JsonStore, offset: int) -> list[float]:
+async def write_latencies(store: Store, offset: int, count: int = WRITES) -> list[float]:
+    """ms per insert of a new user: one durable write, as /register makes (Accounts.create_user)."""
     users = store.collection("auth.users")
     out = []
-    for i in range(offset, offset + WRITES):
+    for i in range(offset, offset + count):
         started = time.perf_counter()
         await users.insert(user(i), key=f"user{i:06d}")
         out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+async def lookup_latencies(store: Store, seeded: int, count: int = LOOKUPS, seed: int = 11) -> list[float]:
+    """ms per user lookup of a login (``await accounts.user(name)``), on random seeded users."""
+    accounts = await Accounts.open(store)
+    names = [f"user{i:06d}" for i in random.Random(seed).choices(range(seeded), k=count)]
+    out = []
+    for name in names:
+        started = time.perf_counter()
+        found = await accounts.user(name)
+        out.append((time.perf_counter() - started) * 1000)
+        assert found is not None and found["username"] == name, name
     return out
 
 
@@ -135,9 +161,11 @@ async def main() -> None:
         small_dir, big_dir = Path(tmp) / "1k", Path(tmp) / "100k"
         small = await seed(small_dir, 1_000)
         small_lat = await write_latencies(small, 1_000)
+        small_look = await lookup_latencies(small, 1_000)
         await small.close()
         big = await seed(big_dir, 100_000)
         big_lat = await write_latencies(big, 100_000)
+        big_look = await lookup_latencies(big, 100_000)
         rounds = []
         for number in range(3):
             steal_before = cpu_steal_ms()
@@ -153,6 +181,8 @@ async def main() -> None:
         line("write p50 at 100k users", f"{p50_big:.3f} ms", "target <= 2 ms", p50_big <= 2)
         line("write p99 at 100k users", f"{pct(big_lat, 0.99):.3f} ms")
         line("p50 ratio 100k / 1k", f"{p50_big / p50_small:.2f}", "target <= 1.5", p50_big / p50_small <= 1.5)
+        line("login user lookup p50 at 1k users", f"{pct(small_look, 0.5):.3f} ms")
+        line("login user lookup p50 at 100k users", f"{pct(big_look, 0.5):.3f} ms")
         for number, (stall, written, steal) in enumerate(rounds, 1):
             line(f"longest loop stall, round {number}, 100k", f"{stall:.1f} ms",
                  f"({written} writes in 3 s; CPU stolen by the host meanwhile: {steal:.0f} ms)")
@@ -164,5 +194,21 @@ async def main() -> None:
         line("parse 100k snapshot lines: json / orjson", f"{std:.3f} s / " + (f"{fast:.3f} s" if fast is not None else "n/a"))
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Store write and lookup cost at 1k and 100k users.")
+    parser.add_argument("--store", choices=("json", "postgres"), default="json")
+    parser.add_argument("--database-url", default="",
+                        help="PostgreSQL admin URL for --store postgres (default: TEST_DATABASE_URL or the local server)")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results-db-scaling-postgres.md"),
+                        help="where --store postgres writes its table ('' for nowhere)")
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    args = parse_args()
+    if args.store == "json":
+        asyncio.run(main())
+    else:
+        from bench.db_scaling_pg import run
+
+        run(args.database_url, Path(args.results) if args.results else None)

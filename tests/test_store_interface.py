@@ -1,11 +1,13 @@
-"""JsonStore as the core.store interface: protocols, health facts without paths, namespaces."""
+"""JsonStore as the core.store interface: protocols, health facts without paths, namespaces, closing."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from core.jsondb import JsonStore
-from core.store import Collection, Namespace, Store
+from core.store import Collection, Namespace, Store, StoreUnavailable
 
 
 def test_json_store_satisfies_the_protocols(tmp_path):
@@ -50,5 +52,29 @@ def test_a_namespace_prefixes_collections_transactions_and_indexes(tmp_path):
         assert await store.collections() == ["notes.notes"]
         assert await store.collection("notes.notes").find(owner="bob") == [{"owner": "bob"}]
         await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_closed_store_refuses_writes_as_unavailable(tmp_path):
+    async def run() -> None:
+        store = JsonStore(tmp_path).open()
+        docs = store.collection("t.docs")
+        await docs.put("a", {"n": 1})
+        waiting = [asyncio.ensure_future(docs.put(f"w{i}", {"n": i})) for i in range(3)]
+        await store.close()
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        with pytest.raises(StoreUnavailable):
+            await docs.put("b", {"n": 2})
+        with pytest.raises(StoreUnavailable):
+            with store.transaction_sync():
+                pass
+        assert await docs.get("a") == {"n": 1}, "reads still answer from memory"
+        reopened = JsonStore(tmp_path).open()
+        # Whatever close() let finish was acknowledged and is there; the rest was refused, not lost silently.
+        for i, result in enumerate(results):
+            assert (await reopened.collection("t.docs").exists(f"w{i}")) == (not isinstance(result, BaseException)), result
+            assert isinstance(result, (dict, StoreUnavailable)), result
+        await reopened.close()
 
     asyncio.run(run())

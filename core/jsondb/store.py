@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
-from ..store import Health, Namespace, StoreError, check_field, check_name
+from ..store import Health, Namespace, StoreError, StoreUnavailable, check_field, check_name
 from . import compaction
 from .collection import Collection
 from .journal import Journals, replay
@@ -199,6 +199,8 @@ class JsonStore:
         entry: Entry | None = None
         async with self._lock:
             try:
+                if self._closed:  # a request still running while the server shuts down: retry elsewhere
+                    raise StoreUnavailable("the store is closed")
                 if self._flock_fd is not None and (
                     self._yield_requested.is_set() or time.monotonic() - self._flock_since > 0.2
                 ):
@@ -221,6 +223,8 @@ class JsonStore:
     @contextlib.contextmanager
     def transaction_sync(self, prefix: str = "") -> Iterator[SyncTransaction]:
         """A blocking transaction for scripts and tests (no event loop running in this thread)."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
         if self._lock.locked() or self._pending or self._flock_fd is not None:
             raise StoreError("transaction_sync cannot run while async transactions are in progress")
         fd = self._file_lock.acquire()

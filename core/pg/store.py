@@ -1,0 +1,569 @@
+"""`PgStore`: the store interface on PostgreSQL (asyncpg, a pool per instance).
+
+Transactions run under READ COMMITTED and take advisory locks, so a
+read-modify-write is atomic against every other transaction on the database,
+whichever instance runs it (see ``migrations/0001_initial.sql`` for the lock
+functions):
+
+* a keyed read or write of (collection, key) first locks that key, exclusive,
+  until the transaction ends (this also covers a key nobody has written yet),
+  then reads it with a fresh snapshot; documents read that way are cached for
+  the rest of the transaction, since nobody else can change them;
+* an equality read on an indexed field locks (collection, field, value),
+  exclusive; any other filtered or whole-collection read locks the collection,
+  exclusive;
+* every write locks the collection shared, and the (collection, field, value)
+  of each indexed field of the old and the new version, shared.
+
+So no write can slip in between a transaction's read and its write (no lost
+update, no phantom on what it read), while writers of different keys never
+wait for each other. Deadlocks are detected by PostgreSQL and surface as
+`StoreUnavailable` (HTTP 503, retry); nothing was committed then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, AsyncIterator
+
+import asyncpg
+
+from ..store import Cond, Doc, Health, KeyExists, StoreError, StoreUnavailable, check_field, check_name
+from . import jsoncodec
+from .errors import connection_broken, translate, translated
+from .migrate import migrate
+from .startup import CONNECT_TIMEOUT, Target, first_connection, parse_url
+from .tables import Layout, Params, layout
+
+ACQUIRE_TIMEOUT = 10.0  # a request waits this long for a free connection, then gets a 503
+COMMAND_TIMEOUT = 30.0  # no statement (lock waits included) runs longer
+CHECK_TIMEOUT = 2.0  # /healthz answers within this even when the database is gone
+CLOSE_TIMEOUT = 10.0
+DDL_LOCK = 7_305_514_002_931_110_002  # serializes CREATE INDEX between instances
+ALLOCATE_ID = (
+    "INSERT INTO id_counters AS c (collection, next_id) VALUES ($1, 2) "
+    "ON CONFLICT (collection) DO UPDATE SET next_id = c.next_id + 1 RETURNING next_id - 1"
+)
+ADVANCE_IDS = (
+    "INSERT INTO id_counters AS c (collection, next_id) VALUES ($1, $2) "
+    "ON CONFLICT (collection) DO UPDATE SET next_id = greatest(c.next_id, EXCLUDED.next_id)"
+)
+MAX_ID = 2**53
+SERVER_SETTINGS = {
+    "application_name": "turnstile",
+    "lock_timeout": "10s",  # a lock wait this long is a 503 (retry), not a hung request
+    "idle_in_transaction_session_timeout": "60s",  # a frozen instance cannot hold locks forever
+}
+
+
+def _kill(conn: asyncpg.Connection) -> None:
+    """Terminate a connection; asyncpg may already have detached it from the pool after a loss."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:  # detached from the pool: it was closed
+        return True
+
+
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Before a connection goes back to the pool: end a transaction left open (after a cancellation).
+
+    asyncpg's default reset sends RESET ALL, UNLISTEN and friends on every release, a round trip
+    each time; the store never changes session state, and its advisory locks are transaction-scoped.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+async def _setup_connection(conn: asyncpg.Connection) -> None:
+    """Documents cross the wire as JSON text, encoded like the JSON store encodes them."""
+    await conn.set_type_codec("jsonb", encoder=jsoncodec.dumps, decoder=jsoncodec.loads, schema="pg_catalog")
+
+
+def _prepare(doc: Any) -> Doc:
+    if not isinstance(doc, dict):
+        raise TypeError(f"a document must be a dict, not {type(doc).__name__}")
+    return jsoncodec.copy(doc)
+
+
+def _check_filter(conds: tuple[Any, ...], equals: dict[str, Any]) -> None:
+    for cond in conds:
+        if not isinstance(cond, Cond):
+            raise TypeError(f"a filter is a Cond (where('field') < value) or field=value, not {type(cond).__name__}")
+    for name in equals:
+        check_field(name)
+
+
+def _lockable(equals: dict[str, Any]) -> dict[str, Any]:
+    """The equality values a lock can name (a value JSON cannot hold matches nothing anyway)."""
+    out = {}
+    for name, value in equals.items():
+        if isinstance(value, tuple):
+            continue
+        try:
+            jsoncodec.dumps(value)
+        except TypeError:
+            continue
+        out[name] = value
+    return out
+
+
+class PgStore:
+    """The store on PostgreSQL; `connect` migrates the schema and opens the pool."""
+
+    backend = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool, target: Target, pool_size: int, schema_version: int) -> None:
+        self._pool = pool
+        self._target = target
+        self.pool_size = pool_size
+        self.schema_version = schema_version
+        self._indexed: set[tuple[str, str]] = set()
+        self._server_version = ""
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, url: str, pool_size: int = 10) -> "PgStore":
+        """Check the URL, reach the server, migrate the schema, open the pool; one-line `StoreError`s."""
+        target = parse_url(url)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise StoreError(f"DATABASE_POOL_SIZE must be a positive integer, not {pool_size!r}")
+        conn = await first_connection(target)
+        try:
+            version = await migrate(conn)
+            server_version = str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+        try:
+            pool = await asyncpg.create_pool(
+                target.dsn,
+                min_size=0,  # no floor to restore in the background (asyncpg logs a traceback per failed try)
+                max_size=pool_size,
+                init=_setup_connection,
+                reset=_reset_connection,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT,
+                max_inactive_connection_lifetime=300,
+                server_settings=SERVER_SETTINGS,
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot open the connection pool ({target.describe()}): {translate(exc)}") from None
+        store = cls(pool, target, pool_size, version)
+        store._server_version = server_version
+        return store
+
+    # -- connections ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; `StoreUnavailable` when none can be had in time."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable(
+                f"no free PostgreSQL connection within {ACQUIRE_TIMEOUT:g}s (DATABASE_POOL_SIZE={self.pool_size})"
+            ) from None
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            if connection_broken(exc) or connection_broken(exc.__cause__ or exc):
+                _kill(conn)  # never hand a confused connection to the next request
+            raise
+        finally:
+            try:
+                await self._pool.release(conn)
+            except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
+                pass
+
+    async def _read(self, sql: str, *args: Any, one: bool = False) -> Any:
+        """One statement outside a transaction, tried twice when a pooled connection turns out dead."""
+        for attempt in (1, 2):
+            try:
+                async with self._connection() as conn:
+                    with translated():
+                        if one:
+                            return await conn.fetchval(sql, *args)
+                        return await conn.fetch(sql, *args)
+            except StoreUnavailable:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- the interface --------------------------------------------------------------------
+
+    def collection(self, name: str) -> "PgCollection":
+        return PgCollection(self, check_name(name))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, prefix: str = "") -> AsyncIterator["PgTransaction"]:
+        """One database transaction; committed when the block exits, rolled back if it raises."""
+        for attempt in (1, 2):
+            async with self._connection() as conn:
+                try:
+                    await conn.execute("BEGIN")
+                except Exception as exc:
+                    new = translate(exc)
+                    if attempt == 2 or not isinstance(new, StoreUnavailable):
+                        raise new from exc
+                    continue  # a pooled connection that died while idle: take another
+                tx = PgTransaction(self, conn, prefix)
+                try:
+                    yield tx
+                except BaseException:
+                    await tx._rollback()
+                    raise
+                if tx.failed is not None:
+                    await tx._rollback()
+                    raise StoreError(f"the transaction was rolled back after an earlier error: {tx.failed}")
+                with translated():
+                    await conn.execute("COMMIT")
+                return
+
+    async def ensure_index(self, collection: str, field: str) -> None:
+        """An index for ``find(field=value)``, and the field's locks for writers of every instance."""
+        check_name(collection)
+        check_field(field)
+        if (collection, field) in self._indexed:
+            return
+        lay = layout(collection)
+        ddl = lay.index_ddl(field)
+        async with self._connection() as conn:
+            with translated():
+                known = await conn.fetchval(
+                    "SELECT true FROM indexed_fields WHERE collection = $1 AND field = $2", collection, field
+                )
+                if not known:
+                    if ddl:
+                        await conn.execute("SELECT pg_advisory_lock($1)", DDL_LOCK)
+                        try:
+                            await conn.execute(ddl)
+                        finally:
+                            await conn.execute("SELECT pg_advisory_unlock($1)", DDL_LOCK)
+                    # Registered under the collection lock held exclusive: every write in progress
+                    # finishes first, and every later one takes this field's locks too.
+                    async with conn.transaction():
+                        await conn.execute("SELECT pg_advisory_xact_lock(ts_collection_lock($1))", collection)
+                        await conn.execute(
+                            "INSERT INTO indexed_fields (collection, field) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                            collection,
+                            field,
+                        )
+        self._indexed.add((collection, field))
+
+    async def collections(self) -> list[str]:
+        rows = await self._read(
+            "SELECT DISTINCT collection FROM documents"
+            " UNION SELECT collection FROM id_counters WHERE next_id > 1"
+            " UNION SELECT 'auth.users' WHERE EXISTS (SELECT 1 FROM users)"
+            " UNION SELECT 'auth.sessions' WHERE EXISTS (SELECT 1 FROM sessions)"
+        )
+        return sorted(r[0] for r in rows)
+
+    async def id_counter(self, collection: str) -> int:
+        check_name(collection)
+        value = await self._read("SELECT next_id FROM id_counters WHERE collection = $1", collection, one=True)
+        return int(value) if value is not None else 1
+
+    async def advance_id_counter(self, collection: str, at_least: int) -> None:
+        check_name(collection)
+        if isinstance(at_least, bool) or not isinstance(at_least, int):
+            raise TypeError(f"an id counter is an integer, not {type(at_least).__name__}")
+        if not 1 <= at_least < MAX_ID:
+            raise ValueError(f"an id counter must be between 1 and 2**53, not {at_least}")
+        if at_least > 1:
+            async with self.transaction() as tx:
+                await tx._run(tx.conn.execute(ADVANCE_IDS, collection, at_least))
+
+    async def check(self) -> Health:
+        """A durable write to ``health_probe`` within `CHECK_TIMEOUT`; no URL or password in the answer."""
+        details: dict[str, Any] = {
+            "pool_size": self.pool_size,
+            "idle": self._pool.get_idle_size(),
+            "open": self._pool.get_size(),
+            "schema_version": self.schema_version,
+            "server_version": self._server_version,
+        }
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                async with self._connection() as conn:
+                    with translated():
+                        await conn.execute(
+                            "INSERT INTO health_probe (id, at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = now()"
+                        )
+        except TimeoutError:
+            return Health(self.backend, False, f"PostgreSQL did not answer within {CHECK_TIMEOUT:g}s", details)
+        except Exception as exc:
+            return Health(self.backend, False, str(translate(exc)), details)
+        return Health(self.backend, True, None, details)
+
+    async def flush(self) -> None:
+        """Nothing to wait for: a write is acknowledged only after PostgreSQL committed it."""
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
+        except Exception:
+            self._pool.terminate()
+
+
+class PgCollection:
+    """A collection outside any transaction: each read one statement, each write a transaction of its own."""
+
+    def __init__(self, store: PgStore, name: str) -> None:
+        self.store = store
+        self.name = name
+        self.layout: Layout = layout(name)
+
+    async def get(self, key: Any) -> Doc | None:
+        lay = self.layout
+        rows = await self.store._read(lay.select_sql(f"{lay.key_column} = $1", order=False), str(key))
+        return lay.to_doc(rows[0]) if rows else None
+
+    async def exists(self, key: Any) -> bool:
+        lay = self.layout
+        return bool(await self.store._read(lay.select_sql(f"{lay.key_column} = $1", "true", False), str(key), one=True))
+
+    async def all(self) -> list[Doc]:
+        return [self.layout.to_doc(r) for r in await self.store._read(self.layout.select_sql())]
+
+    async def items(self) -> list[tuple[str, Doc]]:
+        lay = self.layout
+        return [(lay.key_of(r), lay.to_doc(r)) for r in await self.store._read(lay.select_sql())]
+
+    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
+        _check_filter(conds, equals)
+        params = Params()
+        where = self.layout.filter_sql(conds, equals, params)
+        return [self.layout.to_doc(r) for r in await self.store._read(self.layout.select_sql(where), *params.values)]
+
+    async def count(self, *conds: Cond, **equals: Any) -> int:
+        _check_filter(conds, equals)
+        params = Params()
+        where = self.layout.filter_sql(conds, equals, params)
+        return int(await self.store._read(self.layout.select_sql(where, "count(*)", False), *params.values, one=True))
+
+    async def insert(self, doc: Doc, key: Any = None) -> Doc:
+        async with self.store.transaction() as tx:
+            return await tx._collection(self.name).insert(doc, key)
+
+    async def put(self, key: Any, doc: Doc) -> Doc:
+        async with self.store.transaction() as tx:
+            return await tx._collection(self.name).put(key, doc)
+
+    async def update(self, key: Any, changes: Doc) -> Doc | None:
+        async with self.store.transaction() as tx:
+            return await tx._collection(self.name).update(key, changes)
+
+    async def delete(self, key: Any) -> bool:
+        async with self.store.transaction() as tx:
+            return await tx._collection(self.name).delete(key)
+
+    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
+        if not conds and not equals:
+            raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
+        _check_filter(conds, equals)
+        async with self.store.transaction() as tx:
+            return await tx._collection(self.name).delete_where(*conds, **equals)
+
+
+class PgTransaction:
+    """One connection inside ``BEGIN``; what it read by key stays locked, and cached, until the end."""
+
+    def __init__(self, store: PgStore, conn: asyncpg.Connection, prefix: str) -> None:
+        self.store = store
+        self.conn = conn
+        self.prefix = prefix
+        self.failed: str | None = None
+        self.locked: dict[tuple[str, str], Doc | None] = {}
+
+    def collection(self, name: str) -> "PgTxCollection":
+        return self._collection(check_name(self.prefix + name))
+
+    def _collection(self, name: str) -> "PgTxCollection":
+        return PgTxCollection(self, name)
+
+    def check_usable(self) -> None:
+        """After a database error PostgreSQL refuses every statement until the rollback: say so at once."""
+        if self.failed is not None:
+            raise StoreError(f"the transaction already failed: {self.failed}")
+
+    async def _run(self, awaitable: Any) -> Any:
+        """Await one statement; a database error leaves the transaction unusable, so remember it."""
+        if self.failed is not None:
+            awaitable.close()
+            self.check_usable()
+        try:
+            return await awaitable
+        except Exception as exc:
+            new = translate(exc)
+            self.failed = str(new) or type(new).__name__
+            if connection_broken(exc):
+                _kill(self.conn)
+            if new is exc:
+                raise
+            raise new from exc
+
+    async def _rollback(self) -> None:
+        if _closed(self.conn):
+            return
+        try:
+            await self.conn.execute("ROLLBACK")
+        except Exception:  # the connection broke: the server rolls back on its own
+            _kill(self.conn)
+
+
+class PgTxCollection:
+    """A collection seen through one transaction."""
+
+    def __init__(self, tx: PgTransaction, name: str) -> None:
+        self.tx = tx
+        self.name = name
+        self.layout: Layout = layout(name)
+
+    # -- locks and locked reads -------------------------------------------------------------
+
+    async def _current(self, key: str) -> Doc | None:
+        """The document under ``key``, locked until the transaction ends (not a copy)."""
+        self.tx.check_usable()
+        slot = (self.name, key)
+        if slot in self.tx.locked:
+            return self.tx.locked[slot]
+        rows = await self.tx._run(self.tx.conn.fetch(self.layout.get_function, key))
+        doc = self.layout.to_doc(rows[0]) if rows else None
+        self.tx.locked[slot] = doc
+        return doc
+
+    async def _lock_for_read(self, equals: dict[str, Any]) -> None:
+        lockable = _lockable(equals)
+        if lockable:
+            await self.tx._run(self.tx.conn.fetchval("SELECT ts_find_lock($1, $2::jsonb)", self.name, lockable))
+        else:
+            await self.tx._run(self.tx.conn.execute("SELECT pg_advisory_xact_lock(ts_collection_lock($1))", self.name))
+
+    async def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any], what: str = "*") -> list[asyncpg.Record]:
+        _check_filter(conds, equals)
+        await self._lock_for_read(equals)
+        params = Params()
+        where = self.layout.filter_sql(conds, equals, params)
+        return await self.tx._run(self.tx.conn.fetch(self.layout.select_sql(where, what, what == "*"), *params.values))
+
+    async def _write(self, key: str, old: Doc | None, new: Doc | None) -> None:
+        lay = self.layout
+        if new is None:
+            await self.tx._run(self.tx.conn.execute(lay.delete_sql(), [old], [], [key]))
+        else:
+            values = lay.row_values(key, new)
+            await self.tx._run(self.tx.conn.execute(lay.upsert_sql(), [old], [new], *values))
+        self.tx.locked[(self.name, key)] = new
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def get(self, key: Any) -> Doc | None:
+        doc = await self._current(str(key))
+        return jsoncodec.copy(doc) if doc is not None else None
+
+    async def exists(self, key: Any) -> bool:
+        return await self._current(str(key)) is not None
+
+    async def all(self) -> list[Doc]:
+        return [self.layout.to_doc(r) for r in await self._select((), {})]
+
+    async def items(self) -> list[tuple[str, Doc]]:
+        lay = self.layout
+        return [(lay.key_of(r), lay.to_doc(r)) for r in await self._select((), {})]
+
+    async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
+        return [self.layout.to_doc(r) for r in await self._select(conds, equals)]
+
+    async def count(self, *conds: Cond, **equals: Any) -> int:
+        rows = await self._select(conds, equals, "count(*)")
+        return int(rows[0][0])
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def insert(self, doc: Doc, key: Any = None) -> Doc:
+        """Add ``doc``; without ``key`` a fresh ``id`` from the collection's counter, which never goes back."""
+        doc = _prepare(doc)
+        conn = self.tx.conn
+        if key is None:
+            while True:
+                new_id = int(await self.tx._run(conn.fetchval(ALLOCATE_ID, self.name)))
+                if await self._current(str(new_id)) is None:
+                    break
+            doc = {"id": new_id, **doc}
+            key = str(new_id)
+        else:
+            key = str(key)
+            if await self._current(key) is not None:
+                raise KeyExists(f"{self.name}: key {key!r} exists")
+            # A numeric key moves the id counter past it, as on the JSON store.
+            if key.isascii() and key.isdigit() and int(key) < MAX_ID:
+                await self.tx._run(conn.execute(ADVANCE_IDS, self.name, int(key) + 1))
+        await self._write(key, None, doc)
+        return jsoncodec.copy(doc)
+
+    async def put(self, key: Any, doc: Doc) -> Doc:
+        doc = _prepare(doc)
+        key = str(key)
+        old = await self._current(key)
+        await self._write(key, old, doc)
+        return jsoncodec.copy(doc)
+
+    async def update(self, key: Any, changes: Doc) -> Doc | None:
+        key = str(key)
+        changes = _prepare(changes)
+        old = await self._current(key)
+        if old is None:
+            return None
+        new = {**old, **changes}
+        await self._write(key, old, new)
+        return jsoncodec.copy(new)
+
+    async def delete(self, key: Any) -> bool:
+        key = str(key)
+        old = await self._current(key)
+        if old is None:
+            return False
+        await self._write(key, old, None)
+        return True
+
+    async def delete_where(self, *conds: Cond, **equals: Any) -> int:
+        """Delete every match, each key locked first as a keyed delete would."""
+        if not conds and not equals:
+            raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
+        _check_filter(conds, equals)
+        lay, conn, run = self.layout, self.tx.conn, self.tx._run
+        params = Params()
+        where = lay.filter_sql(conds, equals, params)
+        # Lock the likely victims' keys before the filter's lock, so a transaction that holds one
+        # of them (and will write it) finishes first instead of deadlocking against us.
+        guess = await run(conn.fetch(lay.select_sql(where, lay.key_column, False), *params.values))
+        locked = {lay.key_of(r) for r in guess}
+        if locked:
+            await run(conn.execute("SELECT ts_lock_keys($1, $2::text[])", self.name, sorted(locked)))
+        await self._lock_for_read(equals)
+        rows = await run(conn.fetch(lay.select_sql(where), *params.values))
+        keys = [lay.key_of(r) for r in rows]
+        late = sorted(set(keys) - locked)
+        if late:
+            await run(conn.execute("SELECT ts_lock_keys($1, $2::text[])", self.name, late))
+        if not keys:
+            return 0
+        await run(conn.execute(lay.delete_sql(), [lay.to_doc(r) for r in rows], [], keys))
+        for key in keys:
+            self.tx.locked[(self.name, key)] = None
+        return len(keys)

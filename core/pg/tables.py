@@ -1,0 +1,364 @@
+"""Where each collection's documents live, and its filters as SQL.
+
+``auth.users`` and ``auth.sessions`` have tables of their own; every other
+collection shares ``documents``. A typed column holds a field only when the
+value has the column's type (text, a 64-bit integer, or any JSON for
+``roles``); anything else (a ``null`` included) stays in ``extra``, so
+`Layout.to_doc` gives back exactly the document that was written.
+
+Filters compile to SQL with the meaning of `core.store.matches`: a missing
+field equals ``None``; ``True == 1`` and ``1 == 1.0`` as in Python; a
+comparison holds only between numbers or between strings (compared by code
+point, ``COLLATE "C"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Callable, Sequence
+
+import asyncpg
+
+from ..store import Cond, Doc, check_field, check_name
+from .jsoncodec import dumps
+
+INT64 = 2**63
+TEXT, INT, JSON = "text", "int", "json"
+_CAST = {TEXT: "text", INT: "bigint", JSON: "jsonb"}
+_MISSING = object()
+
+
+class Params:
+    """Positional parameters of one statement; `add` returns the placeholder."""
+
+    def __init__(self, first: int = 1) -> None:
+        self.first = first
+        self.values: list[Any] = []
+
+    def add(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${self.first + len(self.values) - 1}"
+
+
+def _int_value(value: Any) -> int | None:
+    """``value`` as the 64-bit integer it equals, if there is one (``True`` is 1, ``2.0`` is 2)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if -INT64 <= value < INT64 else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and -INT64 <= value < INT64:
+        return int(value)
+    return None
+
+
+def _jsonable(value: Any) -> bool:
+    if isinstance(value, tuple):  # a tuple equals no JSON value, though it would encode as a list
+        return False
+    try:
+        dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def json_equals(expr: str, value: Any, params: Params) -> str:
+    """SQL for ``<jsonb expr> == value``, a missing value (SQL NULL) equal to ``None``."""
+    if value is None:
+        return f"({expr} IS NULL OR {expr} = 'null'::jsonb)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "FALSE"
+    if not _jsonable(value):
+        return "FALSE"
+    if isinstance(value, bool):
+        return f"{expr} IN ({params.add(value)}::jsonb, {params.add(int(value))}::jsonb)"
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return f"{expr} IN ({params.add(value)}::jsonb, {params.add(bool(value))}::jsonb)"
+    return f"{expr} = {params.add(value)}::jsonb"
+
+
+def _number(value: int | float, params: Params) -> str:
+    text = str(value) if isinstance(value, int) else ("Infinity" if value > 0 else "-Infinity") if math.isinf(value) else repr(value)
+    return f"{params.add(text)}::numeric"
+
+
+def json_compares(expr: str, op: str, value: int | float | str, params: Params) -> str:
+    """SQL for a `Cond` on a jsonb value: true only for a value of the same kind."""
+    if isinstance(value, str):
+        return (
+            f"(CASE WHEN jsonb_typeof({expr}) = 'string' "
+            f"THEN ({expr} #>> '{{}}') COLLATE \"C\" {op} {params.add(value)}::text ELSE FALSE END)"
+        )
+    if isinstance(value, float) and math.isnan(value):  # nothing is ordered against NaN; everything differs
+        return f"(jsonb_typeof({expr}) = 'number')" if op == "!=" else "FALSE"
+    return f"(CASE WHEN jsonb_typeof({expr}) = 'number' THEN ({expr})::numeric {op} {_number(value, params)} ELSE FALSE END)"
+
+
+class Layout:
+    """How one collection is stored: its table, its key, its documents and its filters."""
+
+    collection: str
+    table: str
+    key_column: str
+    scope: str  # the condition that selects this collection's rows
+    get_function: str  # SQL: lock the key ($1), then read it with a fresh snapshot
+
+    def to_doc(self, row: asyncpg.Record) -> Doc:
+        raise NotImplementedError
+
+    def row_values(self, key: str, doc: Doc) -> list[Any]:
+        raise NotImplementedError
+
+    def upsert_sql(self) -> str:
+        raise NotImplementedError
+
+    def equals(self, field: str, value: Any, params: Params) -> str:
+        raise NotImplementedError
+
+    def compares(self, cond: Cond, params: Params) -> str:
+        raise NotImplementedError
+
+    def index_ddl(self, field: str) -> str | None:
+        raise NotImplementedError
+
+    # -- shared SQL -----------------------------------------------------------------------
+
+    @property
+    def locks_cte(self) -> str:
+        return f"WITH l AS (SELECT ts_write_locks('{self.collection}', $1::jsonb[], $2::jsonb[]))"
+
+    def delete_sql(self) -> str:
+        """Delete the keys in $3 after the write locks for the old versions in $1."""
+        return f"{self.locks_cte} DELETE FROM {self.table} AS t USING l WHERE t.{self.key_column} = ANY($3::text[]) AND {self.scope}"
+
+    def select_sql(self, where: str = "TRUE", what: str = "*", order: bool = True) -> str:
+        tail = " ORDER BY seq" if order else ""
+        return f"SELECT {what} FROM {self.table} WHERE {self.scope} AND ({where}){tail}"
+
+    def filter_sql(self, conds: Sequence[Cond], equals: dict[str, Any], params: Params) -> str:
+        parts = [self.equals(check_field(f), v, params) for f, v in equals.items()]
+        parts += [self.compares(c, params) for c in conds]
+        return " AND ".join(parts) or "TRUE"
+
+    def key_of(self, row: asyncpg.Record) -> str:
+        return row[self.key_column]
+
+
+class DocumentLayout(Layout):
+    """A collection in the shared ``documents`` table."""
+
+    table = "documents"
+    key_column = "key"
+
+    def __init__(self, collection: str) -> None:
+        self.collection = check_name(collection)  # dotted lowercase words: safe inside quotes
+        self.scope = f"collection = '{self.collection}'"
+        self.get_function = f"SELECT * FROM ts_get_document('{self.collection}', $1)"
+
+    def to_doc(self, row: asyncpg.Record) -> Doc:
+        return row["doc"]
+
+    def row_values(self, key: str, doc: Doc) -> list[Any]:
+        return [key, doc]
+
+    def upsert_sql(self) -> str:
+        return (
+            f"{self.locks_cte} INSERT INTO documents (collection, key, doc) "
+            f"SELECT '{self.collection}', $3::text, $4::jsonb FROM l "
+            "ON CONFLICT (collection, key) DO UPDATE SET doc = EXCLUDED.doc"
+        )
+
+    def equals(self, field: str, value: Any, params: Params) -> str:
+        return json_equals(f"(doc -> '{field}')", value, params)
+
+    def compares(self, cond: Cond, params: Params) -> str:
+        return json_compares(f"(doc -> '{cond.field}')", cond.op, cond.value, params)
+
+    def index_ddl(self, field: str) -> str:
+        name = index_name("documents", self.collection, field)
+        return f"CREATE INDEX IF NOT EXISTS {name} ON documents ((doc -> '{field}')) WHERE {self.scope}"
+
+
+class TypedLayout(Layout):
+    """A collection with a table of its own: typed columns plus ``extra`` for the rest."""
+
+    def __init__(
+        self,
+        collection: str,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        get_function: str,
+        check: Callable[[str, Doc], None],
+    ) -> None:
+        self.collection = collection
+        self.table = table
+        self.columns = list(columns)
+        self.kinds = dict(columns)
+        self.key_column = columns[0][0]
+        self.scope = "TRUE"
+        self.get_function = f"SELECT * FROM {get_function}($1)"
+        self.check = check
+
+    def to_doc(self, row: asyncpg.Record) -> Doc:
+        extra: Doc = row["extra"]
+        doc: Doc = {}
+        for name, _ in self.columns:
+            value = row[name] if name != self.key_column or row["keyed"] else None
+            if value is not None:
+                doc[name] = value
+            elif name in extra:
+                doc[name] = extra[name]
+        for name, value in extra.items():
+            if name not in self.kinds:
+                doc[name] = value
+        return doc
+
+    def row_values(self, key: str, doc: Doc) -> list[Any]:
+        self.check(key, doc)
+        values: list[Any] = [key]
+        extra: Doc = {}
+        keyed = doc.get(self.key_column, _MISSING) == key
+        if not keyed and self.key_column in doc:
+            extra[self.key_column] = doc[self.key_column]
+        for name, kind in self.columns[1:]:
+            value = doc.get(name, _MISSING)
+            if _fits(kind, value):
+                values.append(value)
+            else:
+                values.append(None)
+                if value is not _MISSING:
+                    extra[name] = value
+        for name, value in doc.items():
+            if name not in self.kinds:
+                extra[name] = value
+        return [*values, keyed, extra]
+
+    def upsert_sql(self) -> str:
+        names = [n for n, _ in self.columns] + ["keyed", "extra"]
+        casts = [_CAST[k] for _, k in self.columns] + ["boolean", "jsonb"]
+        values = ", ".join(f"${i}::{cast}" for i, cast in enumerate(casts, start=3))
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names[1:])
+        return (
+            f"{self.locks_cte} INSERT INTO {self.table} ({', '.join(names)}) SELECT {values} FROM l "
+            f"ON CONFLICT ({self.key_column}) DO UPDATE SET {updates}"
+        )
+
+    def _extra(self, field: str) -> str:
+        return f"(extra -> '{field}')"
+
+    def _column(self, field: str) -> str:
+        """The column as the document's field: the key column only where the document carries its key."""
+        return f"(CASE WHEN keyed THEN {field} END)" if field == self.key_column else field
+
+    def equals(self, field: str, value: Any, params: Params) -> str:
+        kind = self.kinds.get(field)
+        extra = self._extra(field)
+        if kind is None:
+            return json_equals(extra, value, params)
+        if kind == TEXT and isinstance(value, str):  # the common case, straight on the column's index
+            if field != self.key_column:
+                return f"({field} = {params.add(value)}::text)"
+            # A document whose key field differs from its key keeps that field in extra.
+            return f"((keyed AND {field} = {params.add(value)}::text) OR (NOT keyed AND {json_equals(extra, value, params)}))"
+        field = self._column(field)
+        if kind == JSON:
+            return json_equals(f"coalesce({field}, {extra})", value, params)
+        if kind == TEXT:
+            return f"({field} IS NULL AND {json_equals(extra, value, params)})"
+        as_int = _int_value(value)
+        rest = f"({field} IS NULL AND {json_equals(extra, value, params)})"
+        if as_int is None:
+            return rest
+        return f"({field} = {params.add(as_int)}::bigint OR {rest})"
+
+    def compares(self, cond: Cond, params: Params) -> str:
+        field, op, value = cond.field, cond.op, cond.value
+        kind = self.kinds.get(field)
+        extra = self._extra(field)
+        if kind is None:
+            return json_compares(extra, op, value, params)
+        field = self._column(field)
+        if kind == JSON:
+            return json_compares(f"coalesce({field}, {extra})", op, value, params)
+
+        def rest() -> str:  # the value kept in extra, for a document whose value does not fit the column
+            return f"({field} IS NULL AND {json_compares(extra, op, value, params)})"
+
+        if kind == TEXT:
+            if isinstance(value, str):
+                column = f"({field} COLLATE \"C\" {op} {params.add(value)}::text)"
+                return f"({column} OR {rest()})" if cond.field == self.key_column else column
+            return rest()
+        if isinstance(value, str):
+            return rest()
+        if isinstance(value, float) and math.isnan(value):
+            return f"({field} IS NOT NULL OR {rest()})" if op == "!=" else "FALSE"
+        if isinstance(value, int) and -INT64 <= value < INT64:
+            column = f"{field} {op} {params.add(value)}::bigint"
+        else:
+            column = f"{field}::numeric {op} {_number(value, params)}"
+        return f"({column} OR {rest()})"
+
+    def index_ddl(self, field: str) -> str | None:
+        name = index_name(self.table, self.collection, field)
+        if field == self.key_column:
+            return None
+        if field in self.kinds:
+            return f"CREATE INDEX IF NOT EXISTS {name} ON {self.table} ({field})"
+        return f"CREATE INDEX IF NOT EXISTS {name} ON {self.table} ((extra -> '{field}'))"
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if value is _MISSING or value is None:
+        return False
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == INT:
+        return isinstance(value, int) and not isinstance(value, bool) and -INT64 <= value < INT64
+    return True
+
+
+def index_name(table: str, collection: str, field: str) -> str:
+    """A valid, stable identifier under PostgreSQL's 63 bytes: readable part plus a hash."""
+    digest = hashlib.blake2b(f"{table}/{collection}/{field}".encode(), digest_size=5).hexdigest()
+    readable = f"{collection}_{field}".replace(".", "_")[:40]
+    return f"ix_{readable}_{digest}"
+
+
+def _check_user(key: str, doc: Doc) -> None:
+    if not isinstance(doc.get("password"), str):
+        raise ValueError("auth.users: a user needs a password (a string)")
+
+
+def _check_session(key: str, doc: Doc) -> None:
+    """Any document will do: the digest column is the key."""
+
+
+USERS = TypedLayout(
+    "auth.users",
+    "users",
+    [("username", TEXT), ("password", TEXT), ("roles", JSON), ("created", INT)],
+    "ts_get_user",
+    _check_user,
+)
+SESSIONS = TypedLayout(
+    "auth.sessions",
+    "sessions",
+    [
+        ("digest", TEXT),
+        ("username", TEXT),
+        ("family", TEXT),
+        ("created", INT),
+        ("expires", INT),
+        ("retired", INT),
+        ("successor", TEXT),
+    ],
+    "ts_get_session",
+    _check_session,
+)
+TYPED = {USERS.collection: USERS, SESSIONS.collection: SESSIONS}
+
+
+def layout(collection: str) -> Layout:
+    """The layout of ``collection`` (a fresh `DocumentLayout` for any but users and sessions)."""
+    return TYPED.get(collection) or DocumentLayout(collection)
