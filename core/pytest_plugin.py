@@ -6,7 +6,12 @@ Enable with one line in a ``conftest.py``::
 
 Fixtures:
 
-* ``turnstile_settings``: settings on a fresh temporary ``DATA_DIR``, fast bcrypt.
+* ``turnstile_backend``: the store the app runs on, ``"json"`` (a fresh
+  ``DATA_DIR``) or ``"postgres"`` (an empty database on the test server, see
+  `core.pg.testing`). ``pytest --turnstile-backend=both`` (or
+  ``TURNSTILE_TEST_BACKEND=both``) runs every test that uses the app once on
+  each; ``postgres`` runs them on PostgreSQL only. Default: ``json``.
+* ``turnstile_settings``: settings on that store, fast bcrypt.
   Change any setting for one test with the marker
   ``@pytest.mark.settings(refresh_reuse_grace=0)``, or with indirect
   parametrization, ``@pytest.mark.parametrize("turnstile_settings",
@@ -27,11 +32,14 @@ Fixtures:
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
+import os
 import secrets
+import threading
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
@@ -43,6 +51,8 @@ from .loader import PROJECT_PLUGINS
 from .roles import role_codes
 
 DEFAULT_PASSWORD = "correct horse battery staple"
+BACKENDS = ("json", "postgres")
+T = TypeVar("T")
 
 
 class Response:
@@ -166,19 +176,88 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--turnstile-backend",
+        default=os.environ.get("TURNSTILE_TEST_BACKEND", "json"),
+        help="store for the app fixture: json (default), postgres, or both (each test once per backend)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "settings(**overrides): change Turnstile settings for this test (see make_settings)")
 
 
+def selected_backends(config: pytest.Config) -> list[str]:
+    value = str(config.getoption("--turnstile-backend")).strip().lower()
+    names = list(BACKENDS) if value == "both" else [v.strip() for v in value.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown or not names:
+        raise pytest.UsageError(f"--turnstile-backend: unknown {', '.join(unknown) or 'empty value'}; use json, postgres or both")
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses the app on every selected backend."""
+    if "turnstile_backend" in metafunc.fixturenames:
+        backends = selected_backends(metafunc.config)
+        if backends != ["json"]:
+            metafunc.parametrize("turnstile_backend", backends, indirect=True)
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` (which may call ``asyncio.run``) on a thread of its own: the test's event loop may exist already."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # pytest.skip and pytest.fail included
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture(scope="session")
+def turnstile_pg_database() -> Iterator[tuple[str, str]]:
+    """``(admin URL, database URL)``: this run's PostgreSQL test database, made on first use, dropped at the end."""
+    from .pg.testing import create_database, drop_database, require_server
+
+    admin = _in_thread(require_server)
+    url = _in_thread(lambda: asyncio.run(create_database(admin)))
+    yield admin, url
+    _in_thread(lambda: asyncio.run(drop_database(admin, url)))
+
+
 @pytest.fixture
-def turnstile_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """Test settings, with the overrides of ``@pytest.mark.settings(...)`` and of indirect parametrization (a dict)."""
+def turnstile_backend(request: pytest.FixtureRequest) -> str:
+    """``"json"`` or ``"postgres"``: the store the ``app`` fixture runs on (see ``--turnstile-backend``)."""
+    return getattr(request, "param", "json")
+
+
+@pytest.fixture
+def turnstile_settings(tmp_path: Path, request: pytest.FixtureRequest, turnstile_backend: str) -> Settings:
+    """Test settings, with the overrides of ``@pytest.mark.settings(...)`` and of indirect parametrization (a dict).
+
+    On ``postgres`` they point at this run's test database, emptied for the test.
+    """
     overrides: dict[str, Any] = {}
     for marker in reversed(list(request.node.iter_markers("settings"))):  # the closest marker wins
         if marker.args:
             raise TypeError("@pytest.mark.settings takes keyword arguments only, e.g. settings(refresh_reuse_grace=0)")
         overrides.update(marker.kwargs)
     overrides.update(getattr(request, "param", None) or {})
+    if turnstile_backend == "postgres" and "database_url" not in overrides:
+        from .pg.testing import reset_database
+
+        admin, url = request.getfixturevalue("turnstile_pg_database")
+        _in_thread(lambda: asyncio.run(reset_database(admin, url)))
+        overrides["database_url"] = url
     return make_settings(tmp_path, **overrides)
 
 

@@ -16,14 +16,16 @@ SERVER = Path(__file__).resolve().parent.parent / "server.py"
 
 @pytest.fixture
 def run_cli(turnstile_settings, tmp_path):
-    """Runs the CLI in its own process on the app's DATA_DIR, without blocking the server's loop."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN_SECRET")}
+    """Runs the CLI in its own process on the app's store (DATA_DIR or DATABASE_URL), without blocking the server's loop."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN_SECRET") and k != "DATABASE_URL"}
     env.update(
         ACCESS_TOKEN_SECRET=turnstile_settings.access_secret,
         REFRESH_TOKEN_SECRET=turnstile_settings.refresh_secret,
         DATA_DIR=str(turnstile_settings.data_dir),
         BCRYPT_ROUNDS="4",
     )
+    if turnstile_settings.database_url:
+        env["DATABASE_URL"] = turnstile_settings.database_url
 
     async def run(*args, stdin=""):
         proc = await asyncio.create_subprocess_exec(

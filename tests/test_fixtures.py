@@ -93,3 +93,10 @@ def test_the_app_fixture_closes_its_services(pytester):
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.gen_test
+async def test_the_app_runs_on_the_selected_backend(app, turnstile_backend):
+    """With --turnstile-backend=both this runs twice: once on a DATA_DIR, once on PostgreSQL."""
+    assert app.services.store.backend == turnstile_backend
+    assert (await app.services.store.check()).writable
