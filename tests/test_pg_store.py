@@ -277,3 +277,24 @@ def test_nan_and_infinity_comparisons_follow_python(pg_url):
         assert await things.count(where("x") != math.nan) == 1
 
     run_with_store(pg_url, body)
+
+
+def test_session_lookups_and_pruning_use_the_indexes(pg_url):
+    from core.pg.tables import SESSIONS, Params
+
+    async def body(store: PgStore) -> None:
+        async with store._connection() as conn:
+            await conn.execute("SET enable_seqscan = off")
+            for conds, equals, index in [
+                ((where("expires") < 50,), {}, "sessions_expires"),
+                ((), {"username": "u5"}, "sessions_username"),
+                ((), {"family": "f7"}, "sessions_family"),
+                ((), {"digest": "d1"}, "sessions_pkey"),
+            ]:
+                params = Params()
+                sql = SESSIONS.select_sql(SESSIONS.filter_sql(conds, equals, params))
+                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *params.values))
+                assert index in plan and "Seq Scan" not in plan, plan
+            await conn.execute("RESET enable_seqscan")
+
+    run_with_store(pg_url, body)

@@ -54,6 +54,7 @@ SERVER_SETTINGS = {
     "application_name": "turnstile",
     "lock_timeout": "10s",  # a lock wait this long is a 503 (retry), not a hung request
     "idle_in_transaction_session_timeout": "60s",  # a frozen instance cannot hold locks forever
+    "jit": "off",  # compiling a big scan costs more than it saves for these short queries
 }
 
 

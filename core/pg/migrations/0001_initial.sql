@@ -31,6 +31,9 @@ CREATE TABLE sessions (
     extra     jsonb NOT NULL DEFAULT '{}',
     seq       bigserial NOT NULL
 );
+-- Documents filed under a key they do not carry (never written by Turnstile itself) stay findable.
+CREATE INDEX users_unkeyed ON users ((extra -> 'username')) WHERE NOT keyed;
+CREATE INDEX sessions_unkeyed ON sessions ((extra -> 'digest')) WHERE NOT keyed;
 CREATE INDEX sessions_family ON sessions (family);
 CREATE INDEX sessions_username ON sessions (username);
 CREATE INDEX sessions_expires ON sessions (expires);
