@@ -188,17 +188,23 @@ class PgStore:
                 pass
 
     async def _read(self, sql: str, *args: Any, one: bool = False) -> Any:
-        """One statement outside a transaction, tried twice when a pooled connection turns out dead."""
+        """One statement outside a transaction; tried again once if a pooled connection turns out dead.
+
+        A failure to connect is not retried: the database is down, and the caller should hear so now.
+        """
         for attempt in (1, 2):
-            try:
-                async with self._connection() as conn:
-                    with translated():
-                        if one:
-                            return await conn.fetchval(sql, *args)
-                        return await conn.fetch(sql, *args)
-            except StoreUnavailable:
-                if attempt == 2:
-                    raise
+            async with self._connection() as conn:
+                try:
+                    if one:
+                        return await conn.fetchval(sql, *args)
+                    return await conn.fetch(sql, *args)
+                except Exception as exc:
+                    if attempt == 2 or not connection_broken(exc):
+                        new = translate(exc)
+                        if new is exc:
+                            raise
+                        raise new from exc
+                    _kill(conn)
         raise AssertionError("unreachable")
 
     # -- the interface --------------------------------------------------------------------
