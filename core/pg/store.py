@@ -171,7 +171,8 @@ class PgStore:
             conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
         except asyncio.TimeoutError:
             raise StoreUnavailable(
-                f"no free PostgreSQL connection within {ACQUIRE_TIMEOUT:g}s (DATABASE_POOL_SIZE={self.pool_size})"
+                f"no PostgreSQL connection within {ACQUIRE_TIMEOUT:g}s "
+                f"(all {self.pool_size} of DATABASE_POOL_SIZE busy, or the server does not answer)"
             ) from None
         except Exception as exc:
             raise translate(exc) from exc
