@@ -118,6 +118,7 @@ def test_writers_of_other_keys_and_values_do_not_wait(pg_url):
     async def body(a: PgStore, b: PgStore) -> None:
         await a.ensure_index("notes.notes", "owner")
         await a.collection("notes.notes").put("1", {"owner": "x"})
+        await a.collection("notes.notes").put("4", {"owner": "x"})
         holding = asyncio.Event()
 
         async def hold() -> None:
@@ -135,10 +136,17 @@ def test_writers_of_other_keys_and_values_do_not_wait(pg_url):
 
         holder = asyncio.create_task(hold())
         other_key = await timed(b.collection("notes.notes").put("2", {"owner": "y"}))
+        holder_started = time.monotonic()
         same_value = await timed(b.collection("notes.notes").put("3", {"owner": "x"}))
         await holder
         assert other_key < 0.3  # another key, another value: no wait
         assert same_value > 0.3  # a new match for the holder's read waits for its commit
+        # Moving a document out of the holder's match set waits too (the old value is locked).
+        holding.clear()
+        holder = asyncio.create_task(hold())
+        moved = await timed(b.collection("notes.notes").put("4", {"owner": "elsewhere"}))
+        await holder
+        assert moved > 0.3 and holder_started
 
     run_two(pg_url, body)
 

@@ -94,6 +94,11 @@ def _prepare(doc: Any) -> Doc:
     return jsoncodec.copy(doc)
 
 
+def _moves_ids(key: str) -> bool:
+    """A numeric key moves the id counter past it on insert, as on the JSON store (if it could be an id)."""
+    return key.isascii() and key.isdigit() and int(key) < MAX_ID
+
+
 def _check_filter(conds: tuple[Any, ...], equals: dict[str, Any]) -> None:
     for cond in conds:
         if not isinstance(cond, Cond):
@@ -207,6 +212,12 @@ class PgStore:
                         raise new from exc
                     _kill(conn)
         raise AssertionError("unreachable")
+
+    async def _write_once(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One write statement in autocommit: its own transaction, durable when this returns. Never retried."""
+        async with self._connection() as conn:
+            with translated():
+                return await conn.fetch(sql, *args)
 
     # -- the interface --------------------------------------------------------------------
 
@@ -365,20 +376,26 @@ class PgCollection:
         return int(await self.store._read(self.layout.select_sql(where, "count(*)", False), *params.values, one=True))
 
     async def insert(self, doc: Doc, key: Any = None) -> Doc:
-        async with self.store.transaction() as tx:
-            return await tx._collection(self.name).insert(doc, key)
+        if key is None or _moves_ids(str(key)):  # the id counter moves too: a transaction
+            async with self.store.transaction() as tx:
+                return await tx._collection(self.name).insert(doc, key)
+        doc, key = _prepare(doc), str(key)
+        rows = await self.store._write_once(self.layout.insert_one_sql(), [doc], *self.layout.row_values(key, doc))
+        if not rows:
+            raise KeyExists(f"{self.name}: key {key!r} exists")
+        return jsoncodec.copy(doc)
 
     async def put(self, key: Any, doc: Doc) -> Doc:
-        async with self.store.transaction() as tx:
-            return await tx._collection(self.name).put(key, doc)
+        doc, key = _prepare(doc), str(key)
+        await self.store._write_once(self.layout.put_one_sql(), [doc], *self.layout.row_values(key, doc))
+        return jsoncodec.copy(doc)
 
     async def update(self, key: Any, changes: Doc) -> Doc | None:
         async with self.store.transaction() as tx:
             return await tx._collection(self.name).update(key, changes)
 
     async def delete(self, key: Any) -> bool:
-        async with self.store.transaction() as tx:
-            return await tx._collection(self.name).delete(key)
+        return bool(await self.store._write_once(self.layout.delete_one_sql(), str(key)))
 
     async def delete_where(self, *conds: Cond, **equals: Any) -> int:
         if not conds and not equals:
@@ -516,10 +533,18 @@ class PgTxCollection:
             key = str(new_id)
         else:
             key = str(key)
+            if (self.name, key) not in self.tx.locked and not _moves_ids(key):
+                # One statement: lock the key, insert unless taken.
+                self.tx.check_usable()
+                values = self.layout.row_values(key, doc)
+                rows = await self.tx._run(conn.fetch(self.layout.insert_one_sql(), [doc], *values))
+                if not rows:
+                    raise KeyExists(f"{self.name}: key {key!r} exists")
+                self.tx.locked[(self.name, key)] = doc
+                return jsoncodec.copy(doc)
             if await self._current(key) is not None:
                 raise KeyExists(f"{self.name}: key {key!r} exists")
-            # A numeric key moves the id counter past it, as on the JSON store.
-            if key.isascii() and key.isdigit() and int(key) < MAX_ID:
+            if _moves_ids(key):
                 await self.tx._run(conn.execute(ADVANCE_IDS, self.name, int(key) + 1))
         await self._write(key, None, doc)
         return jsoncodec.copy(doc)
@@ -527,8 +552,13 @@ class PgTxCollection:
     async def put(self, key: Any, doc: Doc) -> Doc:
         doc = _prepare(doc)
         key = str(key)
-        old = await self._current(key)
-        await self._write(key, old, doc)
+        if (self.name, key) in self.tx.locked:
+            await self._write(key, self.tx.locked[(self.name, key)], doc)
+        else:  # one statement: lock the key, read the old version for its locks, write
+            self.tx.check_usable()
+            values = self.layout.row_values(key, doc)
+            await self.tx._run(self.tx.conn.execute(self.layout.put_one_sql(), [doc], *values))
+            self.tx.locked[(self.name, key)] = doc
         return jsoncodec.copy(doc)
 
     async def update(self, key: Any, changes: Doc) -> Doc | None:

@@ -109,9 +109,6 @@ class Layout:
     def row_values(self, key: str, doc: Doc) -> list[Any]:
         raise NotImplementedError
 
-    def upsert_sql(self) -> str:
-        raise NotImplementedError
-
     def equals(self, field: str, value: Any, params: Params) -> str:
         raise NotImplementedError
 
@@ -126,6 +123,39 @@ class Layout:
     @property
     def locks_cte(self) -> str:
         return f"WITH l AS (SELECT ts_write_locks('{self.collection}', $1::jsonb[], $2::jsonb[]))"
+
+    def insert_select(self, first: int) -> str:
+        """``INSERT INTO table (...) SELECT $first, ... FROM l``: `row_values` from parameter ``first`` on."""
+        raise NotImplementedError
+
+    def conflict(self, update: bool) -> str:
+        raise NotImplementedError
+
+    def upsert_sql(self) -> str:
+        """Create or replace: $1 old versions, $2 new versions (for the write locks), $3... `row_values`."""
+        return f"{self.locks_cte} {self.insert_select(3)} {self.conflict(True)}"
+
+    def put_one_sql(self) -> str:
+        """Create or replace one key in one statement (it locks and reads the old version itself):
+        $1 the new version (for the locks), $2... `row_values`."""
+        lock = f"WITH l AS (SELECT ts_prepare_write('{self.collection}', $2::text, $1::jsonb[]))"
+        return f"{lock} {self.insert_select(2)} {self.conflict(True)}"
+
+    def insert_one_sql(self) -> str:
+        """Insert one document unless its key is taken (then no row comes back), in one statement:
+        $1 the new version (for the locks), $2... `row_values`."""
+        lock = (
+            f"WITH l AS (SELECT pg_advisory_xact_lock(ts_key_lock('{self.collection}', $2::text)) AS a, "
+            f"ts_write_locks('{self.collection}', '{{}}'::jsonb[], $1::jsonb[]) AS b)"
+        )
+        return f"{lock} {self.insert_select(2)} {self.conflict(False)} RETURNING true"
+
+    def delete_one_sql(self) -> str:
+        """Delete one key ($1) in one statement; a row back if there was one."""
+        return (
+            f"WITH l AS (SELECT ts_prepare_write('{self.collection}', $1::text, '{{}}'::jsonb[])) "
+            f"DELETE FROM {self.table} AS t USING l WHERE t.{self.key_column} = $1 AND {self.scope} RETURNING true"
+        )
 
     def delete_sql(self) -> str:
         """Delete the keys in $3 after the write locks for the old versions in $1."""
@@ -161,12 +191,11 @@ class DocumentLayout(Layout):
     def row_values(self, key: str, doc: Doc) -> list[Any]:
         return [key, doc]
 
-    def upsert_sql(self) -> str:
-        return (
-            f"{self.locks_cte} INSERT INTO documents (collection, key, doc) "
-            f"SELECT '{self.collection}', $3::text, $4::jsonb FROM l "
-            "ON CONFLICT (collection, key) DO UPDATE SET doc = EXCLUDED.doc"
-        )
+    def insert_select(self, first: int) -> str:
+        return f"INSERT INTO documents (collection, key, doc) SELECT '{self.collection}', ${first}::text, ${first + 1}::jsonb FROM l"
+
+    def conflict(self, update: bool) -> str:
+        return "ON CONFLICT (collection, key) " + ("DO UPDATE SET doc = EXCLUDED.doc" if update else "DO NOTHING")
 
     def equals(self, field: str, value: Any, params: Params) -> str:
         return json_equals(f"(doc -> '{field}')", value, params)
@@ -233,15 +262,19 @@ class TypedLayout(Layout):
                 extra[name] = value
         return [*values, keyed, extra]
 
-    def upsert_sql(self) -> str:
-        names = [n for n, _ in self.columns] + ["keyed", "extra"]
+    def _names(self) -> list[str]:
+        return [n for n, _ in self.columns] + ["keyed", "extra"]
+
+    def insert_select(self, first: int) -> str:
         casts = [_CAST[k] for _, k in self.columns] + ["boolean", "jsonb"]
-        values = ", ".join(f"${i}::{cast}" for i, cast in enumerate(casts, start=3))
-        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names[1:])
-        return (
-            f"{self.locks_cte} INSERT INTO {self.table} ({', '.join(names)}) SELECT {values} FROM l "
-            f"ON CONFLICT ({self.key_column}) DO UPDATE SET {updates}"
-        )
+        values = ", ".join(f"${i}::{cast}" for i, cast in enumerate(casts, start=first))
+        return f"INSERT INTO {self.table} ({', '.join(self._names())}) SELECT {values} FROM l"
+
+    def conflict(self, update: bool) -> str:
+        if not update:
+            return f"ON CONFLICT ({self.key_column}) DO NOTHING"
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in self._names()[1:])
+        return f"ON CONFLICT ({self.key_column}) DO UPDATE SET {updates}"
 
     def _extra(self, field: str) -> str:
         return f"(extra -> '{field}')"
