@@ -242,3 +242,25 @@ def test_a_cancelled_transaction_commits_nothing_and_holds_no_lock(pg_url):
             assert await a.collection("things").get("k") == {"whole": True}
 
     run_two(pg_url, body)
+
+
+def test_moving_a_session_to_another_user_waits_for_a_reader_of_the_old_user(pg_url):
+    async def body(a: PgStore, b: PgStore) -> None:
+        await a.collection("auth.sessions").put("d1", {"digest": "d1", "username": "alice", "family": "f"})
+        holding = asyncio.Event()
+
+        async def hold() -> None:
+            async with a.transaction() as tx:
+                assert len(await tx.collection("auth.sessions").find(username="alice")) == 1
+                holding.set()
+                await asyncio.sleep(0.5)
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        start = time.monotonic()
+        await b.collection("auth.sessions").put("d1", {"digest": "d1", "username": "bob", "family": "f"})
+        waited = time.monotonic() - start
+        await holder
+        assert waited > 0.3
+
+    run_two(pg_url, body)
