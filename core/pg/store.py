@@ -19,6 +19,11 @@ So no write can slip in between a transaction's read and its write (no lost
 update, no phantom on what it read), while writers of different keys never
 wait for each other. Deadlocks are detected by PostgreSQL and surface as
 `StoreUnavailable` (HTTP 503, retry); nothing was committed then.
+
+A put, an insert under a key or a delete is one statement that takes these
+locks itself (``ts_prepare_write``), so outside a transaction it is a single
+round trip in autocommit. Reads outside a transaction take no locks: one
+statement sees one committed state.
 """
 
 from __future__ import annotations
