@@ -298,3 +298,20 @@ def test_session_lookups_and_pruning_use_the_indexes(pg_url):
             await conn.execute("RESET enable_seqscan")
 
     run_with_store(pg_url, body)
+
+
+def test_a_closed_store_answers_503_and_reports_unwritable(pg_url):
+    from core.store import StoreUnavailable
+
+    async def main() -> None:
+        store = await PgStore.connect(pg_url, pool_size=1)
+        await store.close()
+        with pytest.raises(StoreUnavailable):
+            await store.collection("things").get("x")
+        with pytest.raises(StoreUnavailable):
+            async with store.transaction():
+                pass
+        health = await store.check()
+        assert health.writable is False and "closed" in (health.error or "")
+
+    asyncio.run(main())

@@ -176,7 +176,7 @@ class PgStore:
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; `StoreUnavailable` when none can be had in time."""
         if self._closed:
-            raise StoreError("the store is closed")
+            raise StoreUnavailable("the store is closed (the server is stopping)")
         try:
             conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
         except asyncio.TimeoutError:
