@@ -315,3 +315,19 @@ def test_a_closed_store_answers_503_and_reports_unwritable(pg_url):
         assert health.writable is False and "closed" in (health.error or "")
 
     asyncio.run(main())
+
+
+def test_two_instances_ensure_the_same_index_at_once(pg_url):
+    async def main() -> None:
+        stores = [await PgStore.connect(pg_url, pool_size=2) for _ in range(3)]
+        try:
+            await asyncio.gather(*(s.ensure_index("plug.items", "owner") for s in stores))
+            async with stores[0]._connection() as conn:
+                names = await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_plug_items_owner_%'")
+                fields = await conn.fetch("SELECT field FROM indexed_fields WHERE collection = 'plug.items'")
+            assert len(names) == 1 and [r[0] for r in fields] == ["owner"]
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(main())
