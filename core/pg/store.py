@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -45,6 +46,7 @@ ACQUIRE_TIMEOUT = 10.0  # a request waits this long for a free connection, then 
 COMMAND_TIMEOUT = 30.0  # no statement (lock waits included) runs longer
 CHECK_TIMEOUT = 2.0  # /healthz answers within this even when the database is gone
 CLOSE_TIMEOUT = 10.0
+KEEP_IDLE = 30.0  # a connection unused this long goes back to the pool, whose lifetime limit then applies
 DDL_LOCK = 7_305_514_002_931_110_002  # serializes CREATE INDEX between instances
 ALLOCATE_ID = (
     "INSERT INTO id_counters AS c (collection, next_id) VALUES ($1, 2) "
@@ -139,6 +141,8 @@ class PgStore:
         self._indexed: set[tuple[str, str]] = set()
         self._server_version = ""
         self._closed = False
+        self._kept: list[tuple[asyncpg.Connection, float]] = []  # idle connections kept out of the pool, newest last
+        self._waiting = 0  # requests waiting in the pool for a connection
 
     @classmethod
     async def connect(cls, url: str, pool_size: int = 10) -> "PgStore":
@@ -174,11 +178,44 @@ class PgStore:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; `StoreUnavailable` when none can be had in time."""
+        """A connection, `StoreUnavailable` when none can be had in time.
+
+        A connection that served a request without error is kept for the next one instead of going
+        back through the pool: asyncpg's acquire and release (timeout, shield, a task) cost about as
+        much CPU as the query itself. The pool still bounds the number of connections, opens new ones
+        and takes back every connection that failed or that a waiting request needs.
+        """
         if self._closed:
             raise StoreUnavailable("the store is closed (the server is stopping)")
+        conn = await self._take_kept()
+        if conn is None:
+            conn = await self._acquire()
         try:
-            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+            yield conn
+        except BaseException as exc:
+            if connection_broken(exc) or connection_broken(exc.__cause__ or exc):
+                _kill(conn)  # never hand a confused connection to the next request
+            await self._release(conn)
+            raise
+        if self._waiting or self._closed or _closed(conn) or conn.is_in_transaction():
+            await self._release(conn)
+        else:
+            self._kept.append((conn, time.monotonic()))
+            if self._kept[0][1] < time.monotonic() - KEEP_IDLE:  # the oldest has not been needed for a while
+                await self._release(self._kept.pop(0)[0])
+
+    async def _take_kept(self) -> asyncpg.Connection | None:
+        while self._kept:
+            conn = self._kept.pop()[0]
+            if not _closed(conn):
+                return conn
+            await self._release(conn)  # the pool replaces it
+        return None
+
+    async def _acquire(self) -> asyncpg.Connection:
+        self._waiting += 1
+        try:
+            return await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
         except asyncio.TimeoutError:
             raise StoreUnavailable(
                 f"no PostgreSQL connection within {ACQUIRE_TIMEOUT:g}s "
@@ -186,17 +223,14 @@ class PgStore:
             ) from None
         except Exception as exc:
             raise translate(exc) from exc
-        try:
-            yield conn
-        except BaseException as exc:
-            if connection_broken(exc) or connection_broken(exc.__cause__ or exc):
-                _kill(conn)  # never hand a confused connection to the next request
-            raise
         finally:
-            try:
-                await self._pool.release(conn)
-            except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
-                pass
+            self._waiting -= 1
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        try:
+            await self._pool.release(conn)
+        except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
+            pass
 
     async def _read(self, sql: str, *args: Any, one: bool = False) -> Any:
         """One statement outside a transaction; tried again once if a pooled connection turns out dead.
@@ -313,7 +347,7 @@ class PgStore:
         """A durable write to ``health_probe`` within `CHECK_TIMEOUT`; no URL or password in the answer."""
         details: dict[str, Any] = {
             "pool_size": self.pool_size,
-            "idle": self._pool.get_idle_size(),
+            "idle": self._pool.get_idle_size() + len(self._kept),
             "open": self._pool.get_size(),
             "schema_version": self.schema_version,
             "server_version": self._server_version,
@@ -338,6 +372,8 @@ class PgStore:
         if self._closed:
             return
         self._closed = True
+        while self._kept:
+            await self._release(self._kept.pop()[0])
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
         except Exception:
