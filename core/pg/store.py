@@ -24,12 +24,20 @@ A put, an insert under a key or a delete is one statement that takes these
 locks itself (``ts_prepare_write``), so outside a transaction it is a single
 round trip in autocommit. Reads outside a transaction take no locks: one
 statement sees one committed state.
+
+Inside a transaction, writes other than an insert under a new key are queued
+and sent together, one statement per collection, at commit or before the
+next filtered read (which must see them); the statement takes the same locks
+before it writes (locks are still only taken, never given back, before the
+commit). Keyed reads see the queued versions. A token rotation is thus five
+round trips (BEGIN, two locked reads, the writes, COMMIT) instead of six.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import Any, AsyncIterator
 
@@ -40,7 +48,7 @@ from . import jsoncodec
 from .errors import connection_broken, translate, translated
 from .migrate import migrate
 from .startup import CONNECT_TIMEOUT, Target, first_connection, parse_url
-from .tables import Layout, Params, layout
+from .tables import Layout, Params, json_array, layout
 
 ACQUIRE_TIMEOUT = 10.0  # a request waits this long for a free connection, then gets a 503
 COMMAND_TIMEOUT = 30.0  # no statement (lock waits included) runs longer
@@ -57,6 +65,7 @@ ADVANCE_IDS = (
     "ON CONFLICT (collection) DO UPDATE SET next_id = greatest(c.next_id, EXCLUDED.next_id)"
 )
 MAX_ID = 2**53
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # U+0000 in JSON text (an escape not itself escaped)
 SERVER_SETTINGS = {
     "application_name": "turnstile",
     "lock_timeout": "10s",  # a lock wait this long is a 503 (retry), not a hung request
@@ -284,6 +293,11 @@ class PgStore:
                 if tx.failed is not None:
                     await tx._rollback()
                     raise StoreError(f"the transaction was rolled back after an earlier error: {tx.failed}")
+                try:
+                    await tx._flush()
+                except BaseException:
+                    await tx._rollback()
+                    raise
                 with translated():
                     await conn.execute("COMMIT")
                 return
@@ -455,6 +469,10 @@ class PgTransaction:
         self.prefix = prefix
         self.failed: str | None = None
         self.locked: dict[tuple[str, str], Doc | None] = {}
+        # Writes not sent yet, by (collection, key): (blind, old, new). ``old`` is the version read
+        # under the key's lock (None: none); a blind write's key was never read, so its lock and
+        # old version are taken when it is sent; ``new`` None deletes.
+        self.pending: dict[tuple[str, str], tuple[bool, Doc | None, Doc | None]] = {}
 
     def collection(self, name: str) -> "PgTxCollection":
         return self._collection(check_name(self.prefix + name))
@@ -482,6 +500,32 @@ class PgTransaction:
             if new is exc:
                 raise
             raise new from exc
+
+    async def _flush(self) -> None:
+        """Send the pending writes: one statement per collection (before a filtered read, and at commit)."""
+        if not self.pending:
+            return
+        self.check_usable()
+        by_collection: dict[str, list[tuple[str, bool, Doc | None, Doc | None]]] = {}
+        for (name, key), (blind, old, new) in self.pending.items():
+            by_collection.setdefault(name, []).append((key, blind, old, new))
+        self.pending = {}
+        for name, writes in by_collection.items():
+            lay = layout(name)
+            rows = [lay.row_values(key, new) for key, _, _, new in writes if new is not None]
+            columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in lay.row_casts()]
+            columns = [json_array(c) if cast == "jsonb" else c for c, cast in zip(columns, lay.row_casts())]
+            await self._run(
+                self.conn.fetchval(
+                    lay.flush_sql(),
+                    [key for key, blind, _, _ in writes if blind],
+                    json_array([new for _, blind, _, new in writes if blind]),
+                    json_array([old for _, blind, old, _ in writes if not blind]),
+                    json_array([new for _, blind, _, new in writes if not blind]),
+                    [key for key, _, _, new in writes if new is None],
+                    *columns,
+                )
+            )
 
     async def _rollback(self) -> None:
         if _closed(self.conn):
@@ -522,19 +566,35 @@ class PgTxCollection:
 
     async def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any], what: str = "*") -> list[asyncpg.Record]:
         _check_filter(conds, equals)
+        await self.tx._flush()  # the filter runs in the database: it must see this transaction's writes
         await self._lock_for_read(equals)
         params = Params()
         where = self.layout.filter_sql(conds, equals, params)
         return await self.tx._run(self.tx.conn.fetch(self.layout.select_sql(where, what, what == "*"), *params.values))
 
-    async def _write(self, key: str, old: Doc | None, new: Doc | None) -> None:
-        lay = self.layout
-        if new is None:
-            await self.tx._run(self.tx.conn.execute(lay.delete_sql(), [old], [], [key]))
-        else:
-            values = lay.row_values(key, new)
-            await self.tx._run(self.tx.conn.execute(lay.upsert_sql(), [old], [new], *values))
-        self.tx.locked[(self.name, key)] = new
+    async def _write(self, key: str, old: Doc | None, new: Doc | None, blind: bool = False) -> None:
+        """Queue a write of ``key`` (sent with the others at commit, or before a filtered read).
+
+        ``old`` is the version read under the key's lock; a ``blind`` write never read the key.
+        Several writes of one key become one, from the first old version to the last new one.
+        """
+        self.tx.check_usable()
+        if new is not None:
+            self.layout.row_values(key, new)  # a document the collection refuses fails here, at the call
+            if "\x00" in key or _NUL_ESCAPE.search(jsoncodec.dumps(new)):
+                # What PostgreSQL would refuse when the write is sent; as then, the transaction is spoilt.
+                self.tx.failed = "PostgreSQL cannot store the character U+0000"
+                raise ValueError(f"{self.name}: PostgreSQL cannot store the character U+0000 (key {key!r})")
+        slot = (self.name, key)
+        queued = self.tx.pending.get(slot)
+        if queued is not None:
+            if queued[2] is None and new is not None:  # re-created after a delete: a new row, as on its own
+                await self.tx._flush()
+                old, blind = None, False
+            else:
+                blind, old = queued[0], queued[1]
+        self.tx.pending[slot] = (blind, old, new)
+        self.tx.locked[slot] = new
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -595,11 +655,8 @@ class PgTxCollection:
         key = str(key)
         if (self.name, key) in self.tx.locked:
             await self._write(key, self.tx.locked[(self.name, key)], doc)
-        else:  # one statement: lock the key, read the old version for its locks, write
-            self.tx.check_usable()
-            values = self.layout.row_values(key, doc)
-            await self.tx._run(self.tx.conn.execute(self.layout.put_one_sql(), [doc], *values))
-            self.tx.locked[(self.name, key)] = doc
+        else:  # the key's lock and its old version are taken when the write is sent
+            await self._write(key, None, doc, blind=True)
         return jsoncodec.copy(doc)
 
     async def update(self, key: Any, changes: Doc) -> Doc | None:
@@ -625,6 +682,7 @@ class PgTxCollection:
         if not conds and not equals:
             raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
         _check_filter(conds, equals)
+        await self.tx._flush()
         lay, conn, run = self.layout, self.tx.conn, self.tx._run
         params = Params()
         where = lay.filter_sql(conds, equals, params)
