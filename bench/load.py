@@ -7,7 +7,8 @@
 Keep-alive connections send requests back to back for ``seconds`` (and at most
 ``max_requests`` in total), to 127.0.0.1 only. With ``follow_cookie`` each
 connection (starting from its own entry of ``cookies``) replaces its ``Cookie`` header with the ``jwt`` cookie of each
-response, as a browser does with a rotating refresh token. Prints JSON:
+response, as a browser does with a rotating refresh token. A ``body_template`` sends a new body each time, with
+``{n}`` replaced by the connection and request number (new users for ``/register``). Prints JSON:
 requests/s of 2xx answers, p50/p99 in ms, counts.
 """
 
@@ -26,9 +27,13 @@ async def one_connection(cfg: dict, n: int, deadline: float, budget: list[int], 
     if cfg.get("cookies"):
         headers["Cookie"] = cfg["cookies"][n % len(cfg["cookies"])]
     body = (cfg.get("body") or "").encode()
+    template, sent = cfg.get("body_template"), 0
     try:
         while time.monotonic() < deadline and budget[0] > 0:
             budget[0] -= 1
+            if template:  # a fresh body per request: "{n}" becomes connection-counter
+                body = template.replace("{n}", f"{n}-{sent}").encode()
+                sent += 1
             lines = [f"{cfg['method']} {cfg['path']} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
             lines += [f"{k}: {v}" for k, v in headers.items()]
             started = time.perf_counter()

@@ -87,14 +87,16 @@ class Load:
     """One load run from a separate process; ``start`` then ``result``, or ``run`` for both."""
 
     def __init__(self, port: int, method: str, path: str, headers: dict[str, str] | None = None, body: str | None = None,
-                 conns: int = 16, seconds: float = 4, cookies: list[str] | None = None, scratch: Path | None = None) -> None:
-        self.use_wrk = WRK is not None and not cookies
+                 conns: int = 16, seconds: float = 4, cookies: list[str] | None = None, scratch: Path | None = None,
+                 body_template: str | None = None) -> None:
+        self.use_wrk = WRK is not None and not cookies and not body_template
         if self.use_wrk:
             cmd = wrk_command(port, method, path, headers or {}, body, conns, seconds, scratch or Path(tempfile.gettempdir()))
         else:
             cfg = {"port": port, "method": method, "path": path, "headers": headers or {}, "body": body, "connections": conns,
-                   "seconds": seconds, "max_requests": 500000, "follow_cookie": bool(cookies), "cookies": cookies or []}
-            if body is not None:
+                   "seconds": seconds, "max_requests": 500000, "follow_cookie": bool(cookies), "cookies": cookies or [],
+                   "body_template": body_template}
+            if body is not None or body_template is not None:
                 cfg["headers"] = {"Content-Type": "application/json", **cfg["headers"]}
             cmd = [sys.executable, str(HERE / "load.py"), json.dumps(cfg)]
         self.cmd = cmd
@@ -372,7 +374,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Turnstile benchmark (loopback only, bounded).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--store", choices=("json", "postgres"), default="json",
+                        help="postgres: compare PostgreSQL with the JSON store, side by side (bench/stores.py)")
+    parser.add_argument("--database-url", help="the PostgreSQL server for --store postgres (a fresh database is made there "
+                                               "and dropped); default TEST_DATABASE_URL, else the local server")
     args = parser.parse_args()
+    if args.store == "postgres":
+        from bench import stores
+
+        with tempfile.TemporaryDirectory() as scratch:
+            res = stores.compare(args.database_url, args.repeats, args.seconds, Path(scratch))
+        print(stores.table(res))
+        out = HERE / "results-postgres.md"
+        out.write_text(f"# JSON store and PostgreSQL, side by side\n\nWritten by `python bench/run.py --store postgres` on "
+                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; see bench/stores.py for the method.\n\n"
+                       f"{stores.table(res)}\n\n```json\n{json.dumps(res, indent=1)}\n```\n")
+        print(f"\nwrote {out}")
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         res = benchmark(args.repeats, args.seconds, Path(scratch))
     print(table(res))

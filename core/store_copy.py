@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .store import Store, StoreError
@@ -130,6 +131,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.source.rstrip("/") == args.target.rstrip("/"):
             raise StoreError("--from and --to name the same store")
+        if not _is_url(args.source) and not Path(args.source).is_dir():
+            raise StoreError(f"--from {args.source}: no such directory")
         source_name, target_name = describe(args.source), describe(args.target)
         counts = asyncio.run(_run(args.source, args.target, args.force))
     except StoreError as exc:

@@ -107,6 +107,10 @@ def test_the_command_copies_and_never_prints_the_password(pg_url, tmp_path, caps
     assert err.startswith("turnstile: the target is not empty") and err.count("\n") == 1
     assert "Hunter2-pw" not in err
 
+    assert main(["store", "copy", "--from", str(tmp_path / "typo"), "--to", url, "--force"]) == 1
+    assert capsys.readouterr().err == f"turnstile: --from {tmp_path / 'typo'}: no such directory\n"
+    assert not (tmp_path / "typo").exists()
+
     assert main(["store", "copy", "--from", url, "--to", str(tmp_path / "back")]) == 0
     assert main(["store", "copy", "--from", str(tmp_path / "back"), "--to", url, "--force"]) == 0
 

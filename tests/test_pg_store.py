@@ -277,3 +277,57 @@ def test_nan_and_infinity_comparisons_follow_python(pg_url):
         assert await things.count(where("x") != math.nan) == 1
 
     run_with_store(pg_url, body)
+
+
+def test_session_lookups_and_pruning_use_the_indexes(pg_url):
+    from core.pg.tables import SESSIONS, Params
+
+    async def body(store: PgStore) -> None:
+        async with store._connection() as conn:
+            await conn.execute("SET enable_seqscan = off")
+            for conds, equals, index in [
+                ((where("expires") < 50,), {}, "sessions_expires"),
+                ((), {"username": "u5"}, "sessions_username"),
+                ((), {"family": "f7"}, "sessions_family"),
+                ((), {"digest": "d1"}, "sessions_pkey"),
+            ]:
+                params = Params()
+                sql = SESSIONS.select_sql(SESSIONS.filter_sql(conds, equals, params))
+                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *params.values))
+                assert index in plan and "Seq Scan" not in plan, plan
+            await conn.execute("RESET enable_seqscan")
+
+    run_with_store(pg_url, body)
+
+
+def test_a_closed_store_answers_503_and_reports_unwritable(pg_url):
+    from core.store import StoreUnavailable
+
+    async def main() -> None:
+        store = await PgStore.connect(pg_url, pool_size=1)
+        await store.close()
+        with pytest.raises(StoreUnavailable):
+            await store.collection("things").get("x")
+        with pytest.raises(StoreUnavailable):
+            async with store.transaction():
+                pass
+        health = await store.check()
+        assert health.writable is False and "closed" in (health.error or "")
+
+    asyncio.run(main())
+
+
+def test_two_instances_ensure_the_same_index_at_once(pg_url):
+    async def main() -> None:
+        stores = [await PgStore.connect(pg_url, pool_size=2) for _ in range(3)]
+        try:
+            await asyncio.gather(*(s.ensure_index("plug.items", "owner") for s in stores))
+            async with stores[0]._connection() as conn:
+                names = await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_plug_items_owner_%'")
+                fields = await conn.fetch("SELECT field FROM indexed_fields WHERE collection = 'plug.items'")
+            assert len(names) == 1 and [r[0] for r in fields] == ["owner"]
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(main())

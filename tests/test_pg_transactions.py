@@ -118,6 +118,7 @@ def test_writers_of_other_keys_and_values_do_not_wait(pg_url):
     async def body(a: PgStore, b: PgStore) -> None:
         await a.ensure_index("notes.notes", "owner")
         await a.collection("notes.notes").put("1", {"owner": "x"})
+        await a.collection("notes.notes").put("4", {"owner": "x"})
         holding = asyncio.Event()
 
         async def hold() -> None:
@@ -135,10 +136,17 @@ def test_writers_of_other_keys_and_values_do_not_wait(pg_url):
 
         holder = asyncio.create_task(hold())
         other_key = await timed(b.collection("notes.notes").put("2", {"owner": "y"}))
+        holder_started = time.monotonic()
         same_value = await timed(b.collection("notes.notes").put("3", {"owner": "x"}))
         await holder
         assert other_key < 0.3  # another key, another value: no wait
         assert same_value > 0.3  # a new match for the holder's read waits for its commit
+        # Moving a document out of the holder's match set waits too (the old value is locked).
+        holding.clear()
+        holder = asyncio.create_task(hold())
+        moved = await timed(b.collection("notes.notes").put("4", {"owner": "elsewhere"}))
+        await holder
+        assert moved > 0.3 and holder_started
 
     run_two(pg_url, body)
 
@@ -147,6 +155,7 @@ def test_a_deadlock_is_a_503_and_nothing_half_done_stays(pg_url):
     async def cross(store: PgStore, first: str, second: str) -> None:
         async with store.transaction() as tx:
             things = tx.collection("things")
+            await things.get(first)  # locks `first` now (a put alone takes its lock when it is sent, at commit)
             await things.put(first, {"by": first})
             await asyncio.sleep(0.1)
             await things.get(second)
@@ -232,5 +241,91 @@ def test_a_cancelled_transaction_commits_nothing_and_holds_no_lock(pg_url):
         assert time.monotonic() - start < 1
         for _ in range(8):  # every pooled connection of a is clean again
             assert await a.collection("things").get("k") == {"whole": True}
+
+    run_two(pg_url, body)
+
+
+def test_moving_a_session_to_another_user_waits_for_a_reader_of_the_old_user(pg_url):
+    async def body(a: PgStore, b: PgStore) -> None:
+        await a.collection("auth.sessions").put("d1", {"digest": "d1", "username": "alice", "family": "f"})
+        holding = asyncio.Event()
+
+        async def hold() -> None:
+            async with a.transaction() as tx:
+                assert len(await tx.collection("auth.sessions").find(username="alice")) == 1
+                holding.set()
+                await asyncio.sleep(0.5)
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        start = time.monotonic()
+        await b.collection("auth.sessions").put("d1", {"digest": "d1", "username": "bob", "family": "f"})
+        waited = time.monotonic() - start
+        await holder
+        assert waited > 0.3
+
+    run_two(pg_url, body)
+
+
+@pytest.mark.parametrize(
+    "collection, field",
+    [("auth.sessions", "username"), ("notes.notes", "owner"), ("notes.notes", "unindexed")],
+)
+def test_a_read_then_update_into_a_value_waits_for_a_reader_of_that_value(pg_url, collection, field):
+    """A write sent at commit (after reading its key) still takes the write locks: no phantom for
+    a transaction that counted the value, and the writer waits for it."""
+
+    async def body(a: PgStore, b: PgStore) -> None:
+        await a.ensure_index("notes.notes", "owner")
+        await a.collection(collection).put("d1", {"digest": "d1", field: "alice"})
+        holding = asyncio.Event()
+
+        async def hold() -> list[int]:
+            async with a.transaction() as tx:
+                coll = tx.collection(collection)
+                seen = [await coll.count(**{field: "bob"})]
+                holding.set()
+                await asyncio.sleep(0.5)
+                return seen + [await coll.count(**{field: "bob"})]
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        start = time.monotonic()
+        async with b.transaction() as tx:
+            coll = tx.collection(collection)
+            assert (await coll.get("d1"))[field] == "alice"
+            await coll.update("d1", {field: "bob"})
+        waited = time.monotonic() - start
+        assert await holder == [0, 0]
+        assert waited > 0.3
+        assert await a.collection(collection).count(**{field: "bob"}) == 1
+
+    run_two(pg_url, body)
+
+
+def test_a_put_of_an_unread_key_in_a_transaction_waits_for_the_holder_of_that_key(pg_url):
+    """The put is sent at commit; it then locks its key, so it cannot slip under a read-modify-write."""
+
+    async def body(a: PgStore, b: PgStore) -> None:
+        await a.collection("notes").put("k", {"n": 1})
+        holding = asyncio.Event()
+
+        async def increment() -> None:
+            async with a.transaction() as tx:
+                notes = tx.collection("notes")
+                n = (await notes.get("k"))["n"]
+                holding.set()
+                await asyncio.sleep(0.5)
+                await notes.put("k", {"n": n + 1})
+
+        holder = asyncio.create_task(increment())
+        await holding.wait()
+        start = time.monotonic()
+        async with b.transaction() as tx:
+            await tx.collection("notes").put("k", {"n": 100})
+        waited = time.monotonic() - start
+        await holder
+        assert waited > 0.3
+        assert await a.collection("notes").get("k") == {"n": 100}  # the increment first, then this put
 
     run_two(pg_url, body)

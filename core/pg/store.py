@@ -19,12 +19,26 @@ So no write can slip in between a transaction's read and its write (no lost
 update, no phantom on what it read), while writers of different keys never
 wait for each other. Deadlocks are detected by PostgreSQL and surface as
 `StoreUnavailable` (HTTP 503, retry); nothing was committed then.
+
+A put, an insert under a key or a delete is one statement that takes these
+locks itself (``ts_prepare_write``), so outside a transaction it is a single
+round trip in autocommit. Reads outside a transaction take no locks: one
+statement sees one committed state.
+
+Inside a transaction, writes other than an insert under a new key are queued
+and sent together, one statement per collection, at commit or before the
+next filtered read (which must see them); the statement takes the same locks
+before it writes (locks are still only taken, never given back, before the
+commit). Keyed reads see the queued versions. A token rotation is thus five
+round trips (BEGIN, two locked reads, the writes, COMMIT) instead of six.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -34,12 +48,13 @@ from . import jsoncodec
 from .errors import connection_broken, translate, translated
 from .migrate import migrate
 from .startup import CONNECT_TIMEOUT, Target, first_connection, parse_url
-from .tables import Layout, Params, layout
+from .tables import Layout, Params, json_array, layout
 
 ACQUIRE_TIMEOUT = 10.0  # a request waits this long for a free connection, then gets a 503
 COMMAND_TIMEOUT = 30.0  # no statement (lock waits included) runs longer
 CHECK_TIMEOUT = 2.0  # /healthz answers within this even when the database is gone
 CLOSE_TIMEOUT = 10.0
+KEEP_IDLE = 30.0  # a connection unused this long goes back to the pool, whose lifetime limit then applies
 DDL_LOCK = 7_305_514_002_931_110_002  # serializes CREATE INDEX between instances
 ALLOCATE_ID = (
     "INSERT INTO id_counters AS c (collection, next_id) VALUES ($1, 2) "
@@ -50,10 +65,12 @@ ADVANCE_IDS = (
     "ON CONFLICT (collection) DO UPDATE SET next_id = greatest(c.next_id, EXCLUDED.next_id)"
 )
 MAX_ID = 2**53
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # U+0000 in JSON text (an escape not itself escaped)
 SERVER_SETTINGS = {
     "application_name": "turnstile",
     "lock_timeout": "10s",  # a lock wait this long is a 503 (retry), not a hung request
     "idle_in_transaction_session_timeout": "60s",  # a frozen instance cannot hold locks forever
+    "jit": "off",  # compiling a big scan costs more than it saves for these short queries
 }
 
 
@@ -93,6 +110,11 @@ def _prepare(doc: Any) -> Doc:
     return jsoncodec.copy(doc)
 
 
+def _moves_ids(key: str) -> bool:
+    """A numeric key moves the id counter past it on insert, as on the JSON store (if it could be an id)."""
+    return key.isascii() and key.isdigit() and int(key) < MAX_ID
+
+
 def _check_filter(conds: tuple[Any, ...], equals: dict[str, Any]) -> None:
     for cond in conds:
         if not isinstance(cond, Cond):
@@ -128,6 +150,8 @@ class PgStore:
         self._indexed: set[tuple[str, str]] = set()
         self._server_version = ""
         self._closed = False
+        self._kept: list[tuple[asyncpg.Connection, float]] = []  # idle connections kept out of the pool, newest last
+        self._waiting = 0  # requests waiting in the pool for a connection
 
     @classmethod
     async def connect(cls, url: str, pool_size: int = 10) -> "PgStore":
@@ -163,42 +187,85 @@ class PgStore:
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; `StoreUnavailable` when none can be had in time."""
+        """A connection, `StoreUnavailable` when none can be had in time.
+
+        A connection that served a request without error is kept for the next one instead of going
+        back through the pool: asyncpg's acquire and release (timeout, shield, a task) cost about as
+        much CPU as the query itself. The pool still bounds the number of connections, opens new ones
+        and takes back every connection that failed or that a waiting request needs.
+        """
         if self._closed:
-            raise StoreError("the store is closed")
-        try:
-            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise StoreUnavailable(
-                f"no free PostgreSQL connection within {ACQUIRE_TIMEOUT:g}s (DATABASE_POOL_SIZE={self.pool_size})"
-            ) from None
-        except Exception as exc:
-            raise translate(exc) from exc
+            raise StoreUnavailable("the store is closed (the server is stopping)")
+        conn = await self._take_kept()
+        if conn is None:
+            conn = await self._acquire()
         try:
             yield conn
         except BaseException as exc:
             if connection_broken(exc) or connection_broken(exc.__cause__ or exc):
                 _kill(conn)  # never hand a confused connection to the next request
+            await self._release(conn)
             raise
+        if self._waiting or self._closed or _closed(conn) or conn.is_in_transaction():
+            await self._release(conn)
+        else:
+            self._kept.append((conn, time.monotonic()))
+            if self._kept[0][1] < time.monotonic() - KEEP_IDLE:  # the oldest has not been needed for a while
+                await self._release(self._kept.pop(0)[0])
+
+    async def _take_kept(self) -> asyncpg.Connection | None:
+        while self._kept:
+            conn = self._kept.pop()[0]
+            if not _closed(conn):
+                return conn
+            await self._release(conn)  # the pool replaces it
+        return None
+
+    async def _acquire(self) -> asyncpg.Connection:
+        self._waiting += 1
+        try:
+            return await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable(
+                f"no PostgreSQL connection within {ACQUIRE_TIMEOUT:g}s "
+                f"(all {self.pool_size} of DATABASE_POOL_SIZE busy, or the server does not answer)"
+            ) from None
+        except Exception as exc:
+            raise translate(exc) from exc
         finally:
-            try:
-                await self._pool.release(conn)
-            except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
-                pass
+            self._waiting -= 1
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        try:
+            await self._pool.release(conn)
+        except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
+            pass
 
     async def _read(self, sql: str, *args: Any, one: bool = False) -> Any:
-        """One statement outside a transaction, tried twice when a pooled connection turns out dead."""
+        """One statement outside a transaction; tried again once if a pooled connection turns out dead.
+
+        A failure to connect is not retried: the database is down, and the caller should hear so now.
+        """
         for attempt in (1, 2):
-            try:
-                async with self._connection() as conn:
-                    with translated():
-                        if one:
-                            return await conn.fetchval(sql, *args)
-                        return await conn.fetch(sql, *args)
-            except StoreUnavailable:
-                if attempt == 2:
-                    raise
+            async with self._connection() as conn:
+                try:
+                    if one:
+                        return await conn.fetchval(sql, *args)
+                    return await conn.fetch(sql, *args)
+                except Exception as exc:
+                    if attempt == 2 or not connection_broken(exc):
+                        new = translate(exc)
+                        if new is exc:
+                            raise
+                        raise new from exc
+                    _kill(conn)
         raise AssertionError("unreachable")
+
+    async def _write_once(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One write statement in autocommit: its own transaction, durable when this returns. Never retried."""
+        async with self._connection() as conn:
+            with translated():
+                return await conn.fetch(sql, *args)
 
     # -- the interface --------------------------------------------------------------------
 
@@ -226,6 +293,11 @@ class PgStore:
                 if tx.failed is not None:
                     await tx._rollback()
                     raise StoreError(f"the transaction was rolled back after an earlier error: {tx.failed}")
+                try:
+                    await tx._flush()
+                except BaseException:
+                    await tx._rollback()
+                    raise
                 with translated():
                     await conn.execute("COMMIT")
                 return
@@ -289,7 +361,7 @@ class PgStore:
         """A durable write to ``health_probe`` within `CHECK_TIMEOUT`; no URL or password in the answer."""
         details: dict[str, Any] = {
             "pool_size": self.pool_size,
-            "idle": self._pool.get_idle_size(),
+            "idle": self._pool.get_idle_size() + len(self._kept),
             "open": self._pool.get_size(),
             "schema_version": self.schema_version,
             "server_version": self._server_version,
@@ -314,6 +386,8 @@ class PgStore:
         if self._closed:
             return
         self._closed = True
+        while self._kept:
+            await self._release(self._kept.pop()[0])
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT)
         except Exception:
@@ -357,20 +431,26 @@ class PgCollection:
         return int(await self.store._read(self.layout.select_sql(where, "count(*)", False), *params.values, one=True))
 
     async def insert(self, doc: Doc, key: Any = None) -> Doc:
-        async with self.store.transaction() as tx:
-            return await tx._collection(self.name).insert(doc, key)
+        if key is None or _moves_ids(str(key)):  # the id counter moves too: a transaction
+            async with self.store.transaction() as tx:
+                return await tx._collection(self.name).insert(doc, key)
+        doc, key = _prepare(doc), str(key)
+        rows = await self.store._write_once(self.layout.insert_one_sql(), [doc], *self.layout.row_values(key, doc))
+        if not rows:
+            raise KeyExists(f"{self.name}: key {key!r} exists")
+        return jsoncodec.copy(doc)
 
     async def put(self, key: Any, doc: Doc) -> Doc:
-        async with self.store.transaction() as tx:
-            return await tx._collection(self.name).put(key, doc)
+        doc, key = _prepare(doc), str(key)
+        await self.store._write_once(self.layout.put_one_sql(), [doc], *self.layout.row_values(key, doc))
+        return jsoncodec.copy(doc)
 
     async def update(self, key: Any, changes: Doc) -> Doc | None:
         async with self.store.transaction() as tx:
             return await tx._collection(self.name).update(key, changes)
 
     async def delete(self, key: Any) -> bool:
-        async with self.store.transaction() as tx:
-            return await tx._collection(self.name).delete(key)
+        return bool(await self.store._write_once(self.layout.delete_one_sql(), str(key)))
 
     async def delete_where(self, *conds: Cond, **equals: Any) -> int:
         if not conds and not equals:
@@ -389,6 +469,10 @@ class PgTransaction:
         self.prefix = prefix
         self.failed: str | None = None
         self.locked: dict[tuple[str, str], Doc | None] = {}
+        # Writes not sent yet, by (collection, key): (blind, old, new). ``old`` is the version read
+        # under the key's lock (None: none); a blind write's key was never read, so its lock and
+        # old version are taken when it is sent; ``new`` None deletes.
+        self.pending: dict[tuple[str, str], tuple[bool, Doc | None, Doc | None]] = {}
 
     def collection(self, name: str) -> "PgTxCollection":
         return self._collection(check_name(self.prefix + name))
@@ -416,6 +500,32 @@ class PgTransaction:
             if new is exc:
                 raise
             raise new from exc
+
+    async def _flush(self) -> None:
+        """Send the pending writes: one statement per collection (before a filtered read, and at commit)."""
+        if not self.pending:
+            return
+        self.check_usable()
+        by_collection: dict[str, list[tuple[str, bool, Doc | None, Doc | None]]] = {}
+        for (name, key), (blind, old, new) in self.pending.items():
+            by_collection.setdefault(name, []).append((key, blind, old, new))
+        self.pending = {}
+        for name, writes in by_collection.items():
+            lay = layout(name)
+            rows = [lay.row_values(key, new) for key, _, _, new in writes if new is not None]
+            columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in lay.row_casts()]
+            columns = [json_array(c) if cast == "jsonb" else c for c, cast in zip(columns, lay.row_casts())]
+            await self._run(
+                self.conn.fetchval(
+                    lay.flush_sql(),
+                    [key for key, blind, _, _ in writes if blind],
+                    json_array([new for _, blind, _, new in writes if blind]),
+                    json_array([old for _, blind, old, _ in writes if not blind]),
+                    json_array([new for _, blind, _, new in writes if not blind]),
+                    [key for key, _, _, new in writes if new is None],
+                    *columns,
+                )
+            )
 
     async def _rollback(self) -> None:
         if _closed(self.conn):
@@ -456,19 +566,35 @@ class PgTxCollection:
 
     async def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any], what: str = "*") -> list[asyncpg.Record]:
         _check_filter(conds, equals)
+        await self.tx._flush()  # the filter runs in the database: it must see this transaction's writes
         await self._lock_for_read(equals)
         params = Params()
         where = self.layout.filter_sql(conds, equals, params)
         return await self.tx._run(self.tx.conn.fetch(self.layout.select_sql(where, what, what == "*"), *params.values))
 
-    async def _write(self, key: str, old: Doc | None, new: Doc | None) -> None:
-        lay = self.layout
-        if new is None:
-            await self.tx._run(self.tx.conn.execute(lay.delete_sql(), [old], [], [key]))
-        else:
-            values = lay.row_values(key, new)
-            await self.tx._run(self.tx.conn.execute(lay.upsert_sql(), [old], [new], *values))
-        self.tx.locked[(self.name, key)] = new
+    async def _write(self, key: str, old: Doc | None, new: Doc | None, blind: bool = False) -> None:
+        """Queue a write of ``key`` (sent with the others at commit, or before a filtered read).
+
+        ``old`` is the version read under the key's lock; a ``blind`` write never read the key.
+        Several writes of one key become one, from the first old version to the last new one.
+        """
+        self.tx.check_usable()
+        if new is not None:
+            self.layout.row_values(key, new)  # a document the collection refuses fails here, at the call
+            if "\x00" in key or _NUL_ESCAPE.search(jsoncodec.dumps(new)):
+                # What PostgreSQL would refuse when the write is sent; as then, the transaction is spoilt.
+                self.tx.failed = "PostgreSQL cannot store the character U+0000"
+                raise ValueError(f"{self.name}: PostgreSQL cannot store the character U+0000 (key {key!r})")
+        slot = (self.name, key)
+        queued = self.tx.pending.get(slot)
+        if queued is not None:
+            if queued[2] is None and new is not None:  # re-created after a delete: a new row, as on its own
+                await self.tx._flush()
+                old, blind = None, False
+            else:
+                blind, old = queued[0], queued[1]
+        self.tx.pending[slot] = (blind, old, new)
+        self.tx.locked[slot] = new
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -508,10 +634,18 @@ class PgTxCollection:
             key = str(new_id)
         else:
             key = str(key)
+            if (self.name, key) not in self.tx.locked and not _moves_ids(key):
+                # One statement: lock the key, insert unless taken.
+                self.tx.check_usable()
+                values = self.layout.row_values(key, doc)
+                rows = await self.tx._run(conn.fetch(self.layout.insert_one_sql(), [doc], *values))
+                if not rows:
+                    raise KeyExists(f"{self.name}: key {key!r} exists")
+                self.tx.locked[(self.name, key)] = doc
+                return jsoncodec.copy(doc)
             if await self._current(key) is not None:
                 raise KeyExists(f"{self.name}: key {key!r} exists")
-            # A numeric key moves the id counter past it, as on the JSON store.
-            if key.isascii() and key.isdigit() and int(key) < MAX_ID:
+            if _moves_ids(key):
                 await self.tx._run(conn.execute(ADVANCE_IDS, self.name, int(key) + 1))
         await self._write(key, None, doc)
         return jsoncodec.copy(doc)
@@ -519,8 +653,10 @@ class PgTxCollection:
     async def put(self, key: Any, doc: Doc) -> Doc:
         doc = _prepare(doc)
         key = str(key)
-        old = await self._current(key)
-        await self._write(key, old, doc)
+        if (self.name, key) in self.tx.locked:
+            await self._write(key, self.tx.locked[(self.name, key)], doc)
+        else:  # the key's lock and its old version are taken when the write is sent
+            await self._write(key, None, doc, blind=True)
         return jsoncodec.copy(doc)
 
     async def update(self, key: Any, changes: Doc) -> Doc | None:
@@ -546,6 +682,7 @@ class PgTxCollection:
         if not conds and not equals:
             raise ValueError("delete_where needs a filter; delete documents one by one to empty a collection")
         _check_filter(conds, equals)
+        await self.tx._flush()
         lay, conn, run = self.layout, self.tx.conn, self.tx._run
         params = Params()
         where = lay.filter_sql(conds, equals, params)

@@ -109,9 +109,6 @@ class Layout:
     def row_values(self, key: str, doc: Doc) -> list[Any]:
         raise NotImplementedError
 
-    def upsert_sql(self) -> str:
-        raise NotImplementedError
-
     def equals(self, field: str, value: Any, params: Params) -> str:
         raise NotImplementedError
 
@@ -126,6 +123,65 @@ class Layout:
     @property
     def locks_cte(self) -> str:
         return f"WITH l AS (SELECT ts_write_locks('{self.collection}', $1::jsonb[], $2::jsonb[]))"
+
+    def insert_select(self, first: int) -> str:
+        """``INSERT INTO table (...) SELECT $first, ... FROM l``: `row_values` from parameter ``first`` on."""
+        raise NotImplementedError
+
+    def conflict(self, update: bool) -> str:
+        raise NotImplementedError
+
+    def put_one_sql(self) -> str:
+        """Create or replace one key in one statement (it locks and reads the old version itself):
+        $1 the new version (for the locks), $2... `row_values`."""
+        lock = f"WITH l AS (SELECT ts_prepare_write('{self.collection}', $2::text, $1::jsonb[]))"
+        return f"{lock} {self.insert_select(2)} {self.conflict(True)}"
+
+    def insert_one_sql(self) -> str:
+        """Insert one document unless its key is taken (then no row comes back), in one statement:
+        $1 the new version (for the locks), $2... `row_values`."""
+        lock = (
+            f"WITH l AS (SELECT pg_advisory_xact_lock(ts_key_lock('{self.collection}', $2::text)) AS a, "
+            f"ts_write_locks('{self.collection}', '{{}}'::jsonb[], $1::jsonb[]) AS b)"
+        )
+        return f"{lock} {self.insert_select(2)} {self.conflict(False)} RETURNING true"
+
+    def row_casts(self) -> list[str]:
+        """The SQL types of `row_values`, in order."""
+        raise NotImplementedError
+
+    def insert_rows(self, arrays: str) -> str:
+        """``INSERT INTO table (...) SELECT ... FROM unnest(arrays) AS v, g``: one row per element."""
+        raise NotImplementedError
+
+    def flush_sql(self) -> str:
+        """A transaction's pending writes to this collection in one statement.
+
+        $1 keys written without having been read (each is locked here, its current version read
+        for its write locks), $2 their new versions; $3 the old versions (read under their key
+        locks) and $4 the new versions of the other keys, for the write locks; $5 keys to delete;
+        $6... one array per `row_values` column, for the rows to create or replace. JSON values
+        travel as text (`json_array`): asyncpg would read a list value as a dimension of the array.
+        The locks (CTE ``g``) come first: the main query reads them, and the delete and the insert,
+        joined with ``g``, run after it.
+        """
+        c = self.collection
+        arrays = ", ".join(f"${i}::{_array(cast)}" for i, cast in enumerate(self.row_casts(), start=6))
+        return (
+            f"WITH b AS (SELECT ts_prepare_write('{c}', x.k, ARRAY[x.n]) FROM unnest($1::text[], $2::text[]::jsonb[]) AS x(k, n)), "
+            f"l AS (SELECT ts_write_locks('{c}', $3::text[]::jsonb[], $4::text[]::jsonb[])), "
+            f"g AS (SELECT (SELECT count(*) FROM b) AS nb, (SELECT count(*) FROM l) AS nl), "
+            f"d AS (DELETE FROM {self.table} AS t USING g WHERE t.{self.key_column} = ANY($5::text[]) AND {self.scope}), "
+            f"i AS ({self.insert_rows(arrays)} {self.conflict(True)}) "
+            f"SELECT nb FROM g"
+        )
+
+    def delete_one_sql(self) -> str:
+        """Delete one key ($1) in one statement; a row back if there was one."""
+        return (
+            f"WITH l AS (SELECT ts_prepare_write('{self.collection}', $1::text, '{{}}'::jsonb[])) "
+            f"DELETE FROM {self.table} AS t USING l WHERE t.{self.key_column} = $1 AND {self.scope} RETURNING true"
+        )
 
     def delete_sql(self) -> str:
         """Delete the keys in $3 after the write locks for the old versions in $1."""
@@ -161,12 +217,17 @@ class DocumentLayout(Layout):
     def row_values(self, key: str, doc: Doc) -> list[Any]:
         return [key, doc]
 
-    def upsert_sql(self) -> str:
-        return (
-            f"{self.locks_cte} INSERT INTO documents (collection, key, doc) "
-            f"SELECT '{self.collection}', $3::text, $4::jsonb FROM l "
-            "ON CONFLICT (collection, key) DO UPDATE SET doc = EXCLUDED.doc"
-        )
+    def insert_select(self, first: int) -> str:
+        return f"INSERT INTO documents (collection, key, doc) SELECT '{self.collection}', ${first}::text, ${first + 1}::jsonb FROM l"
+
+    def row_casts(self) -> list[str]:
+        return ["text", "jsonb"]
+
+    def insert_rows(self, arrays: str) -> str:
+        return f"INSERT INTO documents (collection, key, doc) SELECT '{self.collection}', v.k, v.d FROM unnest({arrays}) AS v(k, d), g"
+
+    def conflict(self, update: bool) -> str:
+        return "ON CONFLICT (collection, key) " + ("DO UPDATE SET doc = EXCLUDED.doc" if update else "DO NOTHING")
 
     def equals(self, field: str, value: Any, params: Params) -> str:
         return json_equals(f"(doc -> '{field}')", value, params)
@@ -233,15 +294,25 @@ class TypedLayout(Layout):
                 extra[name] = value
         return [*values, keyed, extra]
 
-    def upsert_sql(self) -> str:
-        names = [n for n, _ in self.columns] + ["keyed", "extra"]
+    def _names(self) -> list[str]:
+        return [n for n, _ in self.columns] + ["keyed", "extra"]
+
+    def insert_select(self, first: int) -> str:
         casts = [_CAST[k] for _, k in self.columns] + ["boolean", "jsonb"]
-        values = ", ".join(f"${i}::{cast}" for i, cast in enumerate(casts, start=3))
-        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names[1:])
-        return (
-            f"{self.locks_cte} INSERT INTO {self.table} ({', '.join(names)}) SELECT {values} FROM l "
-            f"ON CONFLICT ({self.key_column}) DO UPDATE SET {updates}"
-        )
+        values = ", ".join(f"${i}::{cast}" for i, cast in enumerate(casts, start=first))
+        return f"INSERT INTO {self.table} ({', '.join(self._names())}) SELECT {values} FROM l"
+
+    def row_casts(self) -> list[str]:
+        return [_CAST[k] for _, k in self.columns] + ["boolean", "jsonb"]
+
+    def insert_rows(self, arrays: str) -> str:
+        return f"INSERT INTO {self.table} ({', '.join(self._names())}) SELECT v.* FROM unnest({arrays}) AS v, g"
+
+    def conflict(self, update: bool) -> str:
+        if not update:
+            return f"ON CONFLICT ({self.key_column}) DO NOTHING"
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in self._names()[1:])
+        return f"ON CONFLICT ({self.key_column}) DO UPDATE SET {updates}"
 
     def _extra(self, field: str) -> str:
         return f"(extra -> '{field}')"
@@ -306,6 +377,15 @@ class TypedLayout(Layout):
         if field in self.kinds:
             return f"CREATE INDEX IF NOT EXISTS {name} ON {self.table} ({field})"
         return f"CREATE INDEX IF NOT EXISTS {name} ON {self.table} ((extra -> '{field}'))"
+
+
+def _array(cast: str) -> str:
+    return "text[]::jsonb[]" if cast == "jsonb" else f"{cast}[]"
+
+
+def json_array(values: Sequence[Any]) -> list[str | None]:
+    """JSON values as the text array `Layout.flush_sql` expects for a ``jsonb[]`` (None stays NULL)."""
+    return [None if v is None else dumps(v) for v in values]
 
 
 def _fits(kind: str, value: Any) -> bool:

@@ -31,6 +31,9 @@ CREATE TABLE sessions (
     extra     jsonb NOT NULL DEFAULT '{}',
     seq       bigserial NOT NULL
 );
+-- Documents filed under a key they do not carry (never written by Turnstile itself) stay findable.
+CREATE INDEX users_unkeyed ON users ((extra -> 'username')) WHERE NOT keyed;
+CREATE INDEX sessions_unkeyed ON sessions ((extra -> 'digest')) WHERE NOT keyed;
 CREATE INDEX sessions_family ON sessions (family);
 CREATE INDEX sessions_username ON sessions (username);
 CREATE INDEX sessions_expires ON sessions (expires);
@@ -158,4 +161,29 @@ BEGIN
         PERFORM pg_advisory_xact_lock(ts_field_lock(coll, chosen, equals -> chosen));
     END IF;
     RETURN chosen;
+END $$;
+
+-- A row of users or sessions as the document it stores (enough for its lock values).
+CREATE FUNCTION ts_row_doc(r jsonb, key_column text) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_strip_nulls(
+               CASE WHEN (r ->> 'keyed')::boolean THEN r ELSE r - key_column END - 'extra' - 'keyed' - 'seq'
+           ) || (r -> 'extra') $$;
+
+-- Before a write of one key in a single statement: lock the key, read what it holds now
+-- (a fresh snapshot, after the wait) and take the write locks for it and for `news`.
+CREATE FUNCTION ts_prepare_write(coll text, k text, news jsonb[]) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    old jsonb;
+BEGIN
+    PERFORM pg_advisory_xact_lock(ts_key_lock(coll, k));
+    IF coll = 'auth.users' THEN
+        SELECT ts_row_doc(to_jsonb(u), 'username') INTO old FROM users AS u WHERE u.username = k;
+    ELSIF coll = 'auth.sessions' THEN
+        SELECT ts_row_doc(to_jsonb(s), 'digest') INTO old FROM sessions AS s WHERE s.digest = k;
+    ELSE
+        SELECT d.doc INTO old FROM documents AS d WHERE d.collection = coll AND d.key = k;
+    END IF;
+    PERFORM ts_write_locks(coll, ARRAY[old], news);
 END $$;
