@@ -1,4 +1,4 @@
-"""Turnstile entry point: ``python server.py`` runs the API (on PostgreSQL with ``DATABASE_URL``, else the embedded JSON store); ``python server.py user ...`` manages users."""
+"""Turnstile entry point: ``python server.py`` runs the API (on PostgreSQL with ``DATABASE_URL``, else the embedded JSON store); ``python server.py user ...`` manages users, ``python server.py store copy ...`` moves data between stores."""
 
 from __future__ import annotations
 

@@ -50,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
         ("delete", "delete a user and end their sessions"),
     ):
         user.add_parser(name, help=text).add_argument("name")
+    store = groups.add_parser("store", help="operate on whole stores").add_subparsers(dest="command", required=True)
+    copy = store.add_parser("copy", help="copy every collection (users and live sessions included) between stores")
+    copy.add_argument("--from", dest="source", required=True, metavar="DATA_DIR_OR_URL")
+    copy.add_argument("--to", dest="target", required=True, metavar="DATA_DIR_OR_URL")
+    copy.add_argument("--force", action="store_true", help="copy into a target that already holds data")
     return top
 
 
@@ -119,6 +124,10 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
 
 def main(argv: list[str], stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
     args = parser().parse_args(argv)
+    if args.group == "store":  # names both stores itself: needs no settings
+        from .store_copy import main as store_copy
+
+        return store_copy(argv)
     try:
         settings = load_settings()
         asyncio.run(run(args, settings, stdin, out))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
+from bench.harness import SERVER
 from core.jsondb import JsonStore
 from core.pg import PgStore
 from core.store import StoreError
@@ -121,3 +124,14 @@ async def _fill_json(path) -> None:
         await fill(store)
     finally:
         await store.close()
+
+
+def test_server_py_store_copy_moves_a_data_dir_to_postgresql(pg_url, tmp_path):
+    """The operator's command line, end to end: ``python server.py store copy``."""
+    asyncio.run(_fill_json(tmp_path / "json"))
+    command = [sys.executable, str(SERVER), "store", "copy", "--from", str(tmp_path / "json"), "--to", pg_url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "copied 7 documents in 4 collections" in done.stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert again.returncode == 1 and again.stderr.startswith("turnstile: the target is not empty")
