@@ -197,13 +197,17 @@ class Accounts:
         retired revokes its whole family, the newest token included.
         """
         now = int(time.time())
+        # The user is read outside the transaction: a refresh never writes it, and reading it inside
+        # would lock it, so every rotation of that user's sessions (one per device) would queue behind
+        # the others on PostgreSQL. Any interleaving with a role change equals a serial order; deleting
+        # the user or changing the password ends the sessions under their own locks.
+        user = await self._users.get(username)
         async with self.store.transaction() as tx:
             sessions = tx.collection(SESSIONS)
             record = await sessions.get(digest)
             if record is None or record["expires"] < now or record["username"] != username:
                 return Refreshed(RefreshOutcome.UNKNOWN)
             family = record["family"]
-            user = await tx.collection(USERS).get(username)
             if user is None:
                 await _drop_family(sessions, family)
                 return Refreshed(RefreshOutcome.UNKNOWN)
