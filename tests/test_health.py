@@ -48,11 +48,10 @@ async def test_healthz_is_503_when_the_backend_cannot_be_reached(api, app, monke
     assert response.json()["store"] == {"backend": backend, "writable": False, "error": "database unreachable", backend: {}}
 
 
+@pytest.mark.backends("json")  # a fault of the JSON store's DATA_DIR
 @pytest.mark.gen_test
 async def test_healthz_is_503_while_the_data_directory_cannot_take_a_write(api, app, turnstile_settings):
     """Root ignores file modes, so the fault is real: the data directory is replaced by a plain file."""
-    if app.services.store.backend != "json":
-        pytest.skip("a fault of the JSON store's DATA_DIR")
     data_dir = turnstile_settings.data_dir
     shutil.rmtree(data_dir)
     data_dir.write_text("not a directory")
@@ -68,12 +67,11 @@ async def test_healthz_is_503_while_the_data_directory_cannot_take_a_write(api, 
     assert (await api.get("/healthz")).code == 200
 
 
+@pytest.mark.backends("json")  # a fault of the JSON store's journal
 @pytest.mark.gen_test
 async def test_healthz_503_after_a_failed_write_names_no_file_system_path(api, app, turnstile_settings, monkeypatch):
     """The public answer says what failed, never where: the data file path stays in the server log."""
     store = app.services.store
-    if store.backend != "json":
-        pytest.skip("a fault of the JSON store's journal")
     data_dir = turnstile_settings.data_dir.resolve()
     journal = next(data_dir.glob("journal.*.jsonl"))
 

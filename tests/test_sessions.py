@@ -135,10 +135,8 @@ async def restart(settings) -> None:
     await other.services.close()
 
 
-def only_in_data_dir(app) -> None:
-    """Early builds wrote only the JSON store; PostgreSQL's sessions table cannot even hold such records."""
-    if app.services.store.backend != "json":
-        pytest.skip("session records of early builds exist only in a DATA_DIR")
+# Early builds wrote only the JSON store; PostgreSQL's sessions table cannot even hold such records.
+only_in_data_dir = pytest.mark.backends("json")
 
 
 def early_record(username: str, now: int, family: str | None = None) -> dict:
@@ -149,9 +147,9 @@ def early_record(username: str, now: int, family: str | None = None) -> dict:
     return record
 
 
+@only_in_data_dir
 @pytest.mark.gen_test
 async def test_session_records_of_early_builds_are_brought_up_to_date_at_start(app, turnstile_settings):
-    only_in_data_dir(app)
     now = int(time.time())
     sessions = app.services.store.collection("auth.sessions")
     await sessions.put("a" * 64, early_record("alice", now))
@@ -164,10 +162,10 @@ async def test_session_records_of_early_builds_are_brought_up_to_date_at_start(a
     assert await sessions.count(digest=None) == 0
 
 
+@only_in_data_dir
 @pytest.mark.gen_test
 async def test_records_from_before_session_families_end_alone(api, app, make_user, turnstile_settings):
     """A session stored without a family (older data) is its own family: logging it out ends nothing else."""
-    only_in_data_dir(app)
     await make_user("alice")
     await api.login("alice")
     services = app.services
@@ -184,9 +182,9 @@ async def test_records_from_before_session_families_end_alone(api, app, make_use
     assert (await api.get("/refresh")).code == 200
 
 
+@only_in_data_dir
 @pytest.mark.gen_test
 async def test_a_legacy_session_rotates_into_a_family_of_its_own(api, app, make_user, turnstile_settings):
-    only_in_data_dir(app)
     await make_user("alice")
     services = app.services
     legacy = services.tokens.issue("refresh", "alice")
@@ -199,9 +197,9 @@ async def test_a_legacy_session_rotates_into_a_family_of_its_own(api, app, make_
     assert await services.store.collection("auth.sessions").count() == 0
 
 
+@only_in_data_dir
 @pytest.mark.gen_test
 async def test_records_without_a_digest_end_with_their_user(api, app, make_user, turnstile_settings):
-    only_in_data_dir(app)
     await make_user("alice")
     now = int(time.time())
     sessions = app.services.store.collection("auth.sessions")
