@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from store_kit import stored
+
 from core.jsondb import JsonStore, StoreCorrupt
 
 SERVER = Path(__file__).resolve().parent.parent / "server.py"
@@ -34,18 +36,6 @@ def populated(data_dir: Path) -> Path:
     asyncio.run(fill())
     return data_dir
 
-
-def stored(data_dir: Path) -> dict[str, dict]:
-    """What a fresh instance reads from ``t.docs``, key by key."""
-
-    async def read() -> dict[str, dict]:
-        store = JsonStore(data_dir).open()
-        try:
-            return dict(await store.collection("t.docs").items())
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def snapshot_of(data_dir: Path) -> dict[str, bytes]:

@@ -10,22 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from store_kit import stored
+
 from core.jsondb import JsonStore
 
 WORKER = Path(__file__).resolve().parent / "store_worker.py"
 
-
-def stored(data_dir: Path) -> dict[str, dict]:
-    """What a fresh instance reads from ``t.docs``, key by key."""
-
-    async def read() -> dict[str, dict]:
-        store = JsonStore(data_dir).open()
-        try:
-            return dict(await store.collection("t.docs").items())
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def test_acknowledged_writes_survive_kill_9_at_random_moments(tmp_path):

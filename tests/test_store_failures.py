@@ -13,22 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from store_kit import stored
+
 from core.jsondb import JsonStore, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def stored(data_dir: Path) -> dict[str, dict]:
-    """What a fresh instance reads from ``t.docs``, key by key (call it where no event loop runs)."""
-
-    async def read() -> dict[str, dict]:
-        store = JsonStore(data_dir).open()
-        try:
-            return dict(await store.collection("t.docs").items())
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 # Runs in a child so the file size limit (RLIMIT_FSIZE) only applies there.
 SIZE_LIMITED_WRITER = r"""
