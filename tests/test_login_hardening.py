@@ -1,6 +1,7 @@
 """Login and input hardening: dummy-hash timing, password and username rules, lockouts."""
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -232,7 +233,7 @@ def fake_clock_throttle(app, window: int = 60, lockout: int = 300):
 
 async def fail(throttle, limits) -> int:
     """One wrong password: the seconds of the 429 it got, or 0 for a 401."""
-    wait, attempt = await throttle.begin(limits)
+    wait, attempt = await throttle.begin(limits, next(iter(limits)))
     return wait or await throttle.failed(attempt)
 
 
@@ -262,9 +263,9 @@ async def test_abandoning_takes_back_only_that_attempt(app):
     limits = {"user:alice": 3, "addr:1.2.3.4": 3}
     assert await fail(throttle, limits) == 0  # t=0
     now[0] = start + 1
-    _, busy = await throttle.begin(limits)  # t=1, will get no verdict
+    _, busy = await throttle.begin(limits, "user:alice")  # t=1, will get no verdict
     now[0] = start + 2
-    _, in_flight = await throttle.begin(limits)  # t=2, still checking
+    _, in_flight = await throttle.begin(limits, "user:alice")  # t=2, still checking
     assert busy.marked == in_flight.marked == set(limits)  # the keys have state: counted as they start
     await throttle.abandoned(busy)
     assert await throttle.retry_after(limits) == 0  # two counted: the failure and the one in flight
@@ -282,14 +283,14 @@ async def test_an_abandoned_attempt_leaves_nothing_behind(app):
     """Requests that never got a verdict must not fill the store: clean keys are not even written."""
     throttle, _ = fake_clock_throttle(app)
     for i in range(50):
-        wait, attempt = await throttle.begin({f"user:u{i}": 3, "addr:1.2.3.4": 20})
+        wait, attempt = await throttle.begin({f"user:u{i}": 3, "addr:1.2.3.4": 20}, f"user:u{i}")
         assert wait == 0 and not attempt.marked
         await throttle.abandoned(attempt)
     assert await app.services.store.collection("auth.throttle").all() == []
-    assert await fail(throttle, {"addr:1.2.3.4": 20}) == 0
+    assert await fail(throttle, {"user:u0": 3, "addr:1.2.3.4": 20}) == 0
     before = await app.services.store.collection("auth.throttle").all()
-    wait, attempt = await throttle.begin({"addr:1.2.3.4": 20})
-    assert attempt.marked == {"addr:1.2.3.4"}
+    wait, attempt = await throttle.begin({"user:u0": 3, "addr:1.2.3.4": 20}, "user:u0")
+    assert attempt.marked == {"user:u0", "addr:1.2.3.4"}
     await throttle.abandoned(attempt)
     assert await app.services.store.collection("auth.throttle").all() == before
 
@@ -299,7 +300,7 @@ async def test_in_flight_attempts_on_a_key_with_failures_are_counted_when_they_s
     throttle, _ = fake_clock_throttle(app, lockout=300)
     limits = {"user:alice": 3}
     assert await fail(throttle, limits) == 0
-    started = [await throttle.begin(limits) for _ in range(3)]
+    started = [await throttle.begin(limits, "user:alice") for _ in range(3)]
     assert [wait for wait, _ in started] == [0, 0, 300]  # one failure and two in flight fill the quota
     for _, attempt in started[:2]:
         assert await throttle.failed(attempt) == 0  # each had its slot: both are told
@@ -311,11 +312,11 @@ async def test_a_verdict_past_the_quota_on_a_clean_key_is_not_told(app):
     """Attempts on a clean key are not written when they start; one whose key locked meanwhile gets a 429."""
     throttle, _ = fake_clock_throttle(app, lockout=300)
     limits = {"user:alice": 2}
-    attempts = [await throttle.begin(limits) for _ in range(4)]
+    attempts = [await throttle.begin(limits, "user:alice") for _ in range(4)]
     assert all(wait == 0 and not attempt.marked for wait, attempt in attempts)
     verdicts = [await throttle.failed(attempt) for _, attempt in attempts[:3]]
     assert verdicts == [0, 0, 300]  # two guesses told, the third one refused
-    assert await throttle.succeeded(attempts[3][1], "user:alice") == 300  # even the right password
+    assert await throttle.succeeded(attempts[3][1]) == 300  # even the right password
     assert await throttle.retry_after(limits) == 300
 
 
@@ -355,3 +356,75 @@ async def test_the_auth_plugin_prunes_at_start(turnstile_settings):
     finally:
         await application.services.close()
     assert keys == ["user:kept"]
+
+
+class ThrottleWriteSpy:
+    """Records every write to ``auth.throttle`` on ``store``, in or out of a transaction (both backends)."""
+
+    WRITES = ("insert", "put", "update", "delete", "delete_where")
+
+    def __init__(self, store, monkeypatch) -> None:
+        import contextlib
+
+        self.writes: list[tuple[str, Any]] = []
+        self.reads = 0
+        real_collection, real_transaction = store.collection, store.transaction
+
+        @contextlib.asynccontextmanager
+        async def transaction(prefix: str = ""):
+            async with real_transaction(prefix) as tx:
+                yield SpiedTransaction(tx, prefix, self)
+
+        monkeypatch.setattr(store, "collection", lambda name: self.wrap(real_collection(name), name))
+        monkeypatch.setattr(store, "transaction", transaction)
+
+    def wrap(self, coll, name: str):
+        return SpiedCollection(coll, self) if name == "auth.throttle" else coll
+
+
+class SpiedTransaction:
+    def __init__(self, tx, prefix: str, spy: ThrottleWriteSpy) -> None:
+        self.tx, self.prefix, self.spy = tx, prefix, spy
+
+    def collection(self, name: str):
+        return self.spy.wrap(self.tx.collection(name), self.prefix + name)
+
+
+class SpiedCollection:
+    def __init__(self, coll, spy: ThrottleWriteSpy) -> None:
+        self.coll, self.spy = coll, spy
+
+    def __getattr__(self, attr: str):
+        method = getattr(self.coll, attr)
+
+        async def call(*args, **kwargs):
+            if attr in ThrottleWriteSpy.WRITES:
+                self.spy.writes.append((attr, args[0] if args else kwargs))
+            elif attr == "get":
+                self.spy.reads += 1
+            return await method(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.gen_test
+@pytest.mark.settings(login_max_failures=3)
+async def test_a_successful_login_of_a_clean_name_writes_nothing_to_the_throttle(api, app, make_user, monkeypatch, turnstile_settings):
+    await make_user("alice")
+    spy = ThrottleWriteSpy(app.services.store, monkeypatch)
+    for _ in range(3):
+        assert (await login(api, "alice")).code == 200
+    assert spy.writes == []
+    assert spy.reads == 3 * 4  # per login: one keyed read per key (user, address) before bcrypt, and after it
+    assert await app.services.store.collection("auth.throttle").all() == []
+
+    assert (await login(api, "alice", "wrong password")).code == 401
+    assert [op for op, _ in spy.writes] == ["put", "put"]  # the failure, on the name and on the address
+    del spy.writes[:]
+    assert (await login(api, "alice")).code == 200
+    # A name with failures: counted in flight on both keys, then taken back, and the name's failures forgotten.
+    assert spy.writes == [("put", "addr:127.0.0.1"), ("put", "user:alice"), ("put", "addr:127.0.0.1"), ("delete", "user:alice")]
+    del spy.writes[:]
+    assert (await login(api, "alice")).code == 200  # the name is clean again (the address keeps its failure)
+    assert spy.writes == []
+    assert [k for k, _ in await app.services.store.collection("auth.throttle").items()] == ["addr:127.0.0.1"]

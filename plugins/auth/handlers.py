@@ -103,13 +103,13 @@ class AuthBase(BaseHandler):
         throttle = self.throttle
         assert throttle is not None
         found, ok = None, False
-        wait, attempt = await throttle.begin(limits)
+        wait, attempt = await throttle.begin(limits, f"user:{user}")
         if not wait:
             try:
                 found = await self.accounts.user(user)
                 ok = await self.services.passwords.check(pwd, found["password"] if found else None)
                 if ok:
-                    wait = await throttle.succeeded(attempt, f"user:{user}")
+                    wait = await throttle.succeeded(attempt)
                 else:
                     wait = await throttle.failed(attempt)
             except BaseException:

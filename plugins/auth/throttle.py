@@ -11,18 +11,21 @@ Only an answer that tells the client the verdict (401, or 200/204) is a guess,
 and no key may give out more than ``limit`` of them before it locks, however
 many attempts run at once and wherever. Two mechanisms ensure it:
 
-* A key that has recorded state (failures, or attempts in flight) counts an
-  attempt when it *starts*: `begin` adds a mark for it in a transaction, and
-  refuses once ``limit`` attempts are failed or in flight. So a burst, even
-  spread over instances, cannot get more attempts past the check than
-  guesses are left, and the surplus costs no bcrypt time.
-* A key with no recorded state is not written when an attempt starts (a
-  successful login of a clean name must never write). Its verdict is checked
-  instead: a wrong password is recorded in a transaction that also decides
-  whether the key still had a guess left, and a right one re-reads the key. If
-  the key locked or filled up meanwhile, the answer is 429 and the verdict is
-  not told. A burst on a clean key can thus cost bcrypt time, once, but gets no
-  more guesses than one process would give.
+* When the user's name has recorded state (failures, or attempts in flight),
+  an attempt is counted when it *starts*: `begin` adds a mark for it, in a
+  transaction, to every key with state, and refuses once ``limit`` attempts
+  are failed or in flight on one of them. So a burst, even spread over
+  instances, cannot get more attempts past the check than guesses are left,
+  and the surplus costs no bcrypt time.
+* A successful login of a name with no recorded state must write nothing, so
+  then nothing is written when the attempt starts. Its verdict is checked
+  instead, on every key without a mark: a wrong password is recorded in a
+  transaction that also decides whether each key still had a guess left, and
+  a right one re-reads the keys. If one locked or filled up meanwhile, the
+  answer is 429 and the verdict is not told. A burst on a clean name (or a
+  spray of clean names from one address) can thus cost bcrypt time, once per
+  lock and at most what the hashing queue holds, but it gets no more guesses
+  than one process would give.
 
 Every attempt ends one way: ``failed`` (a wrong password: it stays counted),
 ``succeeded`` (the user's failures are forgotten, its marks taken back), or
@@ -53,10 +56,11 @@ COLLECTION = "throttle"  # auth.throttle in the auth plugin's namespace
 class Attempt:
     """One attempt as `LoginThrottle.begin` let it start: the keys it counts on, and the keys holding its mark."""
 
-    __slots__ = ("limits", "started", "token", "marked")
+    __slots__ = ("limits", "name", "started", "token", "marked")
 
-    def __init__(self, limits: Mapping[str, int], started: float) -> None:
+    def __init__(self, limits: Mapping[str, int], name: str, started: float) -> None:
         self.limits = {k: limit for k, limit in limits.items() if limit > 0}  # a limit of 0 never locks
+        self.name = name  # the user's key: forgotten on success; while it is clean, nothing is written at the start
         self.started = started
         self.token = secrets.token_hex(8)
         self.marked: set[str] = set()  # keys where `begin` recorded this attempt as in flight
@@ -84,21 +88,23 @@ class LoginThrottle:
 
     async def retry_after(self, limits: Mapping[str, int]) -> int:
         """Seconds to wait before another attempt on any of these keys; 0 if one may start now (read only)."""
-        attempt = Attempt(limits, self.clock())
+        attempt = Attempt(limits, "", self.clock())
         return self._wait(attempt.limits, await self._read(attempt.keys), self.clock())
 
-    async def begin(self, limits: Mapping[str, int]) -> tuple[int, Attempt]:
+    async def begin(self, limits: Mapping[str, int], name: str) -> tuple[int, Attempt]:
         """``(0, attempt)`` if an attempt may start (settle it with `failed`, `succeeded` or `abandoned`),
         else ``(seconds to wait, attempt)``: refused, nothing to settle.
 
-        One keyed read per key; a transaction (and a write) only for keys with recorded state.
+        ``name`` is the user's key (``user:alice``). One keyed read per key; a
+        transaction (and a write) only when ``name`` has recorded state.
         """
         now = self.clock()
-        attempt = Attempt(limits, now)
-        docs = await self._read(attempt.keys)
+        attempt = Attempt(limits, name, now)
+        keys = sorted({*attempt.keys, name})
+        docs = await self._read(keys)
         wait = self._wait(attempt.limits, docs, now)
         dirty = [k for k in attempt.keys if docs[k] is not None]
-        if wait or not dirty:
+        if wait or not dirty or docs[name] is None:
             return wait, attempt
         async with self.db.transaction() as tx:
             coll = self._in(tx)
@@ -149,12 +155,12 @@ class LoginThrottle:
         attempt.marked.clear()
         return wait
 
-    async def succeeded(self, attempt: Attempt, reset: str) -> int:
-        """The right password: forget ``reset``'s failures (if any, and not locked), take this attempt's marks back.
+    async def succeeded(self, attempt: Attempt) -> int:
+        """The right password: forget the name's failures (if any, and not locked), take this attempt's marks back.
 
         0 if the client may be told (200); else the seconds of a 429, as in `failed`.
         """
-        now = self.clock()
+        now, reset = self.clock(), attempt.name
         unmarked = {k: limit for k, limit in attempt.limits.items() if k not in attempt.marked}
         if not attempt.marked:
             keys = sorted({*attempt.keys, reset})
