@@ -74,7 +74,7 @@ async def test_a_success_on_one_instance_resets_the_count_on_the_other(shared_se
         assert await login(a, "alice", "wrong 1") == 401
         assert await login(b, "alice") == 200
         assert await login(a, "alice", "wrong 2") == 401
-        assert await login(b, "alice") == 200  # one failure since the success: not locked
+        assert await login(a, "alice") == 200  # one failure since the success on the other: not locked
 
 
 @pytest.mark.gen_test(timeout=60)
