@@ -428,3 +428,32 @@ async def test_a_successful_login_of_a_clean_name_writes_nothing_to_the_throttle
     assert (await login(api, "alice")).code == 200  # the name is clean again (the address keeps its failure)
     assert spy.writes == []
     assert [k for k, _ in await app.services.store.collection("auth.throttle").items()] == ["addr:127.0.0.1"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.settings(login_max_failures=2, login_max_failures_per_address=0)
+async def test_a_throttle_store_outage_is_a_503_and_counts_nothing(api, app, make_user, monkeypatch, turnstile_settings):
+    """When the throttle cannot write its count, the verdict is not told, and nothing is counted."""
+    import contextlib
+
+    from core.store import StoreUnavailable
+
+    await make_user("alice")
+    store = app.services.store
+    real = store.transaction
+
+    @contextlib.asynccontextmanager
+    async def failing(prefix: str = ""):
+        if prefix == "auth.":  # the throttle's transactions (the accounts' have no prefix)
+            raise StoreUnavailable("database restarting", retry_after=2)
+        async with real(prefix) as tx:
+            yield tx
+
+    assert (await login(api, "alice", "wrong 1")).code == 401
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "transaction", failing)
+        for pwd in ("wrong 2", "wrong 3", DEFAULT_PASSWORD):
+            response = await login(api, "alice", pwd)
+            assert response.code == 503 and response.headers["Retry-After"] == "2"
+    assert (await login(api, "alice")).code == 200  # still one failure short of the lock
+    assert await store.collection("auth.throttle").all() == []

@@ -43,12 +43,13 @@ window and lockout add, and each failure costs the attacker a bcrypt check.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import time
 from typing import Any, Callable, Mapping
 
-from core.store import Collection, Doc, Namespace, where
+from core.store import Collection, Doc, Namespace, StoreError, where
 
 COLLECTION = "throttle"  # auth.throttle in the auth plugin's namespace
 
@@ -106,18 +107,24 @@ class LoginThrottle:
         dirty = [k for k in attempt.keys if docs[k] is not None]
         if wait or not dirty or docs[name] is None:
             return wait, attempt
-        async with self.db.transaction() as tx:
-            coll = self._in(tx)
-            docs = {k: self._live(await coll.get(k), now) for k in dirty}
-            wait = self._wait(attempt.limits, docs, now)
-            if wait:
-                return wait, attempt
-            for key, doc in docs.items():
-                if doc is None:
-                    continue  # emptied meanwhile: checked at the verdict like any clean key
-                doc["pending"][attempt.token] = now
-                await coll.put(key, self._stamped(doc))
-                attempt.marked.add(key)
+        try:
+            async with self.db.transaction() as tx:
+                coll = self._in(tx)
+                docs = {k: self._live(await coll.get(k), now) for k in dirty}
+                wait = self._wait(attempt.limits, docs, now)
+                if wait:
+                    return wait, attempt
+                for key, doc in docs.items():
+                    if doc is None:
+                        continue  # emptied meanwhile: checked at the verdict like any clean key
+                    doc["pending"][attempt.token] = now
+                    await coll.put(key, self._stamped(doc))
+                    attempt.marked.add(key)
+        except BaseException:
+            if attempt.marked:  # a commit whose outcome is unknown: take the marks back if they were written
+                with contextlib.suppress(StoreError):
+                    await self.abandoned(attempt)
+            raise
         return 0, attempt
 
     async def failed(self, attempt: Attempt) -> int:
