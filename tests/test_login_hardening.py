@@ -1,6 +1,7 @@
 """Login and input hardening: dummy-hash timing, password and username rules, lockouts."""
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -143,37 +144,6 @@ async def test_wrong_current_password_counts_towards_the_lock(api, make_user, au
     assert (await login(api, "alice")).code == 429
 
 
-def test_failures_older_than_the_window_do_not_count():
-    from plugins.auth.throttle import LoginThrottle
-
-    now = [1000.0]
-    throttle = LoginThrottle(window=60, lockout=300, clock=lambda: now[0])
-    limits = {"user:alice": 3}
-    for _ in range(2):
-        throttle.failed(throttle.begin(limits))
-    now[0] += 61
-    throttle.failed(throttle.begin(limits))
-    assert throttle.retry_after(limits) == 0
-    for _ in range(2):
-        throttle.failed(throttle.begin(limits))
-    assert throttle.retry_after(limits) == 300
-    now[0] += 299.5
-    assert throttle.retry_after(limits) == 1
-    now[0] += 1
-    assert throttle.retry_after(limits) == 0
-
-
-def test_memory_is_bounded(monkeypatch):
-    from plugins.auth import throttle as module
-
-    monkeypatch.setattr(module, "MAX_KEYS", 100)
-    throttle = module.LoginThrottle(window=60, lockout=60)
-    for i in range(1000):
-        limits = {f"user:u{i}": 5}
-        throttle.failed(throttle.begin(limits))
-    assert len(throttle._entries) <= 100
-
-
 @pytest.mark.gen_test
 async def test_openapi_documents_the_lockout(api):
     doc = (await api.get("/openapi.json")).json()
@@ -240,85 +210,250 @@ async def test_a_password_change_that_raises_does_not_count_towards_the_lock(
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.settings(login_max_failures=2, login_max_failures_per_address=0, login_lockout=60)
-async def test_flooding_new_usernames_does_not_evict_a_lock(api, make_user, monkeypatch, turnstile_settings):
-    """With the key table full, fresh names must push out other entries, never a live lock."""
-    from plugins.auth import throttle as module
-
-    monkeypatch.setattr(module, "MAX_KEYS", 8)
+async def test_flooding_new_usernames_does_not_evict_a_lock(api, app, make_user, turnstile_settings):
+    """Nothing is evicted early: a flood of fresh names adds entries (each costing a bcrypt check), never drops a lock."""
     await make_user("alice")
     for _ in range(2):
         assert (await login(api, "alice", "wrong password")).code == 401
     assert (await login(api, "alice")).code == 429
     for i in range(40):
-        assert (await login(api, f"flood{i}", "guess")).code in (401, 429)
+        assert (await login(api, f"flood{i}", "guess")).code == 401
     assert (await login(api, "alice")).code == 429
+    assert len(await app.services.store.collection("auth.throttle").all()) == 41
 
 
-def fake_clock_throttle(window: int = 60, lockout: int = 300):
+def fake_clock_throttle(app, window: int = 60, lockout: int = 300):
+    """A throttle on the app's store (either backend), with a clock the test moves."""
+    from core.store import Namespace
     from plugins.auth.throttle import LoginThrottle
 
-    now = [1000.0]
-    return LoginThrottle(window=window, lockout=lockout, clock=lambda: now[0]), now
+    now = [1_000_000.0]
+    return LoginThrottle(Namespace(app.services.store, "auth"), window=window, lockout=lockout, clock=lambda: now[0]), now
 
 
-def test_abandoning_takes_back_only_that_attempt():
+async def fail(throttle, limits) -> int:
+    """One wrong password: the seconds of the 429 it got, or 0 for a 401."""
+    wait, attempt = await throttle.begin(limits, next(iter(limits)))
+    return wait or await throttle.failed(attempt)
+
+
+@pytest.mark.gen_test
+async def test_failures_older_than_the_window_do_not_count(app):
+    throttle, now = fake_clock_throttle(app, window=60, lockout=300)
+    limits = {"user:alice": 3}
+    for _ in range(2):
+        assert await fail(throttle, limits) == 0
+    now[0] += 61
+    assert await fail(throttle, limits) == 0
+    assert await throttle.retry_after(limits) == 0
+    for _ in range(2):
+        assert await fail(throttle, limits) == 0
+    assert await throttle.retry_after(limits) == 300
+    now[0] += 299.5
+    assert await throttle.retry_after(limits) == 1
+    now[0] += 1
+    assert await throttle.retry_after(limits) == 0
+
+
+@pytest.mark.gen_test
+async def test_abandoning_takes_back_only_that_attempt(app):
     """An abandoned attempt leaves other requests' failures and in-flight attempts counted, with their own times."""
-    throttle, now = fake_clock_throttle(window=60)
+    throttle, now = fake_clock_throttle(app, window=60)
+    start = now[0]
     limits = {"user:alice": 3, "addr:1.2.3.4": 3}
-    throttle.failed(throttle.begin(limits))  # t=1000
-    now[0] += 1
-    busy = throttle.begin(limits)  # t=1001, will get no verdict
-    now[0] += 1
-    in_flight = throttle.begin(limits)  # t=1002, still checking
-    throttle.abandoned(busy)
-    assert throttle.retry_after(limits) == 0  # two counted: the failure and the one in flight
-    now[0] = 1061.5  # the t=1000 failure has left the window; the t=1002 attempt has not
-    throttle.failed(throttle.begin(limits))
-    assert throttle.retry_after(limits) == 0
-    throttle.failed(throttle.begin(limits))
-    assert throttle.retry_after(limits) == 300  # t=1002 and the two new failures
-    throttle.abandoned(in_flight)  # cleared by the lock: nothing to take back, the lock holds
-    assert throttle.retry_after(limits) == 300
+    assert await fail(throttle, limits) == 0  # t=0
+    now[0] = start + 1
+    _, busy = await throttle.begin(limits, "user:alice")  # t=1, will get no verdict
+    now[0] = start + 2
+    _, in_flight = await throttle.begin(limits, "user:alice")  # t=2, still checking
+    assert busy.marked == in_flight.marked == set(limits)  # the keys have state: counted as they start
+    await throttle.abandoned(busy)
+    assert await throttle.retry_after(limits) == 0  # two counted: the failure and the one in flight
+    now[0] = start + 61.5  # the t=0 failure has left the window; the t=2 attempt has not
+    assert await fail(throttle, limits) == 0
+    assert await throttle.retry_after(limits) == 0
+    assert await fail(throttle, limits) == 0
+    assert await throttle.retry_after(limits) == 300  # t=2 and the two new failures
+    await throttle.abandoned(in_flight)  # cleared by the lock: nothing to take back, the lock holds
+    assert await throttle.retry_after(limits) == 300
 
 
-def test_an_abandoned_attempt_frees_its_key():
-    """Requests that never got a verdict must not fill the key table."""
-    throttle, _ = fake_clock_throttle()
+@pytest.mark.gen_test
+async def test_an_abandoned_attempt_leaves_nothing_behind(app):
+    """Requests that never got a verdict must not fill the store: clean keys are not even written."""
+    throttle, _ = fake_clock_throttle(app)
     for i in range(50):
-        throttle.abandoned(throttle.begin({f"user:u{i}": 3, "addr:1.2.3.4": 20}))
-    assert throttle._entries == {}
+        wait, attempt = await throttle.begin({f"user:u{i}": 3, "addr:1.2.3.4": 20}, f"user:u{i}")
+        assert wait == 0 and not attempt.marked
+        await throttle.abandoned(attempt)
+    assert await app.services.store.collection("auth.throttle").all() == []
+    assert await fail(throttle, {"user:u0": 3, "addr:1.2.3.4": 20}) == 0
+    before = await app.services.store.collection("auth.throttle").all()
+    wait, attempt = await throttle.begin({"user:u0": 3, "addr:1.2.3.4": 20}, "user:u0")
+    assert attempt.marked == {"user:u0", "addr:1.2.3.4"}
+    await throttle.abandoned(attempt)
+    assert await app.services.store.collection("auth.throttle").all() == before
 
 
-def test_eviction_keeps_locks_and_drops_unlocked_entries(monkeypatch):
-    from plugins.auth import throttle as module
-
-    monkeypatch.setattr(module, "MAX_KEYS", 10)
-    throttle, now = fake_clock_throttle()
-    locked = {"user:alice": 1}
-    throttle.failed(throttle.begin(locked))
-    for i in range(1000):
-        throttle.failed(throttle.begin({f"user:u{i}": 5}))  # counted, not locked
-        now[0] += 0.01
-    assert len(throttle._entries) <= 10
-    assert throttle.retry_after(locked) > 0
-    assert "user:u999" in throttle._entries  # the newest key is tracked
+@pytest.mark.gen_test
+async def test_in_flight_attempts_on_a_key_with_failures_are_counted_when_they_start(app):
+    throttle, _ = fake_clock_throttle(app, lockout=300)
+    limits = {"user:alice": 3}
+    assert await fail(throttle, limits) == 0
+    started = [await throttle.begin(limits, "user:alice") for _ in range(3)]
+    assert [wait for wait, _ in started] == [0, 0, 300]  # one failure and two in flight fill the quota
+    for _, attempt in started[:2]:
+        assert await throttle.failed(attempt) == 0  # each had its slot: both are told
+    assert await throttle.retry_after(limits) == 300
 
 
-def test_a_table_full_of_locks_keeps_them_and_tracks_new_keys_once_one_ends(monkeypatch):
-    """Fail safe: no lock is dropped; a new key goes untracked only until the first lock ends."""
-    from plugins.auth import throttle as module
+@pytest.mark.gen_test
+async def test_a_verdict_past_the_quota_on_a_clean_key_is_not_told(app):
+    """Attempts on a clean key are not written when they start; one whose key locked meanwhile gets a 429."""
+    throttle, _ = fake_clock_throttle(app, lockout=300)
+    limits = {"user:alice": 2}
+    attempts = [await throttle.begin(limits, "user:alice") for _ in range(4)]
+    assert all(wait == 0 and not attempt.marked for wait, attempt in attempts)
+    verdicts = [await throttle.failed(attempt) for _, attempt in attempts[:3]]
+    assert verdicts == [0, 0, 300]  # two guesses told, the third one refused
+    assert await throttle.succeeded(attempts[3][1]) == 300  # even the right password
+    assert await throttle.retry_after(limits) == 300
 
-    monkeypatch.setattr(module, "MAX_KEYS", 10)
-    throttle, now = fake_clock_throttle(lockout=300)
-    for i in range(10):
-        throttle.failed(throttle.begin({f"user:u{i}": 1}))
-        now[0] += 1
-    newcomer = {"user:new": 1}
-    throttle.failed(throttle.begin(newcomer))
-    assert len(throttle._entries) == 10 and "user:new" not in throttle._entries
-    assert all(throttle.retry_after({f"user:u{i}": 1}) > 0 for i in range(10))
-    now[0] += 290.5  # user:u0's lock has ended; the others hold
-    throttle.failed(throttle.begin(newcomer))
-    assert throttle.retry_after(newcomer) == 300
-    assert throttle.retry_after({"user:u0": 1}) == 0
-    assert all(throttle.retry_after({f"user:u{i}": 1}) > 0 for i in range(1, 10))
+
+@pytest.mark.gen_test
+async def test_expired_entries_are_pruned(app):
+    """`prune` deletes what has nothing live left (old failures, ended locks), and keeps the rest."""
+    throttle, now = fake_clock_throttle(app, window=60, lockout=300)
+    coll = app.services.store.collection("auth.throttle")
+    assert await fail(throttle, {"user:old": 3}) == 0  # live until t+60
+    for _ in range(2):
+        await fail(throttle, {"user:locked": 2})  # locked until t+300
+    now[0] += 30
+    assert await fail(throttle, {"user:recent": 3}) == 0  # live until t+90
+    assert await throttle.prune() == 0
+    now[0] += 31  # t+61
+    assert await throttle.prune() == 1
+    assert sorted(k for k, _ in await coll.items()) == ["user:locked", "user:recent"]
+    assert await throttle.retry_after({"user:locked": 2}) > 0
+    now[0] += 240  # t+301
+    assert await throttle.prune() == 2
+    assert await coll.all() == []
+
+
+@pytest.mark.gen_test
+@pytest.mark.settings(login_max_failures=3, login_lockout=60)
+async def test_the_auth_plugin_prunes_at_start(turnstile_settings):
+    """The periodic sweep (first run at start-up) deletes throttle entries that expired."""
+    from core.app import create_app
+    from core.store import opened
+
+    async with opened(turnstile_settings) as store:
+        await store.collection("auth.throttle").put("user:gone", {"failures": [1.0], "pending": {}, "locked_until": 0, "expires": 61.0})
+        await store.collection("auth.throttle").put("user:kept", {"failures": [], "pending": {}, "locked_until": 9e12, "expires": 9e12})
+    application = await create_app(turnstile_settings)
+    try:
+        keys = [k for k, _ in await application.services.store.collection("auth.throttle").items()]
+    finally:
+        await application.services.close()
+    assert keys == ["user:kept"]
+
+
+class ThrottleWriteSpy:
+    """Records every write to ``auth.throttle`` on ``store``, in or out of a transaction (both backends)."""
+
+    WRITES = ("insert", "put", "update", "delete", "delete_where")
+
+    def __init__(self, store, monkeypatch) -> None:
+        import contextlib
+
+        self.writes: list[tuple[str, Any]] = []
+        self.reads = 0
+        real_collection, real_transaction = store.collection, store.transaction
+
+        @contextlib.asynccontextmanager
+        async def transaction(prefix: str = ""):
+            async with real_transaction(prefix) as tx:
+                yield SpiedTransaction(tx, prefix, self)
+
+        monkeypatch.setattr(store, "collection", lambda name: self.wrap(real_collection(name), name))
+        monkeypatch.setattr(store, "transaction", transaction)
+
+    def wrap(self, coll, name: str):
+        return SpiedCollection(coll, self) if name == "auth.throttle" else coll
+
+
+class SpiedTransaction:
+    def __init__(self, tx, prefix: str, spy: ThrottleWriteSpy) -> None:
+        self.tx, self.prefix, self.spy = tx, prefix, spy
+
+    def collection(self, name: str):
+        return self.spy.wrap(self.tx.collection(name), self.prefix + name)
+
+
+class SpiedCollection:
+    def __init__(self, coll, spy: ThrottleWriteSpy) -> None:
+        self.coll, self.spy = coll, spy
+
+    def __getattr__(self, attr: str):
+        method = getattr(self.coll, attr)
+
+        async def call(*args, **kwargs):
+            if attr in ThrottleWriteSpy.WRITES:
+                self.spy.writes.append((attr, args[0] if args else kwargs))
+            elif attr == "get":
+                self.spy.reads += 1
+            return await method(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.gen_test
+@pytest.mark.settings(login_max_failures=3)
+async def test_a_successful_login_of_a_clean_name_writes_nothing_to_the_throttle(api, app, make_user, monkeypatch, turnstile_settings):
+    await make_user("alice")
+    spy = ThrottleWriteSpy(app.services.store, monkeypatch)
+    for _ in range(3):
+        assert (await login(api, "alice")).code == 200
+    assert spy.writes == []
+    assert spy.reads == 3 * 4  # per login: one keyed read per key (user, address) before bcrypt, and after it
+    assert await app.services.store.collection("auth.throttle").all() == []
+
+    assert (await login(api, "alice", "wrong password")).code == 401
+    assert [op for op, _ in spy.writes] == ["put", "put"]  # the failure, on the name and on the address
+    del spy.writes[:]
+    assert (await login(api, "alice")).code == 200
+    # A name with failures: counted in flight on both keys, then taken back, and the name's failures forgotten.
+    assert spy.writes == [("put", "addr:127.0.0.1"), ("put", "user:alice"), ("put", "addr:127.0.0.1"), ("delete", "user:alice")]
+    del spy.writes[:]
+    assert (await login(api, "alice")).code == 200  # the name is clean again (the address keeps its failure)
+    assert spy.writes == []
+    assert [k for k, _ in await app.services.store.collection("auth.throttle").items()] == ["addr:127.0.0.1"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.settings(login_max_failures=2, login_max_failures_per_address=0)
+async def test_a_throttle_store_outage_is_a_503_and_counts_nothing(api, app, make_user, monkeypatch, turnstile_settings):
+    """When the throttle cannot write its count, the verdict is not told, and nothing is counted."""
+    import contextlib
+
+    from core.store import StoreUnavailable
+
+    await make_user("alice")
+    store = app.services.store
+    real = store.transaction
+
+    @contextlib.asynccontextmanager
+    async def failing(prefix: str = ""):
+        if prefix == "auth.":  # the throttle's transactions (the accounts' have no prefix)
+            raise StoreUnavailable("database restarting", retry_after=2)
+        async with real(prefix) as tx:
+            yield tx
+
+    assert (await login(api, "alice", "wrong 1")).code == 401
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "transaction", failing)
+        for pwd in ("wrong 2", "wrong 3", DEFAULT_PASSWORD):
+            response = await login(api, "alice", pwd)
+            assert response.code == 503 and response.headers["Retry-After"] == "2"
+    assert (await login(api, "alice")).code == 200  # still one failure short of the lock
+    assert await store.collection("auth.throttle").all() == []

@@ -19,12 +19,17 @@ from .handlers import (
 )
 from .throttle import LoginThrottle
 
-PRUNE_EVERY = 600  # seconds between sweeps of expired session records
+PRUNE_EVERY = 600  # seconds between sweeps of expired session records and throttle entries
+
+
+def login_throttle(plugin: PluginContext) -> LoginThrottle:
+    """The login throttle: stateless here, its counts are in ``auth.throttle``, shared by every process on the store."""
+    settings = plugin.settings
+    return LoginThrottle(plugin.db, settings.login_failure_window, settings.login_lockout)
 
 
 def routes(plugin: PluginContext) -> list:
-    settings = plugin.settings
-    throttle = LoginThrottle(settings.login_failure_window, settings.login_lockout)
+    throttle = login_throttle(plugin)
     return [
         (r"/register", RegisterHandler),
         (r"/auth", AuthHandler, {"throttle": throttle}),
@@ -36,12 +41,18 @@ def routes(plugin: PluginContext) -> list:
 
 
 async def setup(plugin: PluginContext) -> None:
-    """Prune expired sessions now, then every ``PRUNE_EVERY`` seconds until the app closes."""
+    """Prune expired sessions and throttle entries now, then every ``PRUNE_EVERY`` seconds until the app closes."""
     accounts = plugin.services.accounts
-    await accounts.prune()
+    throttle = login_throttle(plugin)
+
+    async def prune() -> None:
+        await accounts.prune()
+        await throttle.prune()
+
+    await prune()
 
     def sweep() -> None:
-        task = asyncio.ensure_future(accounts.prune())
+        task = asyncio.ensure_future(prune())
         task.add_done_callback(_report)
 
     def _report(task: asyncio.Future) -> None:
@@ -49,9 +60,9 @@ async def setup(plugin: PluginContext) -> None:
             return
         exc = task.exception()
         if isinstance(exc, StoreUnavailable):  # the next sweep tries again
-            plugin.log.warning("pruning expired sessions skipped: %s", exc)
+            plugin.log.warning("pruning expired records skipped: %s", exc)
         else:
-            plugin.log.error("pruning expired sessions failed", exc_info=exc)
+            plugin.log.error("pruning expired records failed", exc_info=exc)
 
     sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
     sweeper.start()

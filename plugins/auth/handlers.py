@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, RefreshOutcome, check_password_length, check_username
@@ -24,6 +25,7 @@ from core.openapi import error_response, json_body, json_response
 from core.plugin import BaseHandler, PluginContext, public
 from core.roles import USER, stored_roles
 from core.security import ACCESS, REFRESH, TokenInvalid, token_digest
+from core.store import StoreError
 
 from .throttle import LoginThrottle
 
@@ -88,30 +90,35 @@ class AuthBase(BaseHandler):
         self.set_status(204)
         self.finish()
 
-    async def check_password(self, user: str, pwd: str, limits: dict[str, int], locked: str) -> tuple[dict[str, Any] | None, Any]:
-        """Check ``pwd`` against ``user``'s hash under the login throttle.
+    async def check_password(self, user: str, pwd: str, limits: dict[str, int], locked: str) -> dict[str, Any] | None:
+        """Check ``pwd`` against ``user``'s hash under the login throttle; the user record if it is right.
 
-        429 with ``Retry-After`` while any key in ``limits`` is locked. Returns the
-        user record (None if unknown) and the throttle attempt when the password is
-        right; a wrong one counts against every key. An attempt that raises before
-        a verdict (hashing queue full, store error) is taken back: it was no guess.
+        429 with ``Retry-After`` while any key in ``limits`` is locked, or when the
+        verdict would be a guess more than the throttle allows (see
+        plugins/auth/throttle.py). None for a wrong password, which counts
+        against every key; the right one forgets the user's failures. An attempt
+        that raises before a verdict (hashing queue full, store error) is taken
+        back: it was no guess.
         """
         throttle = self.throttle
         assert throttle is not None
-        wait = throttle.retry_after(limits)
+        found, ok = None, False
+        wait, attempt = await throttle.begin(limits, f"user:{user}")
+        if not wait:
+            try:
+                found = await self.accounts.user(user)
+                ok = await self.services.passwords.check(pwd, found["password"] if found else None)
+                if ok:
+                    wait = await throttle.succeeded(attempt)
+                else:
+                    wait = await throttle.failed(attempt)
+            except BaseException:
+                with contextlib.suppress(StoreError):  # the error that got here is the one to report
+                    await throttle.abandoned(attempt)
+                raise
         if wait:
             raise APIError(429, locked, headers={"Retry-After": str(wait)})
-        attempt = throttle.begin(limits)
-        try:
-            found = await self.accounts.user(user)
-            ok = await self.services.passwords.check(pwd, found["password"] if found else None)
-        except BaseException:
-            throttle.abandoned(attempt)
-            raise
-        if not ok:
-            throttle.failed(attempt)
-            return None, None
-        return found, attempt
+        return found if ok else None
 
     def check_origin(self) -> None:
         """403 for a cross-site request: an ``Origin`` that is not allowed. No ``Origin`` is fine."""
@@ -167,11 +174,9 @@ class AuthHandler(AuthBase):
         settings = self.services.settings
         user_key, addr_key = f"user:{user}", f"addr:{self.request.remote_ip}"
         limits = {user_key: settings.login_max_failures, addr_key: settings.login_max_failures_per_address}
-        found, attempt = await self.check_password(user, pwd, limits, "Too many failed logins. Try again later.")
+        found = await self.check_password(user, pwd, limits, "Too many failed logins. Try again later.")
         if found is None:
             raise APIError(401, "Invalid username or password.")
-        assert self.throttle is not None
-        self.throttle.succeeded(attempt, user_key)
         tokens = self.services.tokens
         refresh = tokens.issue(REFRESH, user)
         hashed = found["password"]
@@ -288,10 +293,9 @@ class PasswordHandler(AuthBase):
         user = self.username
         assert user is not None and self.throttle is not None
         limits = {f"user:{user}": self.services.settings.login_max_failures}
-        found, attempt = await self.check_password(user, current, limits, "Too many failed attempts. Try again later.")
+        found = await self.check_password(user, current, limits, "Too many failed attempts. Try again later.")
         if found is None:
             raise APIError(403, "Current password is incorrect.")
-        self.throttle.succeeded(attempt, f"user:{user}")
         old_hash = found["password"]
         new_hash = await self.services.passwords.hash(new)
         if not await self.accounts.set_password(user, new_hash, expected_old=old_hash):

@@ -1,164 +1,279 @@
 """Login throttling: lock out a username, or a client address, after repeated failures.
 
-Counts live in memory, per server process: a restart forgets them, and
-behind several processes each keeps its own count. The lock is checked before
-the password is, so while it lasts the right password gets 429 as well, and a
-refused guess costs no bcrypt time.
+The counts live in the store (collection ``auth.throttle``, one document per
+key such as ``user:alice`` or ``addr:1.2.3.4``), so every process and every
+instance on the same data sees the same counts and the same locks: N of them
+allow exactly the guesses one allows. The lock is checked before the password
+is, so while it lasts the right password gets 429 as well, and a refused guess
+costs no bcrypt time. Times are wall-clock seconds, shared between machines.
 
-An attempt is counted when it *starts* (before the slow bcrypt check), so a
-burst of parallel guesses cannot all get past the check before the first
-failure is recorded: once ``limit`` attempts are failed or in flight, further
-ones are refused. Every attempt then ends one of three ways: ``failed`` (a
-wrong password: it stays counted), ``succeeded``, or ``abandoned`` (anything
-raised before a verdict, such as a full bcrypt queue or a store error). The
-last two take it back, so only wrong passwords ever lock anyone out.
+Only an answer that tells the client the verdict (401, or 200/204) is a guess,
+and no key may give out more than ``limit`` of them before it locks, however
+many attempts run at once and wherever. Two mechanisms ensure it:
+
+* When the user's name has recorded state (failures, or attempts in flight),
+  an attempt is counted when it *starts*: `begin` adds a mark for it, in a
+  transaction, to every key with state, and refuses once ``limit`` attempts
+  are failed or in flight on one of them. So a burst, even spread over
+  instances, cannot get more attempts past the check than guesses are left,
+  and the surplus costs no bcrypt time.
+* A successful login of a name with no recorded state must write nothing, so
+  then nothing is written when the attempt starts. Its verdict is checked
+  instead, on every key without a mark: a wrong password is recorded in a
+  transaction that also decides whether each key still had a guess left, and
+  a right one re-reads the keys. If one locked or filled up meanwhile, the
+  answer is 429 and the verdict is not told. A burst on a clean name (or a
+  spray of clean names from one address) can thus cost bcrypt time, once per
+  lock and at most what the hashing queue holds, but it gets no more guesses
+  than one process would give.
+
+Every attempt ends one way: ``failed`` (a wrong password: it stays counted),
+``succeeded`` (the user's failures are forgotten, its marks taken back), or
+``abandoned`` (anything raised before a verdict, such as a full bcrypt queue
+or a store error: its marks are taken back, so only wrong passwords ever lock
+anyone out). A mark whose process died before the verdict ages out of the
+window like a failure.
+
+Documents expire once nothing in them is live (``expires``); `prune` deletes
+those. Nothing is ever evicted early, so flooding fresh names or addresses
+cannot push out a live lock; the store holds at most what the failures of one
+window and lockout add, and each failure costs the attacker a bcrypt check.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import secrets
 import time
-from collections import deque
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
-MAX_KEYS = 100_000  # bound memory whatever names or addresses an attacker sends
+from core.store import Collection, Doc, Namespace, StoreError, where
 
-
-class _Entry:
-    __slots__ = ("attempts", "locked_until")
-
-    def __init__(self) -> None:
-        self.attempts: deque[float] = deque()  # failed or still in flight, oldest first
-        self.locked_until = 0.0
+COLLECTION = "throttle"  # auth.throttle in the auth plugin's namespace
 
 
 class Attempt:
-    """One attempt as counted by `LoginThrottle.begin`: which entries it was added to, and when."""
+    """One attempt as `LoginThrottle.begin` let it start: the keys it counts on, and the keys holding its mark."""
 
-    __slots__ = ("limits", "started", "counted")
+    __slots__ = ("limits", "name", "started", "token", "marked")
 
-    def __init__(self, limits: Mapping[str, int], started: float) -> None:
-        self.limits = limits
+    def __init__(self, limits: Mapping[str, int], name: str, started: float) -> None:
+        self.limits = {k: limit for k, limit in limits.items() if limit > 0}  # a limit of 0 never locks
+        self.name = name  # the user's key: forgotten on success; while it is clean, nothing is written at the start
         self.started = started
-        self.counted: list[tuple[str, _Entry]] = []
+        self.token = secrets.token_hex(8)
+        self.marked: set[str] = set()  # keys where `begin` recorded this attempt as in flight
+
+    @property
+    def keys(self) -> list[str]:
+        """The counted keys in one fixed order, so transactions lock them in that order (no deadlock)."""
+        return sorted(self.limits)
 
 
 class LoginThrottle:
     """Per-key sliding window of ``window`` seconds; ``limit`` failures lock the key for ``lockout`` seconds.
 
-    Keys map to their limit; a limit of 0 never locks.
+    Keys map to their limit; a limit of 0 never locks. ``db`` is the auth
+    plugin's namespace in the store.
     """
 
-    def __init__(self, window: int, lockout: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: Namespace, window: int, lockout: int, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
         self.window = window
         self.lockout = lockout
         self.clock = clock
-        self._entries: dict[str, _Entry] = {}
-        self._full_until = 0.0  # every tracked key is locked until then: see `_evict`
 
-    def retry_after(self, limits: Mapping[str, int]) -> int:
-        """Seconds to wait before another attempt on any of these keys; 0 if one may start now."""
+    # -- the attempt's life ---------------------------------------------------------------
+
+    async def retry_after(self, limits: Mapping[str, int]) -> int:
+        """Seconds to wait before another attempt on any of these keys; 0 if one may start now (read only)."""
+        attempt = Attempt(limits, "", self.clock())
+        return self._wait(attempt.limits, await self._read(attempt.keys), self.clock())
+
+    async def begin(self, limits: Mapping[str, int], name: str) -> tuple[int, Attempt]:
+        """``(0, attempt)`` if an attempt may start (settle it with `failed`, `succeeded` or `abandoned`),
+        else ``(seconds to wait, attempt)``: refused, nothing to settle.
+
+        ``name`` is the user's key (``user:alice``). One keyed read per key; a
+        transaction (and a write) only when ``name`` has recorded state.
+        """
         now = self.clock()
+        attempt = Attempt(limits, name, now)
+        keys = sorted({*attempt.keys, name})
+        docs = await self._read(keys)
+        wait = self._wait(attempt.limits, docs, now)
+        dirty = [k for k in attempt.keys if docs[k] is not None]
+        if wait or not dirty or docs[name] is None:
+            return wait, attempt
+        try:
+            async with self.db.transaction() as tx:
+                coll = self._in(tx)
+                docs = {k: self._live(await coll.get(k), now) for k in dirty}
+                wait = self._wait(attempt.limits, docs, now)
+                if wait:
+                    return wait, attempt
+                for key, doc in docs.items():
+                    if doc is None:
+                        continue  # emptied meanwhile: checked at the verdict like any clean key
+                    doc["pending"][attempt.token] = now
+                    await coll.put(key, self._stamped(doc))
+                    attempt.marked.add(key)
+        except BaseException:
+            if attempt.marked:  # a commit whose outcome is unknown: take the marks back if they were written
+                with contextlib.suppress(StoreError):
+                    await self.abandoned(attempt)
+            raise
+        return 0, attempt
+
+    async def failed(self, attempt: Attempt) -> int:
+        """A wrong password: count it, and lock each key that reached its limit.
+
+        0 if the client may be told (401); else the seconds of a 429: a clean key
+        locked or filled up during the check, so this answer would be a guess too many.
+        """
+        if not attempt.limits:
+            return 0
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            coll = self._in(tx)
+            docs = {k: self._live(await coll.get(k), now) for k in attempt.keys}
+            unmarked = {k: limit for k, limit in attempt.limits.items() if k not in attempt.marked}
+            wait = self._wait(unmarked, docs, now)
+            for key in attempt.keys:
+                doc = docs[key]
+                if wait:  # refused after all: counts as nothing, like a refusal at the start
+                    changed = doc is not None and doc["pending"].pop(attempt.token, None) is not None
+                elif key in attempt.marked:
+                    started = doc["pending"].pop(attempt.token, None) if doc is not None else None
+                    changed = started is not None  # else cleared by a lock or a success meanwhile
+                    if changed:
+                        doc["failures"].append(started)
+                else:
+                    doc = doc or _empty()
+                    doc["failures"].append(attempt.started)
+                    changed = True
+                if changed:
+                    assert doc is not None
+                    if not wait and self._count(doc) >= attempt.limits[key]:
+                        doc.update(locked_until=now + self.lockout, failures=[], pending={})
+                    await self._save(coll, key, doc)
+        attempt.marked.clear()
+        return wait
+
+    async def succeeded(self, attempt: Attempt) -> int:
+        """The right password: forget the name's failures (if any, and not locked), take this attempt's marks back.
+
+        0 if the client may be told (200); else the seconds of a 429, as in `failed`.
+        """
+        now, reset = self.clock(), attempt.name
+        unmarked = {k: limit for k, limit in attempt.limits.items() if k not in attempt.marked}
+        if not attempt.marked:
+            keys = sorted({*attempt.keys, reset})
+            docs = await self._read(keys)
+            wait = self._wait(unmarked, docs, now)
+            if wait or docs.get(reset) is None or _locked(docs[reset], now):
+                return wait  # nothing recorded for the user: nothing to write
+        async with self.db.transaction() as tx:
+            coll = self._in(tx)
+            docs = {k: self._live(await coll.get(k), now) for k in sorted({*attempt.keys, reset})}
+            wait = self._wait(unmarked, docs, now)
+            for key in sorted(attempt.marked):
+                doc = docs[key]
+                if doc is not None and doc["pending"].pop(attempt.token, None) is not None and key != reset:
+                    await self._save(coll, key, doc)
+            doc = docs[reset]
+            if doc is not None:
+                if not wait and not _locked(doc, now):
+                    await coll.delete(reset)
+                elif reset in attempt.marked:
+                    await self._save(coll, reset, doc)
+        attempt.marked.clear()
+        return wait
+
+    async def abandoned(self, attempt: Attempt) -> None:
+        """The attempt raised before a verdict on the password: take its marks back.
+
+        It told the client nothing about the password, so it must not count as a
+        guess. Only this attempt's own mark is removed, so the failures and
+        in-flight attempts of other requests stay counted. An attempt that wrote
+        no mark (its keys were clean) has nothing to take back.
+        """
+        if not attempt.marked:
+            return
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            coll = self._in(tx)
+            for key in sorted(attempt.marked):
+                doc = self._live(await coll.get(key), now)
+                if doc is not None and doc["pending"].pop(attempt.token, None) is not None:
+                    await self._save(coll, key, doc)
+        attempt.marked.clear()
+
+    async def prune(self) -> int:
+        """Delete the documents with nothing live left in them; how many."""
+        return await self.db.collection(COLLECTION).delete_where(where("expires") < self.clock())
+
+    # -- documents ------------------------------------------------------------------------
+
+    def _in(self, tx: Any) -> Collection:
+        return tx.collection(COLLECTION)
+
+    async def _read(self, keys: list[str]) -> dict[str, Doc | None]:
+        """Each key's live state: keyed reads outside a transaction, sent together."""
+        coll = self.db.collection(COLLECTION)
+        now = self.clock()
+        docs = await asyncio.gather(*(coll.get(k) for k in keys))
+        return {k: self._live(doc, now) for k, doc in zip(keys, docs)}
+
+    def _live(self, doc: Doc | None, now: float) -> Doc | None:
+        """``doc`` without what has left the window, or None when nothing in it is live."""
+        if doc is None:
+            return None
+        cutoff = now - self.window
+        live = {
+            "failures": [t for t in doc.get("failures", []) if t > cutoff],
+            "pending": {tok: t for tok, t in doc.get("pending", {}).items() if t > cutoff},
+            "locked_until": doc.get("locked_until", 0),
+        }
+        if not _locked(live, now):
+            live["locked_until"] = 0
+            if not live["failures"] and not live["pending"]:
+                return None
+        return live
+
+    def _wait(self, limits: Mapping[str, int], docs: Mapping[str, Doc | None], now: float) -> int:
         wait = 0.0
         for key, limit in limits.items():
-            entry = self._entries.get(key)
-            if limit <= 0 or entry is None:
+            doc = docs.get(key)
+            if doc is None:
                 continue
-            self._expire(entry, now)
-            if entry.locked_until > now:
-                wait = max(wait, entry.locked_until - now)
-            elif len(entry.attempts) >= limit:  # the quota is taken by attempts still in flight
+            if _locked(doc, now):
+                wait = max(wait, doc["locked_until"] - now)
+            elif self._count(doc) >= limit:  # the quota is taken by attempts still in flight
                 wait = max(wait, float(self.lockout))
         return math.ceil(wait)
 
-    def begin(self, limits: Mapping[str, int]) -> Attempt:
-        """Count an attempt that is starting; settle it with `failed`, `succeeded` or `abandoned`."""
-        now = self.clock()
-        attempt = Attempt(limits, now)
-        for key, limit in limits.items():
-            if limit <= 0:
-                continue
-            entry = self._entries.get(key)
-            if entry is None:
-                if len(self._entries) >= MAX_KEYS and not self._evict(now):
-                    continue  # every tracked key is locked: see `_evict`
-                entry = self._entries[key] = _Entry()
-            entry.attempts.append(now)
-            attempt.counted.append((key, entry))
-        return attempt
+    def _count(self, doc: Doc) -> int:
+        return len(doc["failures"]) + len(doc["pending"])
 
-    def failed(self, attempt: Attempt) -> None:
-        """A wrong password: the attempt stays counted, and a key that reached its limit is locked."""
-        now = self.clock()
-        for key, limit in attempt.limits.items():
-            entry = self._entries.get(key)
-            if limit <= 0 or entry is None:
-                continue
-            self._expire(entry, now)
-            if len(entry.attempts) >= limit:
-                entry.locked_until = now + self.lockout
-                entry.attempts.clear()
+    def _stamped(self, doc: Doc) -> Doc:
+        """``doc`` with ``expires``: when nothing in it is live any more (what `prune` compares)."""
+        marks = [*doc["failures"], *doc["pending"].values()]
+        return {**doc, "expires": max(doc["locked_until"], max(marks, default=0) + self.window)}
 
-    def succeeded(self, attempt: Attempt, reset: str) -> None:
-        """The right password: forget ``reset``'s failures, and take this attempt back from its other keys."""
-        entry = self._entries.get(reset)
-        if entry is not None and entry.locked_until <= self.clock():
-            del self._entries[reset]
-        self.abandoned(attempt)
+    async def _save(self, coll: Collection, key: str, doc: Doc) -> None:
+        """Write ``doc``, or delete it when nothing in it is live (a taken-back mark frees its key)."""
+        if not doc["failures"] and not doc["pending"] and not doc["locked_until"]:
+            await coll.delete(key)
+        else:
+            await coll.put(key, self._stamped(doc))
 
-    def abandoned(self, attempt: Attempt) -> None:
-        """The attempt raised before a verdict on the password: take it back from every key it was counted on.
 
-        It told the client nothing about the password, so it must not count as a
-        guess. Only this attempt's own mark is removed, and only from the entry it
-        was added to (not from one that replaced it, nor after a lock cleared it),
-        so the failures and in-flight attempts of other requests stay counted.
-        """
-        for key, entry in attempt.counted:
-            if self._entries.get(key) is not entry:
-                continue  # reset by a success or evicted meanwhile
-            try:
-                entry.attempts.remove(attempt.started)
-            except ValueError:
-                continue  # already expired, or cleared when the key was locked
-            if not entry.attempts and entry.locked_until <= self.clock():
-                del self._entries[key]  # nothing left to remember: free the slot
-        attempt.counted.clear()
+def _empty() -> Doc:
+    return {"failures": [], "pending": {}, "locked_until": 0}
 
-    def _expire(self, entry: _Entry, now: float) -> None:
-        while entry.attempts and entry.attempts[0] <= now - self.window:
-            entry.attempts.popleft()
 
-    def _evict(self, now: float) -> bool:
-        """Make room for a new key at the ``MAX_KEYS`` cap; False when there is none.
-
-        A live lock is never evicted: otherwise an attacker who locked a user
-        could flood fresh names or addresses to push the lock out and guess
-        again. First go entries with nothing left in the window, then unlocked
-        entries, oldest first, down to half the cap so the scan is rare.
-
-        When every tracked key is locked, the new key is not tracked (and so not
-        throttled) until the first lock ends. Memory stays bounded and every
-        existing lock holds; refusing untracked keys instead would let whoever
-        filled the table lock every other user out too. Filling it takes
-        ``MAX_KEYS`` locks, each ``limit`` failed bcrypt checks from addresses not
-        locked themselves. The table is not rescanned before the earliest lock
-        ends, so a flood of new keys meanwhile does not cost a scan each.
-        """
-        if now < self._full_until:
-            return False
-        stale = [
-            k
-            for k, e in self._entries.items()
-            if e.locked_until <= now and (not e.attempts or e.attempts[-1] <= now - self.window)
-        ]
-        for key in stale:
-            del self._entries[key]
-        if len(self._entries) >= MAX_KEYS:
-            unlocked = [k for k, e in self._entries.items() if e.locked_until <= now]
-            for key in unlocked[: len(self._entries) - MAX_KEYS // 2]:
-                del self._entries[key]
-        if len(self._entries) < MAX_KEYS:
-            return True
-        self._full_until = min(e.locked_until for e in self._entries.values())
-        return False
+def _locked(doc: Doc, now: float) -> bool:
+    return doc["locked_until"] > now
