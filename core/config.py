@@ -121,6 +121,8 @@ class Settings:
     # PostgreSQL instead of the JSON store in DATA_DIR (see core/store.py, core/pg).
     database_url: str = ""
     database_pool_size: int = 10
+    # The bearer token ``GET /metrics`` requires; unset: loopback clients only.
+    metrics_token: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -202,6 +204,7 @@ class Settings:
             hash_queue=parse_int("HASH_QUEUE", get("HASH_QUEUE", "0")),
             database_url=env.get("DATABASE_URL", "").strip(),
             database_pool_size=parse_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE", "10"), minimum=1),
+            metrics_token=env.get("METRICS_TOKEN", "").strip(),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )
 

@@ -89,6 +89,11 @@ class TurnstileApplication(ExactRoutingApplication):
         self.requests = RequestTracker()
         super().__init__(handlers, **settings)
 
+    def log_request(self, handler: Any) -> None:
+        """Tornado calls this once per finished request, 404s and errors included: count it, then log it."""
+        self.services.metrics.observe_request(handler)
+        super().log_request(handler)
+
     def start_request(self, server_conn: object, request_conn: httputil.HTTPConnection) -> httputil.HTTPMessageDelegate:
         return _BodyLimit(self, request_conn, super().start_request(server_conn, request_conn))
 

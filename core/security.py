@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 
 import bcrypt
 import jwt
@@ -30,6 +30,11 @@ ACCESS = "access"
 REFRESH = "refresh"
 BCRYPT_MAX_BYTES = 72
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class _Gauge(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+    def dec(self, amount: float = 1) -> None: ...
 
 
 class TokenInvalid(Exception):
@@ -80,6 +85,9 @@ class PasswordHasher:
         )
         self.capacity = workers + queue if self._owned else None
         self.pending = 0
+        #: Optional metric hooks (set by `core.services`): a gauge of ``pending``, called on a refusal.
+        self.depth: _Gauge | None = None
+        self.on_rejected: Callable[[], Any] | None = None
         # A well-formed hash at the same cost that no password matches: checking
         # against it costs a full bcrypt round without hashing anything at start-up.
         self._dummy = bcrypt.gensalt(rounds).decode() + "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(31))
@@ -94,12 +102,19 @@ class PasswordHasher:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self.capacity is not None and self.pending >= self.capacity:
+            if self.on_rejected is not None:
+                self.on_rejected()
             raise HashingBusy()
         self.pending += 1
+        depth = self.depth
+        if depth is not None:
+            depth.inc()
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         finally:
             self.pending -= 1
+            if depth is not None:
+                depth.dec()
 
     def close(self) -> None:
         """Stop the hashing threads (only those this hasher started)."""

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .accounts import Accounts
 from .config import Settings
+from .metrics import Metrics
 from .security import PasswordHasher, TokenSigner
 from .store import Store, open_store
 
@@ -26,6 +27,8 @@ class Services:
     accounts: Accounts
     passwords: PasswordHasher
     tokens: TokenSigner
+    #: This app's Prometheus metrics (``GET /metrics``, the ``metrics`` plugin).
+    metrics: Metrics = field(default_factory=Metrics)
     _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -60,12 +63,19 @@ async def make_services(settings: Settings) -> Services:
     except BaseException:
         await store.close()
         raise
+    metrics = Metrics()
+    if hasattr(store, "on_write"):
+        store.on_write = metrics.store_write_seconds.observe
+    passwords = PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_pool_size, queue=settings.hash_queue_size)
+    passwords.depth = metrics.hash_queue_depth
+    passwords.on_rejected = metrics.hash_rejected.inc
     return Services(
         settings=settings,
         store=store,
         accounts=accounts,
-        passwords=PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_pool_size, queue=settings.hash_queue_size),
+        passwords=passwords,
         tokens=TokenSigner(
             settings.access_secret, settings.refresh_secret, settings.access_ttl, settings.refresh_ttl, settings.token_leeway
         ),
+        metrics=metrics,
     )

@@ -83,10 +83,10 @@ def test_load_order_is_alphabetical_by_name_whatever_the_source(tmp_path, site_p
 @pytest.mark.parametrize(
     "spec, loaded",
     [
-        ("", ["auth", "employees", "health", "site", "users"]),
-        ("*", ["auth", "employees", "health", "site", "users"]),
-        ("-employees", ["auth", "health", "site", "users"]),
-        ("*, -employees", ["auth", "health", "site", "users"]),
+        ("", ["auth", "employees", "health", "metrics", "site", "users"]),
+        ("*", ["auth", "employees", "health", "metrics", "site", "users"]),
+        ("-employees", ["auth", "health", "metrics", "site", "users"]),
+        ("*, -employees", ["auth", "health", "metrics", "site", "users"]),
         ("site,auth", ["auth", "site"]),
         ("site, auth, -auth", ["site"]),
     ],
@@ -187,7 +187,7 @@ def test_the_server_stops_with_the_one_line_error(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "turnstile: plugin 'nope' (PLUGINS=nope): PLUGINS names a plugin that was not found (found: auth, employees, health, site, users)"
+        "turnstile: plugin 'nope' (PLUGINS=nope): PLUGINS names a plugin that was not found (found: auth, employees, health, metrics, site, users)"
     ]
 
 

@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from ..store import Health, Namespace, StoreError, StoreUnavailable, check_field, check_name
 from . import compaction
@@ -87,6 +87,8 @@ class JsonStore:
         self._opened = False
         self._closed = False
         self._last_error: str | None = None
+        #: Called with the seconds a transaction that wrote took until durable (the app's metric).
+        self.on_write: Callable[[float], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class JsonStore:
     async def transaction(self, prefix: str = "") -> AsyncIterator[Transaction]:
         """Serialized read-modify-write, in-process and across processes; durable on exit."""
         entry: Entry | None = None
+        started = time.perf_counter()
         async with self._lock:
             try:
                 if self._closed:  # a request still running while the server shuts down: retry elsewhere
@@ -219,6 +222,8 @@ class JsonStore:
                     self._maybe_release_flock(lock_held=True)
         if entry is not None and entry.future is not None:
             await asyncio.shield(entry.future)
+            if self.on_write is not None:
+                self.on_write(time.perf_counter() - started)
 
     @contextlib.contextmanager
     def transaction_sync(self, prefix: str = "") -> Iterator[SyncTransaction]:

@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import asyncpg
 
@@ -152,6 +152,8 @@ class PgStore:
         self._closed = False
         self._kept: list[tuple[asyncpg.Connection, float]] = []  # idle connections kept out of the pool, newest last
         self._waiting = 0  # requests waiting in the pool for a connection
+        #: Called with the seconds a write (a transaction that wrote) took until committed (the app's metric).
+        self.on_write: Callable[[float], None] | None = None
 
     @classmethod
     async def connect(cls, url: str, pool_size: int = 10) -> "PgStore":
@@ -263,9 +265,13 @@ class PgStore:
 
     async def _write_once(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """One write statement in autocommit: its own transaction, durable when this returns. Never retried."""
+        started = time.perf_counter()
         async with self._connection() as conn:
             with translated():
-                return await conn.fetch(sql, *args)
+                rows = await conn.fetch(sql, *args)
+        if self.on_write is not None:
+            self.on_write(time.perf_counter() - started)
+        return rows
 
     # -- the interface --------------------------------------------------------------------
 
@@ -275,6 +281,7 @@ class PgStore:
     @contextlib.asynccontextmanager
     async def transaction(self, prefix: str = "") -> AsyncIterator["PgTransaction"]:
         """One database transaction; committed when the block exits, rolled back if it raises."""
+        started = time.perf_counter()
         for attempt in (1, 2):
             async with self._connection() as conn:
                 try:
@@ -300,6 +307,8 @@ class PgStore:
                     raise
                 with translated():
                     await conn.execute("COMMIT")
+                if tx.wrote and self.on_write is not None:
+                    self.on_write(time.perf_counter() - started)
                 return
 
     async def ensure_index(self, collection: str, field: str) -> None:
@@ -473,6 +482,7 @@ class PgTransaction:
         # under the key's lock (None: none); a blind write's key was never read, so its lock and
         # old version are taken when it is sent; ``new`` None deletes.
         self.pending: dict[tuple[str, str], tuple[bool, Doc | None, Doc | None]] = {}
+        self.wrote = False  # some write was sent: the commit is a durable write
 
     def collection(self, name: str) -> "PgTxCollection":
         return self._collection(check_name(self.prefix + name))
@@ -506,6 +516,7 @@ class PgTransaction:
         if not self.pending:
             return
         self.check_usable()
+        self.wrote = True
         by_collection: dict[str, list[tuple[str, bool, Doc | None, Doc | None]]] = {}
         for (name, key), (blind, old, new) in self.pending.items():
             by_collection.setdefault(name, []).append((key, blind, old, new))
@@ -638,6 +649,7 @@ class PgTxCollection:
                 # One statement: lock the key, insert unless taken.
                 self.tx.check_usable()
                 values = self.layout.row_values(key, doc)
+                self.tx.wrote = True
                 rows = await self.tx._run(conn.fetch(self.layout.insert_one_sql(), [doc], *values))
                 if not rows:
                     raise KeyExists(f"{self.name}: key {key!r} exists")
@@ -700,6 +712,7 @@ class PgTxCollection:
             await run(conn.execute("SELECT ts_lock_keys($1, $2::text[])", self.name, late))
         if not keys:
             return 0
+        self.tx.wrote = True
         await run(conn.execute(lay.delete_sql(), [lay.to_doc(r) for r in rows], [], keys))
         for key in keys:
             self.tx.locked[(self.name, key)] = None

@@ -24,11 +24,12 @@ from core.errors import APIError
 from core.openapi import error_response, json_body, json_response
 from core.plugin import BaseHandler, PluginContext, public
 from core.roles import USER, stored_roles
-from core.security import ACCESS, REFRESH, TokenInvalid, token_digest
+from core.security import ACCESS, REFRESH, HashingBusy, TokenInvalid, token_digest
 from core.store import StoreError
 
 from .throttle import LoginThrottle
 
+LOGIN_OUTCOMES = {401: "bad_credentials", 429: "locked"}
 CREDENTIALS_REQUIRED = "Username and password are required."
 REFRESH_REFUSED = "Unknown or expired refresh token."
 
@@ -170,6 +171,22 @@ class AuthHandler(AuthBase):
     }
 
     async def post(self) -> None:
+        """Log in, counting the outcome in ``turnstile_logins_total`` (400s are no login attempt)."""
+        logins = self.services.metrics.logins
+        try:
+            await self.log_in()
+        except HashingBusy:
+            logins.labels("overloaded").inc()
+            raise
+        except APIError as exc:
+            outcome = LOGIN_OUTCOMES.get(exc.status_code)
+            if outcome:
+                logins.labels(outcome).inc()
+            raise
+        else:
+            logins.labels("ok").inc()
+
+    async def log_in(self) -> None:
         user, pwd = self.credentials()
         settings = self.services.settings
         user_key, addr_key = f"user:{user}", f"addr:{self.request.remote_ip}"
@@ -219,6 +236,7 @@ class RefreshHandler(AuthBase):
             tokens.ttl[REFRESH],
             self.services.settings.refresh_reuse_grace,
         )
+        self.services.metrics.refreshes.labels(result.outcome.value).inc()
         if result.outcome is RefreshOutcome.REUSED:
             raise APIError(
                 403,
