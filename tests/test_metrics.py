@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPHeaders, HTTPServerRequest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from bench.harness import PASSWORD, ServerProcess
@@ -201,7 +201,9 @@ async def test_with_metrics_token_only_that_bearer_token_gets_an_answer(api):
 
 def fake_request(peer: str, **headers: str) -> HTTPServerRequest:
     connection = SimpleNamespace(context=SimpleNamespace(address=(peer, 40000), remote_ip=peer, protocol="http"))
-    return HTTPServerRequest(method="GET", uri="/metrics", headers=HTTPHeaders(headers), connection=connection)
+    start_line = RequestStartLine("GET", "/metrics", "HTTP/1.1")
+    headers = {"Host": "turnstile.example", **headers}
+    return HTTPServerRequest(start_line=start_line, headers=HTTPHeaders(headers), connection=connection)
 
 
 def test_without_a_token_only_loopback_peers_may_read_and_forwarding_headers_are_not_trusted():
