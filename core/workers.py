@@ -53,6 +53,7 @@ class Worker:
     pipe: int  # read end: the worker writes "ready" or "error <message>"
     ready: bool = False
     message: str = ""
+    closed: bool = False  # its end of the pipe is closed: it is exiting, SIGCHLD follows
 
 
 def describe(status: int) -> str:
@@ -148,7 +149,9 @@ class Supervisor:
             now = time.monotonic()
             timeout = max(0.0, min(self.due.values()) - now) if self.due and not self.stopping else None
             try:
-                readable, _, _ = select.select([self.wake_r, *(w.pipe for w in self.workers.values())], [], [], timeout)
+                readable, _, _ = select.select(
+                    [self.wake_r, *(w.pipe for w in self.workers.values() if not w.closed)], [], [], timeout
+                )
             except InterruptedError:  # pragma: no cover - PEP 475 retries select
                 readable = []
             if self.wake_r in readable:
@@ -171,6 +174,8 @@ class Supervisor:
             data = os.read(worker.pipe, 4096).decode(errors="replace")
         except OSError:
             return
+        if not data:
+            worker.closed = True  # wait for its SIGCHLD rather than spin on the end of file
         for line in data.splitlines():
             if line == "ready":
                 worker.ready = True

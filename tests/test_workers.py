@@ -196,3 +196,15 @@ def test_with_one_worker_the_process_started_is_the_one_serving(tmp_path):
         code, output = server.stop()
     assert code == 0, output
     assert (tmp_path / "logs" / "reqLog.txt").exists() and not (tmp_path / "logs" / "reqLog.0.txt").exists()
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path):
+    """kill -9 of the supervisor: its workers get SIGTERM from the kernel (PR_SET_PDEATHSIG), drain and exit."""
+    with ServerProcess(tmp_path, WORKERS="2") as server:
+        workers = set(worker_pids(server).values())
+        server.proc.kill()  # type: ignore[union-attr]
+        server.proc.communicate(timeout=10)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
