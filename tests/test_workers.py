@@ -208,3 +208,22 @@ def test_workers_do_not_outlive_a_killed_supervisor(tmp_path):
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(alive(pid) for pid in workers)
+
+
+def test_a_second_signal_hurries_every_worker(tmp_path):
+    """An upload that never finishes would hold the drain for SHUTDOWN_TIMEOUT; a second SIGINT ends it at once."""
+    with ServerProcess(tmp_path, WORKERS="2", SHUTDOWN_TIMEOUT="60s") as server:
+        token, _ = server.login("writer")
+        conns = connection_per_worker(server)
+        for index, conn in conns.items():
+            send_half_upload(conn, token, json.dumps({"firstname": f"f{index}", "lastname": "l"}).encode())
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+        time.sleep(0.5)
+        assert server.proc.poll() is None  # draining: waiting for the uploads  # type: ignore[union-attr]
+        started = time.monotonic()
+        code, output = server.stop(signal.SIGINT, timeout=20)
+        assert code == 0, output
+        assert time.monotonic() - started < 10
+        for conn in conns.values():
+            conn.close()
