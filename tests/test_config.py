@@ -89,3 +89,23 @@ def test_operations_settings():
     for name, value in [("MAX_BODY_SIZE", "lots"), ("LOG_LEVEL", "LOUD"), ("LOG_FORMAT", "no fields"), ("LOG_FORMAT", "%(asctime)s %(no_such_field)s"), ("HASH_QUEUE", "-1")]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({**GOOD, name: value})
+
+
+def test_workers_default_to_one_and_auto_is_one_per_cpu(monkeypatch):
+    assert Settings.from_env(GOOD).workers == 1
+    assert Settings.from_env({**GOOD, "WORKERS": "3"}).workers == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert Settings.from_env({**GOOD, "WORKERS": "auto"}).workers == 4
+    assert Settings.from_env({**GOOD, "WORKERS": "AUTO"}).workers == 4
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ConfigError, match="WORKERS"):
+            Settings.from_env({**GOOD, "WORKERS": bad})
+
+
+def test_bcrypt_threads_are_shared_out_among_the_workers(monkeypatch):
+    """Each worker has its own bcrypt pool: by default the CPUs divided among them, so N workers do not oversubscribe."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert Settings.from_env(GOOD).hash_pool_size == 4
+    assert Settings.from_env({**GOOD, "WORKERS": "2"}).hash_pool_size == 2
+    assert Settings.from_env({**GOOD, "WORKERS": "8"}).hash_pool_size == 1
+    assert Settings.from_env({**GOOD, "WORKERS": "2", "HASH_WORKERS": "3"}).hash_pool_size == 3
