@@ -160,10 +160,15 @@ class Settings:
 
     @property
     def hash_pool_size(self) -> int:
-        """bcrypt threads per worker: ``HASH_WORKERS``, or the CPUs shared out among the workers (at least 1)."""
+        """bcrypt threads per worker: ``HASH_WORKERS``, or one per CPU this process may use.
+
+        Not divided among the workers: they share one listening socket, and the kernel does not
+        spread connections evenly among them (one worker may accept most of them), so each
+        worker must be able to keep every core hashing.
+        """
         if self.hash_workers:
             return self.hash_workers
-        return max(1, cpu_count() // self.workers)
+        return cpu_count()
 
     @property
     def hash_queue_size(self) -> int:
