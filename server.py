@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
-from core.config import ConfigError
-from core.store import StoreError
-from core.plugin import PluginError
-from core.serve import serve
+from core.config import ConfigError, Settings, load_settings
 
 
 def main(argv: list[str]) -> int:
@@ -19,7 +15,28 @@ def main(argv: list[str]) -> int:
 
         return cli(argv)
     try:
-        asyncio.run(serve())
+        settings = load_settings()  # before any fork: every worker gets the same (possibly generated) secrets
+    except ConfigError as exc:
+        print(f"turnstile: {exc}", file=sys.stderr)
+        return 1
+    if settings.workers > 1:
+        # The supervisor imports the app only after it has set up the workers' shared environment.
+        from core.workers import supervise
+
+        return supervise(settings)
+    return serve_here(settings)
+
+
+def serve_here(settings: Settings) -> int:
+    """``WORKERS=1``: this process serves, as it always has."""
+    import asyncio
+
+    from core.plugin import PluginError
+    from core.serve import serve
+    from core.store import StoreError
+
+    try:
+        asyncio.run(serve(settings))
     except (ConfigError, PluginError, StoreError) as exc:
         print(f"turnstile: {exc}", file=sys.stderr)
         return 1

@@ -378,7 +378,21 @@ def main() -> int:
                         help="postgres: compare PostgreSQL with the JSON store, side by side (bench/stores.py)")
     parser.add_argument("--database-url", help="the PostgreSQL server for --store postgres (a fresh database is made there "
                                                "and dropped); default TEST_DATABASE_URL, else the local server")
+    parser.add_argument("--workers", help="compare worker counts side by side, e.g. 1,2 (bench/workers.py)")
     args = parser.parse_args()
+    if args.workers:
+        from bench import workers
+
+        counts = [int(n) for n in args.workers.split(",")]
+        with tempfile.TemporaryDirectory() as scratch:
+            res = workers.compare(counts, args.repeats, args.seconds, Path(scratch))
+        print(workers.table(res))
+        out = HERE / "results-workers.md"
+        out.write_text(f"# Worker counts, side by side\n\nWritten by `python bench/run.py --workers {args.workers}` on "
+                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; see bench/workers.py for the method.\n\n"
+                       f"{workers.table(res)}\n\n```json\n{json.dumps(res, indent=1)}\n```\n")
+        print(f"\nwrote {out}")
+        return 0
     if args.store == "postgres":
         from bench import stores
 

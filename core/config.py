@@ -76,6 +76,21 @@ def parse_level(name: str, value: str) -> str:
     return level
 
 
+def cpu_count() -> int:
+    """CPUs this process may use (its affinity on Linux)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_workers(name: str, value: str) -> int:
+    """``auto`` is one worker per CPU; else a whole number of at least 1."""
+    if value.strip().lower() == "auto":
+        return cpu_count()
+    return parse_int(name, value, minimum=1)
+
+
 def check_secret(name: str, value: str) -> str:
     if len(value.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
@@ -121,6 +136,10 @@ class Settings:
     # PostgreSQL instead of the JSON store in DATA_DIR (see core/store.py, core/pg).
     database_url: str = ""
     database_pool_size: int = 10
+    # Worker processes sharing the port (core/workers.py); 1 is a single process, no supervisor.
+    workers: int = 1
+    #: Which worker this process is (0..workers-1); set by the supervisor after the fork, never from the environment.
+    worker_index: int = 0
     # The bearer token ``GET /metrics`` requires; unset: loopback clients only.
     metrics_token: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -130,6 +149,8 @@ class Settings:
         check_secret("REFRESH_TOKEN_SECRET", self.refresh_secret)
         if self.access_secret == self.refresh_secret:
             raise ConfigError("ACCESS_TOKEN_SECRET and REFRESH_TOKEN_SECRET must differ")
+        if self.workers < 1:
+            raise ConfigError(f"WORKERS={self.workers} must be at least 1")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError(f"BCRYPT_ROUNDS={self.bcrypt_rounds} must be between 4 and 31")
         parse_level("LOG_LEVEL", self.log_level)
@@ -141,13 +162,15 @@ class Settings:
 
     @property
     def hash_pool_size(self) -> int:
-        """bcrypt threads: ``HASH_WORKERS``, or one per CPU this process may use."""
+        """bcrypt threads per worker: ``HASH_WORKERS``, or one per CPU this process may use.
+
+        Not divided among the workers: they share one listening socket, and the kernel does not
+        spread connections evenly among them (one worker may accept most of them), so each
+        worker must be able to keep every core hashing.
+        """
         if self.hash_workers:
             return self.hash_workers
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+        return cpu_count()
 
     @property
     def hash_queue_size(self) -> int:
@@ -204,6 +227,7 @@ class Settings:
             hash_queue=parse_int("HASH_QUEUE", get("HASH_QUEUE", "0")),
             database_url=env.get("DATABASE_URL", "").strip(),
             database_pool_size=parse_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE", "10"), minimum=1),
+            workers=parse_workers("WORKERS", get("WORKERS", "1")),
             metrics_token=env.get("METRICS_TOKEN", "").strip(),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )

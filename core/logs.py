@@ -396,9 +396,16 @@ def setup_logging(
     fmt: str = _FORMAT,
     max_bytes: int = 10 * 1024 * 1024,
     backups: int = 5,
+    worker: int | None = None,
 ) -> LogSetup:
-    """Send request lines to reqLog.txt (batched) and ``level``-and-up records to errLog.txt (through a queue)."""
+    """Send request lines to reqLog.txt (batched) and ``level``-and-up records to errLog.txt (through a queue).
+
+    ``worker`` (under ``WORKERS`` > 1) names files of that worker's own,
+    reqLog.<worker>.txt and errLog.<worker>.txt: one writer per file, so no two
+    processes ever rotate the same one.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
+    suffix = "" if worker is None else f".{worker}"
     formatter = _CachedTimeFormatter(fmt)
 
     def rotating(name: str) -> _LazyFlushFile:
@@ -407,13 +414,13 @@ def setup_logging(
         return handler
 
     error_queue = _GatheringQueue()
-    error_file = rotating("errLog.txt")
+    error_file = rotating(f"errLog{suffix}.txt")
     error_file.setLevel(level)
     listeners = [_BatchingListener(error_queue, error_file, respect_handler_level=True)]
     for listener in listeners:
         listener.start()
 
-    to_requests, to_errors = _LoopBatch(rotating("reqLog.txt")), _Enqueue(error_queue)
+    to_requests, to_errors = _LoopBatch(rotating(f"reqLog{suffix}.txt")), _Enqueue(error_queue)
     to_errors.setLevel(level)
     access_log.addHandler(to_requests)
     access_log.setLevel(logging.INFO)

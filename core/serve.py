@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+from typing import Callable
 
 from tornado.httpserver import HTTPServer
 
@@ -63,28 +65,50 @@ async def shutdown(server: HTTPServer, app: TurnstileApplication, timeout: float
     return drained
 
 
-async def serve() -> None:
-    """Start on PORT/HOST and run until SIGTERM or SIGINT, then stop gracefully."""
-    settings = load_settings()
+async def serve(
+    settings: Settings | None = None,
+    sockets: list[socket.socket] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Start on PORT/HOST and run until SIGTERM or SIGINT, then stop gracefully.
+
+    As a worker under ``WORKERS`` > 1 (core/workers.py), ``sockets`` are the
+    supervisor's listening sockets, ``on_ready`` tells it the worker serves,
+    the log files are the worker's own, and only SIGTERM (sent by the
+    supervisor) stops it: a terminal's Ctrl-C reaches the supervisor, which
+    forwards it once.
+    """
+    settings = settings or load_settings()
+    worker = sockets is not None
     logs: LogSetup = setup_logging(
-        settings.log_dir, settings.log_level, settings.log_format, settings.log_max_bytes, settings.log_backups
+        settings.log_dir, settings.log_level, settings.log_format, settings.log_max_bytes, settings.log_backups,
+        worker=settings.worker_index if worker else None,
     )
     try:
         app = await create_app(settings)
         server = make_server(app, settings)
-        server.listen(settings.port, address=settings.host)
-        print(f"Server running on port {settings.port}", flush=True)
+        if sockets is not None:
+            server.add_sockets(sockets)
+        else:
+            server.listen(settings.port, address=settings.host)
+            print(f"Server running on port {settings.port}", flush=True)
         stop, hurry = asyncio.Event(), asyncio.Event()
 
         def on_signal() -> None:
             (hurry if stop.is_set() else stop).set()
 
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        if on_ready:
+            on_ready()
         await stop.wait()
-        print("Shutting down: finishing requests in progress", flush=True)
+        if not worker:
+            print("Shutting down: finishing requests in progress", flush=True)
         drained = await shutdown(server, app, settings.shutdown_timeout, hurry)
-        print("Stopped" + ("" if drained else " (some requests were cut off)"), flush=True)
+        if not worker:
+            print("Stopped" + ("" if drained else " (some requests were cut off)"), flush=True)
+        elif not drained:
+            print(f"Worker {settings.worker_index}: some requests were cut off", flush=True)
     finally:
         logs.close()

@@ -89,3 +89,22 @@ def test_operations_settings():
     for name, value in [("MAX_BODY_SIZE", "lots"), ("LOG_LEVEL", "LOUD"), ("LOG_FORMAT", "no fields"), ("LOG_FORMAT", "%(asctime)s %(no_such_field)s"), ("HASH_QUEUE", "-1")]:
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({**GOOD, name: value})
+
+
+def test_workers_default_to_one_and_auto_is_one_per_cpu(monkeypatch):
+    assert Settings.from_env(GOOD).workers == 1
+    assert Settings.from_env({**GOOD, "WORKERS": "3"}).workers == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert Settings.from_env({**GOOD, "WORKERS": "auto"}).workers == 4
+    assert Settings.from_env({**GOOD, "WORKERS": "AUTO"}).workers == 4
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ConfigError, match="WORKERS"):
+            Settings.from_env({**GOOD, "WORKERS": bad})
+
+
+def test_each_worker_can_keep_every_core_hashing(monkeypatch):
+    """Each worker has its own bcrypt pool of one thread per CPU: a worker may accept most connections."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert Settings.from_env(GOOD).hash_pool_size == 4
+    assert Settings.from_env({**GOOD, "WORKERS": "2"}).hash_pool_size == 4
+    assert Settings.from_env({**GOOD, "WORKERS": "2", "HASH_WORKERS": "3"}).hash_pool_size == 3

@@ -16,6 +16,7 @@ async def test_healthz_is_public_and_reports_the_store(api, app):
     assert response.code == 200
     body = response.json()
     assert body["status"] == "ok"
+    assert body["worker"] == {"index": 0, "pid": os.getpid()}  # the process that answered; one process here
     assert set(body["store"]) == {"backend", "writable", "error", backend}  # details only under the backend's own key
     assert body["store"]["backend"] == backend and body["store"]["writable"] is True and body["store"]["error"] is None
     assert "data_dir" not in body["store"][backend]
@@ -32,6 +33,7 @@ async def test_healthz_is_503_when_the_backend_reports_it_cannot_write(api, app,
     assert response.code == 503
     assert response.json() == {
         "status": "unavailable",
+        "worker": {"index": 0, "pid": os.getpid()},
         "store": {"backend": "json", "writable": False, "error": "disk full", "json": {"pending_writes": 3}},
     }
 

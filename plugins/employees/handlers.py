@@ -102,8 +102,8 @@ class EmployeesHandler(EmployeesBase):
         },
     }
 
-    async def get(self) -> None:
-        await self.send_all()
+    def get(self) -> Awaitable[None]:
+        return self.send_all()  # Tornado awaits it: one coroutine fewer on the hottest read
 
     async def post(self) -> None:
         body = self.json_body()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from core.base import BaseHandler
 from core.store import Health, StoreError
 
@@ -10,7 +12,11 @@ class HealthHandler(BaseHandler):
     public = True
 
     async def get(self) -> None:
-        """``{"status", "store": {backend, writable, error, <backend>: {...}}}``: the same keys on every backend."""
+        """``{"status", "worker": {index, pid}, "store": {backend, writable, error, <backend>: {...}}}``.
+
+        The store keys are the same on every backend; ``worker`` names the
+        process that answered (index 0 under ``WORKERS=1``).
+        """
         store = self.services.store
         try:
             health = await store.check()
@@ -18,4 +24,7 @@ class HealthHandler(BaseHandler):
             health = Health(backend=store.backend, writable=False, error=str(exc) or type(exc).__name__)
         healthy = health.writable
         self.set_header("Cache-Control", "no-store")
-        self.send_json({"status": "ok" if healthy else "unavailable", "store": health.public()}, 200 if healthy else 503)
+        worker = {"index": self.services.settings.worker_index, "pid": os.getpid()}
+        self.send_json(
+            {"status": "ok" if healthy else "unavailable", "worker": worker, "store": health.public()}, 200 if healthy else 503
+        )

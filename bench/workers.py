@@ -1,0 +1,112 @@
+"""One worker against several, side by side: ``python bench/run.py --workers 1,2``.
+
+One real server per worker count runs at once on the JSON store (each on its
+own fresh ``DATA_DIR``). The protected ``GET /employees`` load alternates
+between them in short pairs (the first count first, then the other first), so
+drift on this shared machine hits both alike; the ratio is the median of the
+per-pair ratios. CPU per request counts the supervisor and all its workers.
+Logins run at the default bcrypt cost against one core's bcrypt rate,
+measured just before each run.
+
+Targets on a 2-core machine: GET with 2 workers at least 1.5 x one worker;
+logins/s at least 1.7 x one core's bcrypt rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import statistics
+from pathlib import Path
+from typing import Any
+
+from bench.harness import PASSWORD, ServerProcess
+
+WORKER_TARGETS = {"get": 1.5, "login": 1.7}
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and every process whose parent it is (the supervisor and its workers)."""
+    from bench.run import cpu_seconds
+
+    total = cpu_seconds(pid) or 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            total += cpu_seconds(int(entry)) or 0.0
+    return total
+
+
+def compare(counts: list[int], repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
+    from bench.run import Load, one_core_bcrypt_rate
+
+    common = {"ACCESS_TOKEN_SECRET": secrets.token_hex(32), "REFRESH_TOKEN_SECRET": secrets.token_hex(32), "BCRYPT_ROUNDS": "12"}
+    res: dict[str, Any] = {"repeats": repeats, "seconds": seconds, "counts": counts}
+    servers: dict[int, ServerProcess] = {}
+    try:
+        for n in counts:
+            servers[n] = ServerProcess(scratch / f"workers-{n}", WORKERS=str(n), **common).__enter__()
+        first = servers[counts[0]]
+        bearer = {"Authorization": f"Bearer {first.login('bench')[0]}"}
+        for n in counts[1:]:
+            servers[n].request("POST", "/register", {"user": "bench", "pwd": PASSWORD})
+
+        def get(n: int) -> dict[str, Any]:
+            server = servers[n]
+            before = tree_cpu(server.pid)
+            run = Load(server.port, "GET", "/employees", bearer, seconds=seconds, scratch=scratch).run()
+            if run["rps"] > 0:
+                run["cpu_us"] = (tree_cpu(server.pid) - before) / (run["rps"] * seconds) * 1e6
+            return run
+
+        for n in counts:
+            get(n)  # warm-up
+        rows = []
+        for i in range(2 * repeats + 1):
+            order = counts if i % 2 == 0 else list(reversed(counts))
+            got = {n: get(n) for n in order}
+            rows.append(got)
+        res["get"] = {
+            str(n): {k: statistics.median(r[n][k] for r in rows) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")} for n in counts
+        }
+        base = counts[0]
+        res["get"]["ratios"] = {
+            str(n): statistics.median(r[n]["rps"] / r[base]["rps"] for r in rows) for n in counts[1:]
+        }
+        res["get"]["pairs"] = {str(n): [round(r[n]["rps"] / r[base]["rps"], 3) for r in rows] for n in counts[1:]}
+
+        body = json.dumps({"user": "bench", "pwd": PASSWORD})
+        res["login"] = {}
+        for n in counts:
+            runs = []
+            for _ in range(repeats):
+                core = one_core_bcrypt_rate(12)
+                run = Load(servers[n].port, "POST", "/auth", {"Content-Type": "application/json"}, body, conns=2 * (os.cpu_count() or 2),
+                           seconds=max(2 * seconds, 8), scratch=scratch).run()
+                runs.append({"rps": run["rps"], "core": core, "ratio": run["rps"] / core})
+            res["login"][str(n)] = {"rps": statistics.median(r["rps"] for r in runs), "one_core": statistics.median(r["core"] for r in runs),
+                                    "ratio": statistics.median(r["ratio"] for r in runs), "ratios": [round(r["ratio"], 2) for r in runs]}
+        res["exit_codes"] = {str(n): s.stop()[0] for n, s in servers.items()}
+    finally:
+        for server in servers.values():
+            server.__exit__(None, None, None)
+    return res
+
+
+def table(res: dict[str, Any]) -> str:
+    lines = ["| workers | protected GET /employees | CPU per GET (all processes) | GET / 1 worker (median of pairs) | logins/s at cost 12 | logins / one core's bcrypt rate |",
+             "|---|---|---|---|---|---|"]
+    for n in res["counts"]:
+        g, l = res["get"][str(n)], res["login"][str(n)]
+        ratio = res["get"]["ratios"].get(str(n))
+        get_verdict = f"{ratio:.2f} (pairs {res['get']['pairs'][str(n)]}); >= {WORKER_TARGETS['get']}: {'met' if ratio >= WORKER_TARGETS['get'] else 'MISSED'}" if ratio else "1 (baseline)"
+        login_verdict = f"{l['ratio']:.2f} (runs {l['ratios']}); >= {WORKER_TARGETS['login']}: {'met' if l['ratio'] >= WORKER_TARGETS['login'] else 'MISSED'}"
+        lines.append(f"| {n} | {g['rps']:.0f} req/s, p50 {g['p50_ms']:.2f} ms, p99 {g['p99_ms']:.2f} ms | {g['cpu_us']:.0f} us | {get_verdict} | "
+                     f"{l['rps']:.2f} (one core {l['one_core']:.2f}/s) | {login_verdict} |")
+    return "\n".join(lines)
