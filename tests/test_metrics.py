@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -280,3 +281,41 @@ def test_two_server_processes_sharing_a_multiprocess_dir_are_summed(tmp_path: Pa
             assert value(after, "turnstile_logins_total", outcome="bad_credentials") == 1
             assert value(after, "turnstile_hash_queue_depth") == 0
         assert len(list(metrics_dir.glob("*.db"))) >= 2  # each process wrote files of its own
+
+
+def test_with_two_workers_metrics_count_the_requests_sent_to_each_worker(tmp_path: Path):
+    from test_workers import connection_per_worker
+
+    with ServerProcess(tmp_path, WORKERS="2") as server:
+        conns = connection_per_worker(server)
+        try:
+
+            def scrape_on(conn) -> dict:
+                status, _, body = server.request("GET", "/metrics", conn=conn)
+                assert status == 200, body
+                return parse(body.decode())
+
+            before = scrape_on(conns[0])
+            for index, count in ((0, 3), (1, 2)):
+                for _ in range(count):
+                    assert server.request("GET", "/healthz", conn=conns[index])[0] == 200
+            status, _, body = server.request("GET", "/no-such-page", conn=conns[1])
+            assert status == 404, (status, body[:200])
+            for index in (0, 1):
+                # A worker counts a request just after writing its answer: the other worker may scrape a moment early.
+                deadline = time.monotonic() + 2
+                while True:
+                    after = scrape_on(conns[index])
+                    counts = (
+                        requests_total(after, "GET", "/healthz", 200) - requests_total(before, "GET", "/healthz", 200),
+                        requests_total(after, "GET", "unmatched", 404) - requests_total(before, "GET", "unmatched", 404),
+                    )
+                    if counts == (5, 1) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+                assert counts == (5, 1)
+        finally:
+            for conn in conns.values():
+                conn.close()
+        code, output = server.stop()
+    assert code == 0, output
