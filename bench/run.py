@@ -370,6 +370,17 @@ def write_results(res: dict[str, Any], path: Path, plotted: bool) -> None:
     path.write_text("\n".join(text))
 
 
+def write_side_by_side(kind: Any, res: dict[str, Any], flags: str, title: str) -> None:
+    """Print a side-by-side comparison's table and write it, with its raw figures, to bench/results-<name>.md."""
+    name = kind.__name__.rsplit(".", 1)[-1]
+    out = HERE / f"results-{'postgres' if name == 'stores' else name}.md"
+    print(kind.table(res))
+    out.write_text(f"# {title}\n\nWritten by `python bench/run.py {flags}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+                   f"{os.cpu_count()} cores; see bench/{name}.py for the method.\n\n{kind.table(res)}\n\n"
+                   f"```json\n{json.dumps(res, indent=1)}\n```\n")
+    print(f"\nwrote {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Turnstile benchmark (loopback only, bounded).")
     parser.add_argument("--repeats", type=int, default=3)
@@ -380,30 +391,17 @@ def main() -> int:
                                                "and dropped); default TEST_DATABASE_URL, else the local server")
     parser.add_argument("--workers", help="compare worker counts side by side, e.g. 1,2 (bench/workers.py)")
     args = parser.parse_args()
-    if args.workers:
-        from bench import workers
-
-        counts = [int(n) for n in args.workers.split(",")]
-        with tempfile.TemporaryDirectory() as scratch:
-            res = workers.compare(counts, args.repeats, args.seconds, Path(scratch))
-        print(workers.table(res))
-        out = HERE / "results-workers.md"
-        out.write_text(f"# Worker counts, side by side\n\nWritten by `python bench/run.py --workers {args.workers}` on "
-                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; see bench/workers.py for the method.\n\n"
-                       f"{workers.table(res)}\n\n```json\n{json.dumps(res, indent=1)}\n```\n")
-        print(f"\nwrote {out}")
-        return 0
-    if args.store == "postgres":
-        from bench import stores
+    if args.workers or args.store == "postgres":
+        from bench import stores, workers
 
         with tempfile.TemporaryDirectory() as scratch:
-            res = stores.compare(args.database_url, args.repeats, args.seconds, Path(scratch))
-        print(stores.table(res))
-        out = HERE / "results-postgres.md"
-        out.write_text(f"# JSON store and PostgreSQL, side by side\n\nWritten by `python bench/run.py --store postgres` on "
-                       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; see bench/stores.py for the method.\n\n"
-                       f"{stores.table(res)}\n\n```json\n{json.dumps(res, indent=1)}\n```\n")
-        print(f"\nwrote {out}")
+            if args.workers:
+                kind, flags, title = workers, f"--workers {args.workers}", "Worker counts, side by side"
+                res = workers.compare([int(n) for n in args.workers.split(",")], args.repeats, args.seconds, Path(scratch))
+            else:
+                kind, flags, title = stores, "--store postgres", "JSON store and PostgreSQL, side by side"
+                res = stores.compare(args.database_url, args.repeats, args.seconds, Path(scratch))
+        write_side_by_side(kind, res, flags, title)
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         res = benchmark(args.repeats, args.seconds, Path(scratch))
