@@ -70,10 +70,18 @@ class _LineBatches(QueueListener):
     def enqueue_sentinel(self) -> None:
         self.queue.put_nowait(self.STOP)
 
+    def _line(self, record: logging.LogRecord) -> str | None:
+        """The record's text, or None (reported as `logging` reports a failed emit) if the format does not fit it."""
+        try:
+            return self.formatter.format(record)
+        except Exception:
+            self.file.handleError(record)
+            return None
+
     def dequeue(self, block: bool) -> logging.LogRecord | None:
         lines, size = ([self._carry], len(self._carry) + 1) if self._carry is not None else ([], 0)
         self._carry = None
-        if not lines:
+        while not lines:
             if self._stop_next:
                 self._stop_next = False
                 return self.STOP
@@ -87,8 +95,9 @@ class _LineBatches(QueueListener):
                     time.sleep(self.GATHER_SECONDS)
             if first is self.STOP:
                 return self.STOP
-            lines.append(self.formatter.format(first))
-            size = len(lines[0]) + 1
+            line = self._line(first)
+            if line is not None:
+                lines, size = [line], len(line) + 1
         while size < self.budget:
             try:
                 record = self.queue.get_nowait()
@@ -97,7 +106,9 @@ class _LineBatches(QueueListener):
             if record is self.STOP:
                 self._stop_next = True
                 break
-            line = self.formatter.format(record)
+            line = self._line(record)
+            if line is None:
+                continue
             if size + len(line) + 1 > self.budget:
                 self._carry = line
                 break

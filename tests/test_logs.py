@@ -96,3 +96,18 @@ def test_request_lines_read_as_logging_would_write_them(tmp_path):
     assert (tmp_path / "reqLog.txt").read_text().splitlines() == [
         "INFO|turnstile.access|GET\t-\t/a\t200\t1.2ms", "INFO|turnstile.access|POST\thttp://x\t/b\t401\t0.5ms"]
     assert (tmp_path / "errLog.txt").read_text() == ""  # request lines stay out of the error log
+
+
+def test_a_request_line_the_format_cannot_render_is_reported_and_the_rest_are_written(tmp_path, capsys):
+    """A format naming a field a record lacks must not stop the writer thread: later lines still reach the file."""
+    from core.logs import access_log, log_line
+
+    setup = setup_logging(tmp_path, fmt="%(message)s %(path)s")
+    try:
+        log_line("GET", "-", "/broken", 200, 1.0)
+        access_log.info("GET\t-\t/fine\t200\t1.0ms", extra={"path": "/fine"})
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    assert (tmp_path / "reqLog.txt").read_text() == "GET\t-\t/fine\t200\t1.0ms /fine\n"
+    assert "KeyError" in capsys.readouterr().err
