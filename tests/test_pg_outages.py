@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
@@ -21,6 +23,20 @@ def _via(url: str, port: int) -> str:
     return urlunsplit((parts.scheme, f"{parts.username or 'postgres'}:{PASSWORD}@127.0.0.1:{port}", parts.path, "", ""))
 
 
+@contextlib.asynccontextmanager
+async def _through_proxy(pg_url: str, pool_size: int) -> AsyncIterator[tuple[PgStore, Proxy]]:
+    """A store whose connections pass through a proxy the test can cut or stall; closed afterwards."""
+    parts = urlsplit(pg_url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    store = await PgStore.connect(_via(pg_url, proxy.port), pool_size=pool_size)
+    try:
+        yield store, proxy
+    finally:
+        await store.close()
+        await proxy.cut()
+
+
 async def _expect_unavailable(coro) -> None:
     try:
         await coro
@@ -30,13 +46,8 @@ async def _expect_unavailable(coro) -> None:
 
 
 def test_unreachable_database_is_503_everywhere_and_recovers_without_restart(pg_url):
-    parts = urlsplit(pg_url)
-
     async def main() -> None:
-        proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-        await proxy.start()
-        store = await PgStore.connect(_via(pg_url, proxy.port), pool_size=3)
-        try:
+        async with _through_proxy(pg_url, pool_size=3) as (store, proxy):
             things = store.collection("things")
             for i in range(20):
                 await things.put(str(i), {"n": i})
@@ -71,21 +82,13 @@ def test_unreachable_database_is_503_everywhere_and_recovers_without_restart(pg_
             assert await things.get("x") is None
             await things.put("x", {"n": 100})
             assert (await things.get("x")) == {"n": 100}
-        finally:
-            await store.close()
-            await proxy.cut()
 
     asyncio.run(main())
 
 
 def test_health_answers_fast_when_the_database_stalls(pg_url):
-    parts = urlsplit(pg_url)
-
     async def main() -> None:
-        proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-        await proxy.start()
-        store = await PgStore.connect(_via(pg_url, proxy.port), pool_size=2)
-        try:
+        async with _through_proxy(pg_url, pool_size=2) as (store, proxy):
             health = await store.check()
             assert health.writable is True
             assert set(health.details) >= {"pool_size", "idle", "schema_version", "server_version"}
@@ -96,9 +99,6 @@ def test_health_answers_fast_when_the_database_stalls(pg_url):
             health = await store.check()
             assert time.monotonic() - start < 3
             assert health.writable is False
-        finally:
-            await store.close()
-            await proxy.cut()
 
     asyncio.run(main())
 
