@@ -65,6 +65,7 @@ ADVANCE_IDS = (
     "ON CONFLICT (collection) DO UPDATE SET next_id = greatest(c.next_id, EXCLUDED.next_id)"
 )
 MAX_ID = 2**53
+_RETRY = object()  # a shared read's first caller was cancelled: read again
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # U+0000 in JSON text (an escape not itself escaped)
 SERVER_SETTINGS = {
     "application_name": "turnstile",
@@ -152,6 +153,7 @@ class PgStore:
         self._closed = False
         self._kept: list[tuple[asyncpg.Connection, float]] = []  # idle connections kept out of the pool, newest last
         self._waiting = 0  # requests waiting in the pool for a connection
+        self._batches: dict[tuple[Any, ...], list[asyncio.Future[Any]]] = {}  # reads being gathered (`_read`)
         #: Called with the seconds a write (a transaction that wrote) took until committed (the app's metric).
         self.on_write: Callable[[float], None] | None = None
 
@@ -243,7 +245,50 @@ class PgStore:
         except Exception:  # asyncpg terminated it; the pool opens another on the next acquire
             pass
 
-    async def _read(self, sql: str, *args: Any, one: bool = False) -> Any:
+    async def _read(self, sql: str, *args: Any, one: bool = False) -> tuple[Any, bool]:
+        """One read statement outside a transaction: (its rows or value, whether other callers share them).
+
+        Identical reads asked for during one turn of the event loop go to the database as one
+        statement, sent on the next turn: after every one of them was asked for, so each still sees
+        every write acknowledged before it was asked for. Under load, concurrent requests for the same
+        data (a hot list, one user's record) then cost one round trip instead of one each. Shared rows
+        hold shared decoded documents: the caller copies what it hands out (`_docs`).
+        """
+        key = (sql, one, args, tuple(map(type, args)))  # 1, 1.0 and True are equal keys, but not equal parameters
+        try:
+            waiters = self._batches.get(key)
+        except TypeError:  # a parameter that cannot be hashed (a list): read on its own
+            return await self._read_now(sql, args, one), False
+        if waiters is not None:  # joined: the first caller reads for us
+            waiter = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            result = await waiter
+            if result is _RETRY:  # the first caller was cancelled: read again
+                return await self._read(sql, *args, one=one)
+            return result, True
+        waiters = self._batches[key] = []
+        try:
+            try:
+                await asyncio.sleep(0)  # the rest of this turn of the loop may join
+            finally:
+                del self._batches[key]
+            result = await self._read_now(sql, args, one)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(_RETRY)
+            raise
+        except BaseException as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(result)
+        return result, bool(waiters)
+
+    async def _read_now(self, sql: str, args: tuple[Any, ...], one: bool) -> Any:
         """One statement outside a transaction; tried again once if a pooled connection turns out dead.
 
         A failure to connect is not retried: the database is down, and the caller should hear so now.
@@ -343,7 +388,7 @@ class PgStore:
         self._indexed.add((collection, field))
 
     async def collections(self) -> list[str]:
-        rows = await self._read(
+        rows, _ = await self._read(
             "SELECT DISTINCT collection FROM documents"
             " UNION SELECT collection FROM id_counters WHERE next_id > 1"
             " UNION SELECT 'auth.users' WHERE EXISTS (SELECT 1 FROM users)"
@@ -353,7 +398,7 @@ class PgStore:
 
     async def id_counter(self, collection: str) -> int:
         check_name(collection)
-        value = await self._read("SELECT next_id FROM id_counters WHERE collection = $1", collection, one=True)
+        value, _ = await self._read("SELECT next_id FROM id_counters WHERE collection = $1", collection, one=True)
         return int(value) if value is not None else 1
 
     async def advance_id_counter(self, collection: str, at_least: int) -> None:
@@ -411,33 +456,42 @@ class PgCollection:
         self.name = name
         self.layout: Layout = layout(name)
 
+    def _docs(self, rows: list[asyncpg.Record], shared: bool) -> list[Doc]:
+        """The documents of ``rows``; private copies when the rows are shared with other callers."""
+        to_doc = self.layout.to_doc
+        if shared:
+            return [jsoncodec.copy(to_doc(r)) for r in rows]
+        return [to_doc(r) for r in rows]
+
     async def get(self, key: Any) -> Doc | None:
         lay = self.layout
-        rows = await self.store._read(lay.select_sql(f"{lay.key_column} = $1", order=False), str(key))
-        return lay.to_doc(rows[0]) if rows else None
+        rows, shared = await self.store._read(lay.select_sql(f"{lay.key_column} = $1", order=False), str(key))
+        return self._docs(rows, shared)[0] if rows else None
 
     async def exists(self, key: Any) -> bool:
         lay = self.layout
-        return bool(await self.store._read(lay.select_sql(f"{lay.key_column} = $1", "true", False), str(key), one=True))
+        found, _ = await self.store._read(lay.select_sql(f"{lay.key_column} = $1", "true", False), str(key), one=True)
+        return bool(found)
 
     async def all(self) -> list[Doc]:
-        return [self.layout.to_doc(r) for r in await self.store._read(self.layout.select_sql())]
+        return self._docs(*await self.store._read(self.layout.select_sql()))
 
     async def items(self) -> list[tuple[str, Doc]]:
-        lay = self.layout
-        return [(lay.key_of(r), lay.to_doc(r)) for r in await self.store._read(lay.select_sql())]
+        rows, shared = await self.store._read(self.layout.select_sql())
+        return list(zip([self.layout.key_of(r) for r in rows], self._docs(rows, shared)))
 
     async def find(self, *conds: Cond, **equals: Any) -> list[Doc]:
         _check_filter(conds, equals)
         params = Params()
         where = self.layout.filter_sql(conds, equals, params)
-        return [self.layout.to_doc(r) for r in await self.store._read(self.layout.select_sql(where), *params.values)]
+        return self._docs(*await self.store._read(self.layout.select_sql(where), *params.values))
 
     async def count(self, *conds: Cond, **equals: Any) -> int:
         _check_filter(conds, equals)
         params = Params()
         where = self.layout.filter_sql(conds, equals, params)
-        return int(await self.store._read(self.layout.select_sql(where, "count(*)", False), *params.values, one=True))
+        value, _ = await self.store._read(self.layout.select_sql(where, "count(*)", False), *params.values, one=True)
+        return int(value)
 
     async def insert(self, doc: Doc, key: Any = None) -> Doc:
         if key is None or _moves_ids(str(key)):  # the id counter moves too: a transaction
