@@ -60,15 +60,54 @@ def _wrk_seconds(text: str) -> float:
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def wrk_command(port: int, method: str, path: str, headers: dict[str, str], body: str | None, conns: int, seconds: float, script_dir: Path) -> list[str]:
-    script = script_dir / f"req-{method}-{abs(hash((path, body)))}.lua"
+# Per-connection state for wrk: each thread runs one connection in a Lua state of its own, so it can
+# follow its own session's rotating cookie, or number the bodies it sends, as bench/load.py does.
+WRK_PER_CONNECTION = """
+local n = 0
+function setup(thread)
+  n = n + 1
+  thread:set("id", n)
+  if #cookies > 0 then thread:set("cookie", cookies[(n - 1) % #cookies + 1]) end
+end
+local sent = 0
+function request()
+  if cookie then wrk.headers["Cookie"] = cookie end
+  local body = wrk.body
+  if template then
+    sent = sent + 1
+    body = template:gsub("{n}", id .. "-" .. sent)
+  end
+  return wrk.format(nil, nil, nil, body)
+end
+function response(status, headers, body)
+  local set = headers["Set-Cookie"]
+  if follow and set then
+    local value = set:match("^jwt=([^;]*)")
+    if value and value ~= "" then cookie = "jwt=" .. value end
+  end
+end
+"""
+
+
+def wrk_command(port: int, method: str, path: str, headers: dict[str, str], body: str | None, conns: int, seconds: float,
+                script_dir: Path, cookies: list[str] | None = None, body_template: str | None = None) -> list[str]:
+    """wrk with a Lua script for the request; with ``cookies`` or ``body_template``, one thread per connection."""
+    script = script_dir / f"req-{method}-{abs(hash((path, body, tuple(cookies or ()), body_template)))}.lua"
     lua = [f'wrk.method = "{method}"']
     if body is not None:
         lua.append("wrk.body = " + json.dumps(body))
     for name, value in headers.items():
         lua.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
+    threads = 1
+    if cookies or body_template:
+        threads = conns
+        lua.append("cookies = {" + ", ".join(json.dumps(c) for c in cookies or []) + "}")
+        lua.append(f"follow = {'true' if cookies else 'false'}")
+        lua.append(f"template = {json.dumps(body_template) if body_template else 'nil'}")
+        lua.append(WRK_PER_CONNECTION)
     script.write_text("\n".join(lua) + "\n")
-    return [WRK, "-t1", f"-c{conns}", "--timeout", "30s", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
+    return [WRK, f"-t{threads}", f"-c{conns}", "--timeout", "30s", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
+            f"http://127.0.0.1:{port}{path}"]
 
 
 def parse_wrk(out: str) -> dict[str, Any]:
@@ -89,9 +128,12 @@ class Load:
     def __init__(self, port: int, method: str, path: str, headers: dict[str, str] | None = None, body: str | None = None,
                  conns: int = 16, seconds: float = 4, cookies: list[str] | None = None, scratch: Path | None = None,
                  body_template: str | None = None) -> None:
-        self.use_wrk = WRK is not None and not cookies and not body_template
+        self.use_wrk = WRK is not None
         if self.use_wrk:
-            cmd = wrk_command(port, method, path, headers or {}, body, conns, seconds, scratch or Path(tempfile.gettempdir()))
+            if body_template is not None:
+                headers = {"Content-Type": "application/json", **(headers or {})}
+            cmd = wrk_command(port, method, path, headers or {}, body, conns, seconds, scratch or Path(tempfile.gettempdir()),
+                              cookies, body_template)
         else:
             cfg = {"port": port, "method": method, "path": path, "headers": headers or {}, "body": body, "connections": conns,
                    "seconds": seconds, "max_requests": 500000, "follow_cookie": bool(cookies), "cookies": cookies or [],

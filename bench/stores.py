@@ -7,9 +7,11 @@ afterwards. Each row is measured in short runs that alternate between the two
 servers (JSON first, then PostgreSQL first), so drift on this shared machine
 hits both alike; the ratio is the median of the per-pair ratios.
 
-Rows: protected ``GET /employees``; ``GET /refresh`` with rotation (each
-connection follows its own session's cookie); ``POST /register`` of new
-users. Targets: GET on PostgreSQL at least 0.8 x the JSON store, refresh at
+Rows: protected ``GET /employees``; ``GET /refresh`` with rotation (eight
+connections, each following the rotating cookie of its own user's session);
+``POST /register`` of new users. The load comes from wrk when it is installed
+(one thread per connection where each follows its own cookie or numbers its
+own bodies), else from bench/load.py. Targets: GET on PostgreSQL at least 0.8 x the JSON store, refresh at
 least 0.6 x.
 """
 
@@ -59,6 +61,9 @@ def compare(server_url: str | None, repeats: int, seconds: float, scratch: Path)
             servers = {"json": json_server, "postgres": pg_server}
             bearer = {"Authorization": f"Bearer {json_server.login('bench')[0]}"}
             pg_server.login("bench")  # the same user on the other backend; one secret signs both
+            refreshers = [f"device-{j}" for j in range(8)]  # one user per connection, as in real traffic
+            for user in refreshers:
+                json_server.login(user), pg_server.login(user)
 
             def pairs(run_one) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                 """Alternating pairs: (json, postgres), then (postgres, json), ..."""
@@ -77,7 +82,7 @@ def compare(server_url: str | None, repeats: int, seconds: float, scratch: Path)
                 return Load(server.port, "GET", "/employees", bearer, seconds=seconds, scratch=scratch).run()
 
             def refresh(kind: str, server: ServerProcess, i: int) -> dict[str, Any]:
-                cookies = [f"jwt={server.login_again('bench')[1]}" for _ in range(8)]
+                cookies = [f"jwt={server.login_again(user)[1]}" for user in refreshers]
                 return Load(server.port, "GET", "/refresh", conns=8, seconds=seconds, cookies=cookies).run()
 
             def register(kind: str, server: ServerProcess, i: int) -> dict[str, Any]:
