@@ -29,8 +29,17 @@ Inside a transaction, writes other than an insert under a new key are queued
 and sent together, one statement per collection, at commit or before the
 next filtered read (which must see them); the statement takes the same locks
 before it writes (locks are still only taken, never given back, before the
-commit). Keyed reads see the queued versions. A token rotation is thus five
-round trips (BEGIN, two locked reads, the writes, COMMIT) instead of six.
+commit). Keyed reads see the queued versions.
+
+BEGIN is sent only before the first statement that needs it. Until then keyed
+reads lock their keys for the session (``ts_hold_*``), and when all the
+transaction writes is one collection, that single write statement takes the
+key locks over for its own transaction (``ts_trade_locks``) and is the commit.
+The transaction of a token rotation is thus two round trips (the locked read,
+the write) instead of four (BEGIN, the read, the write, COMMIT).
+
+Reads outside a transaction that are identical and asked for in the same turn
+of the event loop go out as one statement (`PgStore._read`).
 """
 
 from __future__ import annotations
@@ -325,36 +334,25 @@ class PgStore:
 
     @contextlib.asynccontextmanager
     async def transaction(self, prefix: str = "") -> AsyncIterator["PgTransaction"]:
-        """One database transaction; committed when the block exits, rolled back if it raises."""
+        """One database transaction; committed when the block exits, rolled back if it raises.
+
+        BEGIN goes out only before the first statement that needs it (`PgTransaction._run`): a body
+        that reads keys and then writes one collection (a token rotation, a login) is its locked
+        reads and one write statement, which commits on its own; two round trips fewer.
+        """
         started = time.perf_counter()
-        for attempt in (1, 2):
-            async with self._connection() as conn:
-                try:
-                    await conn.execute("BEGIN")
-                except Exception as exc:
-                    new = translate(exc)
-                    if attempt == 2 or not isinstance(new, StoreUnavailable):
-                        raise new from exc
-                    continue  # a pooled connection that died while idle: take another
-                tx = PgTransaction(self, conn, prefix)
-                try:
-                    yield tx
-                except BaseException:
-                    await tx._rollback()
-                    raise
+        async with self._connection() as conn:
+            tx = PgTransaction(self, conn, prefix)
+            try:
+                yield tx
                 if tx.failed is not None:
-                    await tx._rollback()
                     raise StoreError(f"the transaction was rolled back after an earlier error: {tx.failed}")
-                try:
-                    await tx._flush()
-                except BaseException:
-                    await tx._rollback()
-                    raise
-                with translated():
-                    await conn.execute("COMMIT")
-                if tx.wrote and self.on_write is not None:
-                    self.on_write(time.perf_counter() - started)
-                return
+                await tx._commit()
+            except BaseException:
+                await tx._abort()
+                raise
+        if tx.wrote and self.on_write is not None:
+            self.on_write(time.perf_counter() - started)
 
     async def ensure_index(self, collection: str, field: str) -> None:
         """An index for ``find(field=value)``, and the field's locks for writers of every instance."""
@@ -524,7 +522,14 @@ class PgCollection:
 
 
 class PgTransaction:
-    """One connection inside ``BEGIN``; what it read by key stays locked, and cached, until the end."""
+    """One connection, one transaction; what it read by key stays locked, and cached, until the end.
+
+    Until it needs BEGIN, the transaction runs in autocommit: its keyed reads lock their keys for
+    the session (``ts_hold_*``) instead, and if all it then writes is one collection, that single
+    write statement is its commit. Every other statement (a filtered read, a write sent early, a
+    second collection written) sends BEGIN first. The session's locks are released right after the
+    commit or the rollback, or the connection is closed, which releases them too.
+    """
 
     def __init__(self, store: PgStore, conn: asyncpg.Connection, prefix: str) -> None:
         self.store = store
@@ -537,6 +542,9 @@ class PgTransaction:
         # old version are taken when it is sent; ``new`` None deletes.
         self.pending: dict[tuple[str, str], tuple[bool, Doc | None, Doc | None]] = {}
         self.wrote = False  # some write was sent: the commit is a durable write
+        self.begun = False  # BEGIN was sent
+        self.holds = False  # session-level key locks may be held (taken before BEGIN)
+        self.held: list[tuple[str, str]] = []  # (collection, key) of each such lock
 
     def collection(self, name: str) -> "PgTxCollection":
         return self._collection(check_name(self.prefix + name))
@@ -549,11 +557,22 @@ class PgTransaction:
         if self.failed is not None:
             raise StoreError(f"the transaction already failed: {self.failed}")
 
-    async def _run(self, awaitable: Any) -> Any:
-        """Await one statement; a database error leaves the transaction unusable, so remember it."""
+    async def _run(self, awaitable: Any, in_block: bool = True) -> Any:
+        """Await one statement (after BEGIN, unless ``in_block`` is false); a database error leaves
+        the transaction unusable, so remember it."""
         if self.failed is not None:
             awaitable.close()
             self.check_usable()
+        if in_block and not self.begun:
+            try:
+                await self._send(self.conn.execute("BEGIN"))
+            except BaseException:
+                awaitable.close()
+                raise
+            self.begun = True
+        return await self._send(awaitable)
+
+    async def _send(self, awaitable: Any) -> Any:
         try:
             return await awaitable
         except Exception as exc:
@@ -565,8 +584,11 @@ class PgTransaction:
                 raise
             raise new from exc
 
-    async def _flush(self) -> None:
-        """Send the pending writes: one statement per collection (before a filtered read, and at commit)."""
+    async def _flush(self, final: bool = False) -> None:
+        """Send the pending writes: one statement per collection (before a filtered read, and at commit).
+
+        At commit, before BEGIN, writes to one collection are one statement in autocommit: the commit.
+        """
         if not self.pending:
             return
         self.check_usable()
@@ -575,6 +597,9 @@ class PgTransaction:
         for (name, key), (blind, old, new) in self.pending.items():
             by_collection.setdefault(name, []).append((key, blind, old, new))
         self.pending = {}
+        in_block = not final or len(by_collection) > 1
+        # The commit in one statement takes over the session's key locks: held until it commits.
+        trade = [] if in_block or self.begun else self.held
         for name, writes in by_collection.items():
             lay = layout(name)
             rows = [lay.row_values(key, new) for key, _, _, new in writes if new is not None]
@@ -582,23 +607,52 @@ class PgTransaction:
             columns = [json_array(c) if cast == "jsonb" else c for c, cast in zip(columns, lay.row_casts())]
             await self._run(
                 self.conn.fetchval(
-                    lay.flush_sql(),
+                    lay.flush_sql(deletes=any(new is None for _, _, _, new in writes)),
                     [key for key, blind, _, _ in writes if blind],
                     json_array([new for _, blind, _, new in writes if blind]),
                     json_array([old for _, blind, old, _ in writes if not blind]),
                     json_array([new for _, blind, _, new in writes if not blind]),
                     [key for key, _, _, new in writes if new is None],
                     *columns,
-                )
+                    [coll for coll, _ in trade],
+                    [key for _, key in trade],
+                ),
+                in_block,
             )
+            if trade:
+                self.holds = False
+                self.held = []
 
-    async def _rollback(self) -> None:
-        if _closed(self.conn):
+    async def _commit(self) -> None:
+        """The pending writes, COMMIT if BEGIN was sent, then the session's key locks released."""
+        await self._flush(final=True)
+        if self.begun:
+            with translated():
+                await self.conn.execute("COMMIT; SELECT pg_advisory_unlock_all()" if self.holds else "COMMIT")
+            self.begun = self.holds = False
+            self.held = []
+        elif self.holds:  # nothing written, or not in the write statement
+            self.holds = False
+            self.held = []
+            try:  # committed already: a connection that cannot release its locks is closed instead
+                await self.conn.execute("SELECT pg_advisory_unlock_all()")
+            except Exception:
+                _kill(self.conn)
+
+    async def _abort(self) -> None:
+        """Roll back and release the session's key locks; close the connection if that fails."""
+        if _closed(self.conn) or not (self.begun or self.holds):
             return
+        sql = "; ".join(["ROLLBACK"] * self.begun + ["SELECT pg_advisory_unlock_all()"] * self.holds)
         try:
-            await self.conn.execute("ROLLBACK")
-        except Exception:  # the connection broke: the server rolls back on its own
+            await self.conn.execute(sql)
+        except BaseException as exc:  # broken, or cancelled half-way: the server releases all on close
             _kill(self.conn)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            self.begun = self.holds = False
+            self.held = []
 
 
 class PgTxCollection:
@@ -617,7 +671,12 @@ class PgTxCollection:
         slot = (self.name, key)
         if slot in self.tx.locked:
             return self.tx.locked[slot]
-        rows = await self.tx._run(self.tx.conn.fetch(self.layout.get_function, key))
+        if self.tx.begun:
+            rows = await self.tx._run(self.tx.conn.fetch(self.layout.get_function, key))
+        else:  # no BEGIN yet: the key's lock is held for the session until the end
+            self.tx.holds = True
+            self.tx.held.append(slot)
+            rows = await self.tx._run(self.tx.conn.fetch(self.layout.hold_function, key), in_block=False)
         doc = self.layout.to_doc(rows[0]) if rows else None
         self.tx.locked[slot] = doc
         return doc

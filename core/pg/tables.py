@@ -101,7 +101,8 @@ class Layout:
     table: str
     key_column: str
     scope: str  # the condition that selects this collection's rows
-    get_function: str  # SQL: lock the key ($1), then read it with a fresh snapshot
+    get_function: str  # SQL: lock the key ($1) until the transaction ends, then read it with a fresh snapshot
+    hold_function: str  # the same with the lock held for the session (before BEGIN; the store releases it)
 
     def to_doc(self, row: asyncpg.Record) -> Doc:
         raise NotImplementedError
@@ -154,25 +155,35 @@ class Layout:
         """``INSERT INTO table (...) SELECT ... FROM unnest(arrays) AS v, g``: one row per element."""
         raise NotImplementedError
 
-    def flush_sql(self) -> str:
+    def flush_sql(self, deletes: bool = True) -> str:
         """A transaction's pending writes to this collection in one statement.
 
         $1 keys written without having been read (each is locked here, its current version read
         for its write locks), $2 their new versions; $3 the old versions (read under their key
         locks) and $4 the new versions of the other keys, for the write locks; $5 keys to delete;
-        $6... one array per `row_values` column, for the rows to create or replace. JSON values
-        travel as text (`json_array`): asyncpg would read a list value as a dimension of the array.
-        The locks (CTE ``g``) come first: the main query reads them, and the delete and the insert,
-        joined with ``g``, run after it.
+        $6... one array per `row_values` column, for the rows to create or replace; then the
+        collections and keys whose session-level locks this statement takes over (`ts_trade_locks`;
+        empty arrays for none). JSON values travel as text (`json_array`): asyncpg would read a list
+        value as a dimension of the array. The locks (CTE ``g``) come first: the main query reads
+        them, and the delete and the insert, joined with ``g``, run after it.
+
+        Without ``deletes`` the statement has no delete: a plan made for it while the table was
+        small (PostgreSQL keeps a prepared statement's generic plan) scanned the whole table for
+        the empty list of keys to delete, on every write, until the next ANALYZE.
         """
         c = self.collection
-        arrays = ", ".join(f"${i}::{_array(cast)}" for i, cast in enumerate(self.row_casts(), start=6))
+        casts = self.row_casts()
+        arrays = ", ".join(f"${i}::{_array(cast)}" for i, cast in enumerate(casts, start=6))
+        held = 6 + len(casts)
         return (
-            f"WITH b AS (SELECT ts_prepare_write('{c}', x.k, ARRAY[x.n]) FROM unnest($1::text[], $2::text[]::jsonb[]) AS x(k, n)), "
+            f"WITH h AS (SELECT ts_trade_locks(${held}::text[], ${held + 1}::text[])), "
+            f"b AS (SELECT ts_prepare_write('{c}', x.k, ARRAY[x.n]) FROM unnest($1::text[], $2::text[]::jsonb[]) AS x(k, n)), "
             f"l AS (SELECT ts_write_locks('{c}', $3::text[]::jsonb[], $4::text[]::jsonb[])), "
-            f"g AS (SELECT (SELECT count(*) FROM b) AS nb, (SELECT count(*) FROM l) AS nl), "
-            f"d AS (DELETE FROM {self.table} AS t USING g WHERE t.{self.key_column} = ANY($5::text[]) AND {self.scope}), "
-            f"i AS ({self.insert_rows(arrays)} {self.conflict(True)}) "
+            f"g AS (SELECT (SELECT count(*) FROM h) AS nh, (SELECT count(*) FROM b) AS nb, (SELECT count(*) FROM l) AS nl, "
+            f"cardinality($5::text[]) AS nd), "  # $5 typed in both forms
+            + (f"d AS (DELETE FROM {self.table} AS t USING g WHERE t.{self.key_column} = ANY($5::text[]) AND {self.scope}), "
+               if deletes else "")
+            + f"i AS ({self.insert_rows(arrays)} {self.conflict(True)}) "
             f"SELECT nb FROM g"
         )
 
@@ -210,6 +221,7 @@ class DocumentLayout(Layout):
         self.collection = check_name(collection)  # dotted lowercase words: safe inside quotes
         self.scope = f"collection = '{self.collection}'"
         self.get_function = f"SELECT * FROM ts_get_document('{self.collection}', $1)"
+        self.hold_function = f"SELECT * FROM ts_hold_document('{self.collection}', $1)"
 
     def to_doc(self, row: asyncpg.Record) -> Doc:
         return row["doc"]
@@ -258,6 +270,7 @@ class TypedLayout(Layout):
         self.key_column = columns[0][0]
         self.scope = "TRUE"
         self.get_function = f"SELECT * FROM {get_function}($1)"
+        self.hold_function = f"SELECT * FROM {get_function.replace('ts_get_', 'ts_hold_')}($1)"
         self.check = check
 
     def to_doc(self, row: asyncpg.Record) -> Doc:
