@@ -51,9 +51,11 @@ class _LineBatches(QueueListener):
     line alone makes the stock ``RotatingFileHandler`` stat, seek and flush the
     file per line, and every one of those system calls hands the GIL back and
     forth with the event loop. Woken after an idle spell, it waits
-    ``GATHER_SECONDS`` for a burst to gather; a batch never holds more than
-    ``maxBytes`` of text, so the stock size check still keeps every file within
-    ``LOG_MAX_BYTES``.
+    ``GATHER_SECONDS`` for a burst to gather; a batch holds less than ``maxBytes``
+    of text, so the stock size check still keeps every file within
+    ``LOG_MAX_BYTES`` and never rolls over an empty file (it rolls over when the
+    file's size plus the record reaches ``maxBytes``: a batch of exactly that
+    size left an empty backup behind).
     """
 
     GATHER_SECONDS = 0.05
@@ -63,7 +65,7 @@ class _LineBatches(QueueListener):
         super().__init__(records, file)
         self.file, self.formatter = file, formatter
         file.setFormatter(logging.Formatter("%(message)s"))
-        self.budget = file.maxBytes if file.maxBytes > 0 else 1 << 16
+        self.budget = max(file.maxBytes - 1, 1) if file.maxBytes > 0 else 1 << 16
         self._carry: str | None = None  # a line that did not fit in the previous batch
         self._stop_next = False
 

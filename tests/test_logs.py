@@ -111,3 +111,25 @@ def test_a_request_line_the_format_cannot_render_is_reported_and_the_rest_are_wr
         teardown_logging(setup)
     assert (tmp_path / "reqLog.txt").read_text() == "GET\t-\t/fine\t200\t1.0ms /fine\n"
     assert "KeyError" in capsys.readouterr().err
+
+
+def test_a_burst_that_fills_the_size_limit_exactly_leaves_no_empty_backup(tmp_path):
+    """A batch as large as LOG_MAX_BYTES made the stock size check roll over the still-empty file."""
+    from core.logs import access_log
+
+    setup = setup_logging(tmp_path, fmt="%(message)s", max_bytes=100, backups=5)
+    try:
+        for i in range(20):  # 20 lines of 10 bytes, queued before the writer wakes: batches of 100 bytes
+            access_log.info(f"line-{i:04d}")
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    files = sorted(tmp_path.glob("reqLog.txt*"))
+    assert len(files) >= 2  # it did rotate
+    for file in files:
+        assert file.stat().st_size <= 100, file.name
+        if file.name != "reqLog.txt":
+            assert file.read_text().endswith("\n"), f"{file.name} is empty"
+    oldest_first = sorted(files[1:], key=lambda f: -int(f.suffix[1:])) + files[:1]
+    lines = [line for file in oldest_first for line in file.read_text().splitlines()]
+    assert lines == [f"line-{i:04d}" for i in range(20)]
