@@ -225,6 +225,9 @@ def test_two_server_processes_sharing_a_multiprocess_dir_are_summed(tmp_path: Pa
             assert status == 200, body
             return parse(body.decode())
 
+        # A process counts a request just after writing its answer; a request it answered since
+        # proves the earlier one counted. So b answers one more (its start-up probe counted) first.
+        scrape_from(b)
         before = scrape_from(a)
         for _ in range(3):
             assert a.request("GET", "/healthz")[0] == 200
@@ -233,7 +236,7 @@ def test_two_server_processes_sharing_a_multiprocess_dir_are_summed(tmp_path: Pa
         assert b.request("POST", "/register", {"user": "gina", "pwd": PASSWORD})[0] == 201
         assert a.request("POST", "/auth", {"user": "gina", "pwd": PASSWORD})[0] == 200
         assert b.request("POST", "/auth", {"user": "gina", "pwd": "wrong password"})[0] == 401
-        for server in (a, b):
+        for server in (b, a):  # b first: its answer proves its last request (the 401) counted
             after = scrape_from(server)
             healthz = requests_total(after, "GET", "/healthz", 200) - requests_total(before, "GET", "/healthz", 200)
             assert healthz == 5
