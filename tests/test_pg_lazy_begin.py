@@ -91,8 +91,6 @@ def test_no_advisory_lock_is_left_behind(pg_url, ending):
                 if ending == "filtered read":
                     await things.put("k", {"n": 1})
                     assert await things.find(n=1) == [{"n": 1}]
-            expect_begun = ending in ("second collection", "filtered read")
-            assert not expect_begun or tx.wrote
         except RuntimeError:
             assert ending == "error in the body"
         assert await advisory_locks(admin) == 0
@@ -100,7 +98,7 @@ def test_no_advisory_lock_is_left_behind(pg_url, ending):
         async with asyncio.timeout(2):
             async with b.transaction() as tx:
                 await tx.collection("things").update("k", {"seen": True})
-        if ending in ("second collection",):
+        if ending == "second collection":
             assert await b.collection("others").get("k") == {"n": 0}
 
     run_two(pg_url, body)
