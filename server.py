@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from core.config import ConfigError, Settings, load_settings
@@ -14,16 +15,17 @@ def main(argv: list[str]) -> int:
         from core.cli import main as cli
 
         return cli(argv)
+    environ = dict(os.environ)  # before .env: workers and rolling restarts read .env as it is then
     try:
-        settings = load_settings()  # before any fork: every worker gets the same (possibly generated) secrets
+        settings = load_settings()  # before any worker starts: it writes generated secrets to .env for all of them
     except ConfigError as exc:
         print(f"turnstile: {exc}", file=sys.stderr)
         return 1
     if settings.workers > 1:
-        # The supervisor imports the app only after it has set up the workers' shared environment.
-        from core.workers import supervise
+        # The supervisor runs no application code: each worker is a fresh interpreter (core/worker.py).
+        from core.supervisor import supervise
 
-        return supervise(settings)
+        return supervise(settings, environ)
     return serve_here(settings)
 
 

@@ -72,7 +72,13 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         if self.proc and self.proc.poll() is None:
+            stragglers = child_pids(self.proc.pid)  # workers: one whose loop is blocked would outlive its supervisor
             self.proc.kill()
+            for pid in stragglers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.communicate()
 
     @property
@@ -119,3 +125,48 @@ class ServerProcess:
         self.proc.send_signal(sig)
         output, _ = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, output
+
+
+def connections_by_pid(port: int, pids: list[int]) -> dict[int, int]:
+    """Established TCP connections on local ``port`` that each of ``pids`` holds (Linux /proc)."""
+    inodes: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # ESTABLISHED
+                inodes[fields[9]] = 0
+    counts = {}
+    for pid in pids:
+        held = 0
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    held += 1
+        except OSError:
+            pass
+        counts[pid] = held
+    return counts
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return sorted(found)

@@ -155,8 +155,6 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     # -- request lifecycle --------------------------------------------------------------
 
     def prepare(self) -> None:
-        if self._tracker is not None and self._tracker.arrived_late(self.request):
-            raise APIError(503, "Server is shutting down.", headers={"Retry-After": "1", "Connection": "close"})
         self._gate()
 
     def _gate(self) -> None:

@@ -136,9 +136,11 @@ class Settings:
     # PostgreSQL instead of the JSON store in DATA_DIR (see core/store.py, core/pg).
     database_url: str = ""
     database_pool_size: int = 10
-    # Worker processes sharing the port (core/workers.py); 1 is a single process, no supervisor.
+    # Worker processes behind one port (core/supervisor.py); 1 is a single process, no supervisor.
     workers: int = 1
-    #: Which worker this process is (0..workers-1); set by the supervisor after the fork, never from the environment.
+    #: A worker whose event loop sends no heartbeat for this long is killed and replaced.
+    worker_timeout: int = 30
+    #: Which worker slot this process is (it names its log files); set by the supervisor, never from the environment.
     worker_index: int = 0
     # The bearer token ``GET /metrics`` requires; unset: loopback clients only.
     metrics_token: str = field(default="", repr=False)
@@ -228,6 +230,7 @@ class Settings:
             database_url=env.get("DATABASE_URL", "").strip(),
             database_pool_size=parse_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE", "10"), minimum=1),
             workers=parse_workers("WORKERS", get("WORKERS", "1")),
+            worker_timeout=parse_duration("WORKER_TIMEOUT", get("WORKER_TIMEOUT", "30s")),
             metrics_token=env.get("METRICS_TOKEN", "").strip(),
             extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
         )
@@ -254,6 +257,18 @@ def ensure_secrets(env_file: Path, environ: dict[str, str] | None = None) -> lis
         name, value = line.split("=", 1)
         environ[name] = value
     return missing
+
+
+def read_settings(environ: Mapping[str, str], env_file: Path = Path(".env")) -> Settings:
+    """Settings from ``environ`` over what ``env_file`` holds now, touching neither.
+
+    The supervisor reads its new settings this way at ``SIGHUP``: its own
+    ``os.environ`` already holds the ``.env`` of its start.
+    """
+    from dotenv import dotenv_values
+
+    on_disk = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.exists() else {}
+    return Settings.from_env({**on_disk, **environ})
 
 
 def load_settings(env_file: Path = Path(".env")) -> Settings:

@@ -1,8 +1,8 @@
 """What a long-lived server needs around the plugins: request draining and the body-size limit.
 
-* `RequestTracker` counts requests in progress so a shutdown can wait for
-  them, and makes requests that arrive during the drain answer 503 with
-  ``Connection: close``.
+* `RequestTracker` counts requests in progress, and notes when the last one
+  began, so a shutdown can wait for them and for keep-alive connections that
+  are still in use.
 * `TurnstileApplication` holds the shared `Services`, the loaded plugins and
   the OpenAPI document as typed attributes (``application.services``, as in
   Tornado's blog demo), routes plain paths with a dict lookup
@@ -36,10 +36,11 @@ LINGER_BYTES = 16 * 1024 * 1024
 
 
 class RequestTracker:
-    """Requests in progress, and whether the server is draining."""
+    """Requests in progress, when the last one began, and whether the server is draining."""
 
     def __init__(self) -> None:
         self.active = 0
+        self.last_began = 0.0  # time.monotonic() of the latest request's headers
         self.drain_started: float | None = None
 
     @property
@@ -47,16 +48,11 @@ class RequestTracker:
         return self.drain_started is not None
 
     def start_draining(self) -> None:
-        self.drain_started = time.time()
-
-    def arrived_late(self, request: httputil.HTTPServerRequest) -> bool:
-        """Whether ``request``'s headers arrived after the drain began (it is refused, not served)."""
-        if self.drain_started is None:
-            return False
-        return time.time() - request.request_time() >= self.drain_started
+        self.drain_started = time.monotonic()
 
     def begin(self) -> None:
         self.active += 1
+        self.last_began = time.monotonic()
 
     def end(self) -> None:
         self.active -= 1

@@ -2,10 +2,12 @@
 
 On SIGTERM or SIGINT the server
 
-1. stops accepting connections,
-2. lets requests in progress finish, for up to ``SHUTDOWN_TIMEOUT``
-   (requests that arrive on already-open connections meanwhile get 503 with
-   ``Connection: close``), then closes every connection,
+1. stops taking connections (closes its port, or tells the supervisor),
+2. lets requests in progress finish, for up to ``SHUTDOWN_TIMEOUT``. A
+   request that arrives on an open keep-alive connection meanwhile is served
+   as usual and answered with ``Connection: close``, so the client moves to a
+   worker that is still taking connections instead of seeing an error. A
+   connection nobody uses for ``KEEPALIVE_GRACE`` is closed,
 3. closes the store, which waits for writes in progress and flushes it,
 4. stops the worker threads and the log writers, and returns, so the
    process exits 0.
@@ -19,21 +21,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
-from typing import Callable
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpserver import HTTPServer
+from tornado.iostream import IOStream
 
 from .app import create_app
 from .config import Settings, load_settings
-from .lifecycle import TurnstileApplication
+from .lifecycle import RequestTracker, TurnstileApplication
 from .logs import LogSetup, setup_logging
+
+if TYPE_CHECKING:
+    from .worker import SupervisorLink
 
 log = logging.getLogger("turnstile.server")
 AFTER_CLOSE_GRACE = 1.0
+KEEPALIVE_GRACE = 1.0  # draining: how long open connections with no request get to send one more
 
 
-def make_server(app: TurnstileApplication, settings: Settings) -> HTTPServer:
+class Server(HTTPServer):
+    """Tornado's HTTP server, counting its open connections so a drain can wait for them to close."""
+
+    def initialize(self, *args: Any, **kwargs: Any) -> None:
+        super().initialize(*args, **kwargs)
+        self.streams: weakref.WeakSet[IOStream] = weakref.WeakSet()
+
+    def handle_stream(self, stream: IOStream, address: tuple) -> None:
+        self.streams.add(stream)
+        super().handle_stream(stream, address)
+
+    def open_connections(self) -> int:
+        return sum(1 for stream in list(self.streams) if not stream.closed())
+
+    def close_keepalive(self) -> None:
+        """Every request read from now on is answered with ``Connection: close`` and ends its connection."""
+        self.conn_params.no_keep_alive = True
+
+
+def make_server(app: TurnstileApplication, settings: Settings) -> Server:
     """The HTTP server with the limits from settings.
 
     ``IDLE_TIMEOUT`` bounds both a keep-alive connection's idle time and the
@@ -41,7 +68,7 @@ def make_server(app: TurnstileApplication, settings: Settings) -> HTTPServer:
     time to send the body. Declared bodies over ``MAX_BODY_SIZE`` get 413 from
     the application; a chunked body over it is cut off by Tornado (400).
     """
-    return HTTPServer(
+    return Server(
         app,
         idle_connection_timeout=settings.idle_timeout,
         body_timeout=settings.body_timeout,
@@ -49,12 +76,32 @@ def make_server(app: TurnstileApplication, settings: Settings) -> HTTPServer:
     )
 
 
-async def shutdown(server: HTTPServer, app: TurnstileApplication, timeout: float, hurry: asyncio.Event | None = None) -> bool:
+async def drain(server: Server, tracker: RequestTracker, timeout: float, hurry: asyncio.Event | None = None) -> bool:
+    """Wait for requests in progress, and for open connections to close after one more request each.
+
+    True when no request was still running at the end. Connections on which
+    no request began for ``KEEPALIVE_GRACE`` are idle: they are left for the
+    caller to close.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        now = time.monotonic()
+        idle = tracker.active == 0
+        if hurry is not None and hurry.is_set() or now >= deadline:
+            return idle
+        if idle and (now - max(started, tracker.last_began) >= KEEPALIVE_GRACE or server.open_connections() == 0):
+            return True
+        await asyncio.sleep(0.01)
+
+
+async def shutdown(server: Server, app: TurnstileApplication, timeout: float, hurry: asyncio.Event | None = None) -> bool:
     """Drain and stop; True when every request in progress finished in time."""
     tracker = app.requests
     server.stop()
+    server.close_keepalive()
     tracker.start_draining()
-    drained = await tracker.wait_idle(timeout, hurry)
+    drained = await drain(server, tracker, timeout, hurry)
     if not drained:
         log.warning("shutdown: %d request(s) still running after %ss; closing their connections", tracker.active, timeout)
     await server.close_all_connections()
@@ -65,21 +112,19 @@ async def shutdown(server: HTTPServer, app: TurnstileApplication, timeout: float
     return drained
 
 
-async def serve(
-    settings: Settings | None = None,
-    sockets: list[socket.socket] | None = None,
-    on_ready: Callable[[], None] | None = None,
-) -> None:
+async def serve(settings: Settings | None = None, link: SupervisorLink | None = None) -> None:
     """Start on PORT/HOST and run until SIGTERM or SIGINT, then stop gracefully.
 
-    As a worker under ``WORKERS`` > 1 (core/workers.py), ``sockets`` are the
-    supervisor's listening sockets, ``on_ready`` tells it the worker serves,
-    the log files are the worker's own, and only SIGTERM (sent by the
-    supervisor) stops it: a terminal's Ctrl-C reaches the supervisor, which
-    forwards it once.
+    As a worker under ``WORKERS`` > 1 (core/worker.py), ``link`` brings the
+    connections the supervisor hands over and carries the heartbeat; the log
+    files are the worker's own, and only SIGTERM (sent by the supervisor)
+    stops it: a terminal's Ctrl-C reaches the supervisor, which forwards it
+    once.
     """
     settings = settings or load_settings()
-    worker = sockets is not None
+    worker = link is not None
+    if link is not None:
+        link.start_heartbeat(settings.worker_timeout)
     logs: LogSetup = setup_logging(
         settings.log_dir, settings.log_level, settings.log_format, settings.log_max_bytes, settings.log_backups,
         worker=settings.worker_index if worker else None,
@@ -87,8 +132,8 @@ async def serve(
     try:
         app = await create_app(settings)
         server = make_server(app, settings)
-        if sockets is not None:
-            server.add_sockets(sockets)
+        if link is not None:
+            link.serve_connections(server)
         else:
             server.listen(settings.port, address=settings.host)
             print(f"Server running on port {settings.port}", flush=True)
@@ -100,10 +145,12 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        if on_ready:
-            on_ready()
+        if link is not None:
+            link.ready()
         await stop.wait()
-        if not worker:
+        if link is not None:
+            link.stop_taking()
+        else:
             print("Shutting down: finishing requests in progress", flush=True)
         drained = await shutdown(server, app, settings.shutdown_timeout, hurry)
         if not worker:

@@ -1,0 +1,119 @@
+"""Helpers for the tests that run ``WORKERS`` > 1 as real processes: a probe plugin, bursts of connections, logs."""
+
+from __future__ import annotations
+
+import collections
+import json
+import socket
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable
+
+from bench.harness import ServerProcess
+from plugin_kit import install_distribution
+
+PROBE = """
+import os
+import time
+
+from core.plugin import BaseHandler, public
+
+VERSION = {version!r}
+{extra}
+
+@public
+class Version(BaseHandler):
+    def get(self):
+        greeting = self.services.settings.extra.get("TURNSTILE_PROBE_GREETING", "")
+        self.send_json({{"version": VERSION, "pid": os.getpid(), "greeting": greeting}})
+
+
+@public
+class Block(BaseHandler):
+    def get(self):
+        time.sleep(float(self.get_argument("seconds", "60")))  # blocks this worker's event loop, on purpose
+        self.send_json({{"pid": os.getpid()}})
+
+
+routes = [(r"/probe/version", Version), (r"/probe/block", Block)]
+"""
+
+
+def install_probe(root: Path, version: str = "v1") -> Path:
+    """Install the ``probe`` plugin as a distribution under ``root/site``; returns its module file."""
+    source = root / "src" / "turnstile_probe"
+    source.mkdir(parents=True)
+    (source / "__init__.py").write_text(textwrap.dedent(PROBE.format(version=version, extra="")))
+    install_distribution(root / "site", source, "turnstile-probe", "1.0", {"probe": "turnstile_probe"})
+    return root / "site" / "turnstile_probe" / "__init__.py"
+
+
+def rewrite_probe(module: Path, version: str, extra: str = "") -> None:
+    """What a deploy does: new source on disk (``extra`` is more module code, e.g. a ``raise``)."""
+    module.write_text(textwrap.dedent(PROBE.format(version=version, extra=extra)))
+
+
+def probe_env(root: Path) -> dict[str, str]:
+    """Environment for a ServerProcess that loads the probe plugin (and never runs stale bytecode)."""
+    return {"PYTHONPATH": str(root / "site"), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def burst(port: int, count: int) -> collections.Counter[int]:
+    """Open ``count`` keep-alive connections in one burst from one thread, then ask each which worker holds it.
+
+    Every connection is opened before any request is sent, as a client pool
+    or ``wrk`` does. Returns the number of connections per worker slot; each
+    connection answers twice, from the same worker both times.
+    """
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    try:
+        slots: list[int] = []
+        for _round in range(2):
+            for sock in socks:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answers = [read_response(sock) for sock in socks]
+            seen = [json.loads(body)["worker"]["index"] for status, body in answers if status == 200]
+            assert len(seen) == count, answers
+            if slots:
+                assert seen == slots, "a keep-alive connection moved between workers"
+            slots = seen
+        return collections.Counter(slots)
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length body: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin1").split("\r\n")
+    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed in the body")
+        body += chunk
+    return int(lines[0].split()[1]), body
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """Poll ``check`` until it returns something true (and return that), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def supervisor_log(server: ServerProcess) -> str:
+    path = server.root / "logs" / "errLog.txt"
+    return path.read_text() if path.exists() else ""
