@@ -227,3 +227,24 @@ def test_a_second_signal_hurries_every_worker(tmp_path):
         assert time.monotonic() - started < 10
         for conn in conns.values():
             conn.close()
+
+
+def test_sigttin_adds_a_worker_and_sigttou_drains_one_but_never_the_last(tmp_path):
+    from worker_kit import supervisor_log, wait_for
+
+    with ServerProcess(tmp_path, WORKERS="2") as server:
+        first = set(worker_pids(server).values())
+        server.proc.send_signal(signal.SIGTTIN)  # type: ignore[union-attr]
+        wait_for(lambda: len(children(server.pid)) == 3, 15, "a third worker")
+        assert sorted(worker_pids(server, count=3)) == [0, 1, 2]
+        for _ in range(2):
+            server.proc.send_signal(signal.SIGTTOU)  # type: ignore[union-attr]
+            time.sleep(0.3)
+        wait_for(lambda: len(children(server.pid)) == 1, 15, "two workers to drain")
+        server.proc.send_signal(signal.SIGTTOU)  # type: ignore[union-attr]
+        wait_for(lambda: "at least one worker must run" in supervisor_log(server), 10, "the last worker to be kept")
+        [last] = children(server.pid)
+        assert last in first
+        assert all(healthz(server)["pid"] == last for _ in range(5))
+        code, output = server.stop()
+    assert code == 0, output

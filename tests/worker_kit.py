@@ -86,6 +86,12 @@ def burst(port: int, count: int) -> collections.Counter[int]:
 
 def read_response(sock: socket.socket) -> tuple[int, bytes]:
     """One HTTP/1.1 response with a Content-Length body: (status, body)."""
+    status, _headers, body = read_message(sock)
+    return status, body
+
+
+def read_message(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length body: (status, headers with lower-case names, body)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -94,13 +100,14 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
         data += chunk
     head, body = data.split(b"\r\n\r\n", 1)
     lines = head.decode("latin1").split("\r\n")
-    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    length = int(headers["content-length"])
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
             raise ConnectionError("closed in the body")
         body += chunk
-    return int(lines[0].split()[1]), body
+    return int(lines[0].split()[1]), headers, body
 
 
 def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
