@@ -166,9 +166,9 @@ class Settings:
     def hash_pool_size(self) -> int:
         """bcrypt threads per worker: ``HASH_WORKERS``, or one per CPU this process may use.
 
-        Not divided among the workers: they share one listening socket, and the kernel does not
-        spread connections evenly among them (one worker may accept most of them), so each
-        worker must be able to keep every core hashing.
+        Not divided among the workers: connections are spread evenly, but logins are not (one
+        keep-alive connection may bring many of them), so each worker must be able to keep every
+        core hashing.
         """
         if self.hash_workers:
             return self.hash_workers

@@ -2,7 +2,7 @@
 
 Each app owns its metric objects in a registry of its own, so two apps in
 one test process never share counts. With ``PROMETHEUS_MULTIPROC_DIR`` set
-(the supervisor sets it before forking workers), prometheus_client keeps
+(the supervisor sets it for every worker it starts), prometheus_client keeps
 every value in a per-process file in that directory and `Metrics.render`
 sums the files of all workers (its multiprocess mode).
 

@@ -23,7 +23,7 @@ import logging
 import signal
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
@@ -33,12 +33,21 @@ from .config import Settings, load_settings
 from .lifecycle import RequestTracker, TurnstileApplication
 from .logs import LogSetup, setup_logging
 
-if TYPE_CHECKING:
-    from .worker import SupervisorLink
-
 log = logging.getLogger("turnstile.server")
 AFTER_CLOSE_GRACE = 1.0
 KEEPALIVE_GRACE = 1.0  # draining: how long open connections with no request get to send one more
+
+
+class SupervisorLink(Protocol):
+    """What a worker's serve needs from its supervisor (core/worker.py has the real one)."""
+
+    def start_heartbeat(self, worker_timeout: float) -> None: ...
+
+    def serve_connections(self, server: HTTPServer) -> None: ...
+
+    def ready(self) -> None: ...
+
+    def stop_taking(self) -> None: ...
 
 
 class Server(HTTPServer):

@@ -114,6 +114,8 @@ class Supervisor:
         self.deaths: dict[int, list[float]] = {}  # position -> recent deaths (for the backoff)
         self.start_failures: dict[int, int] = {}  # position -> deaths before serving, in a row
         self.signals: list[int] = []
+        self.child_exited = False  # a SIGCHLD came: reap
+        self.next_check = 0.0  # monotonic time of the next heartbeat and deadline check
         self.stopping = False
         self.failure: str | None = None
         self.announced = False
@@ -180,37 +182,46 @@ class Supervisor:
                 except BlockingIOError:
                     pass
             for listener in self.dispatcher.listeners:
-                if listener in readable:
+                if listener.fileno() in readable:
                     self.dispatcher.accept(listener)
             for worker in list(self.workers.values()):
-                if worker.target.channel in readable:
+                if worker.target.channel.fileno() in readable:
                     self.read_news(worker)
             while self.signals:
                 self.handle_signal(self.signals.pop(0))
-            self.reap()
-            self.check_deadlines()
-            self.start_due()
+            if self.child_exited:
+                self.child_exited = False
+                self.reap()
+            now = time.monotonic()
+            if now >= self.next_check:  # once a tick, not once per connection
+                self.next_check = now + TICK
+                self.check_deadlines()
+            if self.due:
+                self.start_due()
 
-    def wait(self) -> list[Any]:
-        """Block until a signal, a connection, a worker's news, or the next deadline."""
-        watch: list[Any] = [self.wake_r, *(w.target.channel for w in self.workers.values())]
+    def wait(self) -> set[int]:
+        """Block until a signal, a connection, a worker's news, or the next deadline; the readable fds."""
+        # A closed channel stays readable: wait for that worker's SIGCHLD instead of spinning on it.
+        watch = [self.wake_r, *(w.target.channel.fileno() for w in self.workers.values() if not w.target.gone)]
         if self.dispatcher.accepting and not self.stopping:
-            watch += self.dispatcher.listeners
+            watch += [listener.fileno() for listener in self.dispatcher.listeners]
         timeout = TICK
         if self.due and not self.stopping:
             timeout = min(timeout, max(0.0, min(self.due.values()) - time.monotonic()))
         if self.dispatcher.waiting:
             timeout = min(timeout, 0.01)  # connections wait for a worker to catch up
-        try:
-            readable, _, _ = select.select(watch, [], [], timeout)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries select
-            return []
+        poller = select.poll()  # not select(): the supervisor may hold more than FD_SETSIZE connections
+        for fd in watch:
+            poller.register(fd, select.POLLIN)
+        readable = {fd for fd, _events in poller.poll(timeout * 1000)}
         if self.dispatcher.waiting:
             self.dispatcher.place([])
         return readable
 
     def handle_signal(self, signo: int) -> None:
-        if signo in (signal.SIGTERM, signal.SIGINT):
+        if signo == signal.SIGCHLD:
+            self.child_exited = True
+        elif signo in (signal.SIGTERM, signal.SIGINT):
             self.stop(f"{signal.Signals(signo).name} received")
         elif self.stopping:
             return
@@ -414,7 +425,7 @@ class Supervisor:
             self.stopping = True
             self.due.clear()
             self.reload = None
-            self.dispatcher.close_listeners()
+            self.dispatcher.close()  # the port, and connections no worker took
             for worker in list(self.workers.values()):
                 self.retire(worker)
             return
