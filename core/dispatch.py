@@ -30,6 +30,7 @@ log = logging.getLogger("turnstile.supervisor")
 MAX_PENDING = 64  # connections handed to one worker and not yet taken
 STALL_SECONDS = 0.5  # a connection untaken this long means its worker is not keeping up
 ACCEPT_BATCH = 512  # connections accepted per wake-up
+ACCEPT_PAUSE = 0.1  # seconds without accepting after accept failed (out of file descriptors, say)
 
 
 class Target:
@@ -55,11 +56,13 @@ class Dispatcher:
         self.turn = 0
         self.waiting: deque[socket.socket] = deque()  # accepted, no worker had room
         self.handed = 0  # connections handed over, in all
+        self.paused_until = 0.0
+        self.closed = False
 
     @property
     def accepting(self) -> bool:
-        """Whether to accept now: there is a worker to take connections and none is waiting."""
-        return bool(self.listeners) and bool(self.targets) and not self.waiting
+        """Whether to accept now: there is a worker to take connections, none is waiting, and accept is not failing."""
+        return bool(self.listeners) and bool(self.targets) and not self.waiting and time.monotonic() >= self.paused_until
 
     def add(self, target: Target) -> None:
         if target not in self.targets:
@@ -78,8 +81,9 @@ class Dispatcher:
                 conn, _address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc:  # out of file descriptors, say: leave the rest queued in the kernel
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:  # out of file descriptors, say: leave the rest queued in the kernel for a moment
+                log.warning("accept failed: %s; pausing for %.1fs", exc, ACCEPT_PAUSE)
+                self.paused_until = time.monotonic() + ACCEPT_PAUSE
                 break
             accepted.append(conn)
         self.place(accepted)
@@ -87,6 +91,10 @@ class Dispatcher:
     def place(self, connections: Iterable[socket.socket]) -> None:
         """Give ``connections`` (after any already waiting) to the workers in turn; keep what none has room for."""
         self.waiting.extend(connections)
+        if self.closed:  # stopping: no worker takes anything any more
+            while self.waiting:
+                self.waiting.popleft().close()
+            return
         if not self.waiting or not self.targets:
             return
         now = time.monotonic()
@@ -113,20 +121,32 @@ class Dispatcher:
             chunk = batch[start:start + handoff.MAX_FDS]
             try:
                 handoff.send_connections(target.channel, chunk)
-            except BlockingIOError:  # its queue is full: it is not keeping up
+            except (BrokenPipeError, ConnectionError):  # it is exiting; its exit hands back what it had not taken
+                target.gone = True
                 self.waiting.extendleft(reversed(batch[start:]))
                 return
-            except OSError:  # it is exiting; its exit hands back what it had not taken
-                target.gone = True
+            except OSError as exc:  # its queue is full (it is not keeping up), or the kernel is short of memory
+                if not isinstance(exc, BlockingIOError):
+                    log.warning("handing connections to a worker failed: %s; trying again", exc)
                 self.waiting.extendleft(reversed(batch[start:]))
                 return
             target.pending.extend((now, conn) for conn in chunk)
             self.handed += len(chunk)
 
-    def took(self, target: Target, count: int) -> None:
-        """The worker owns ``count`` more connections: close the supervisor's copies."""
-        for _ in range(min(count, len(target.pending))):
-            target.pending.popleft()[1].close()
+    def took(self, target: Target, sent: int, received: int) -> None:
+        """The worker read a message of ``sent`` connections and owns the first ``received``.
+
+        The supervisor's copies of those are closed; any the kernel did not
+        deliver (the worker was out of file descriptors) go out again.
+        """
+        message = [target.pending.popleft()[1] for _ in range(min(sent, len(target.pending)))]
+        for conn in message[:received]:
+            conn.close()
+        if message[received:]:
+            log.warning("%d connection(s) did not reach a worker (out of file descriptors?); handing them out again",
+                        len(message) - received)
+            self.waiting.extendleft(reversed(message[received:]))
+            self.place([])
 
     def reclaim(self, target: Target) -> None:
         """``target`` takes no more: what it had not taken goes to the other workers, first in line."""
@@ -144,7 +164,7 @@ class Dispatcher:
         self.listeners = []
 
     def close(self) -> None:
-        """Close the port and every connection no worker took."""
+        """Close the port and every connection no worker took; from now on, connections handed back are closed too."""
         self.close_listeners()
-        while self.waiting:
-            self.waiting.popleft().close()
+        self.closed = True
+        self.place([])

@@ -6,9 +6,11 @@ boundaries and their order:
 * supervisor -> worker: accepted client connections, as file descriptors
   (``socket.send_fds``), up to ``MAX_FDS`` in one message;
 * worker -> supervisor: one short message per event (`Word`): ``ready``,
-  ``beat`` (its event loop is alive), ``took N`` (it received N connections
-  and owns them from now on), ``draining`` (it takes no more), ``error ...``
-  (why it cannot start, on one line).
+  ``beat`` (its event loop is alive), ``took SENT GOT`` (it read one message
+  of SENT connections and owns the first GOT of them from now on; fewer when
+  it ran out of file descriptors and the kernel dropped the rest),
+  ``draining`` (it takes no more), ``error ...`` (why it cannot start, on
+  one line).
 
 A connection stays the supervisor's until the worker says ``took``. A worker
 that dies, hangs or drains before that never read a byte from it, so the
@@ -44,23 +46,25 @@ def send_connections(channel: socket.socket, connections: list[socket.socket]) -
     Raises ``BlockingIOError`` when the worker's queue is full and ``OSError``
     when it is gone; either way nothing was sent.
     """
-    socket.send_fds(channel, [b"c"], [conn.fileno() for conn in connections])
+    socket.send_fds(channel, [str(len(connections)).encode()], [conn.fileno() for conn in connections])
 
 
-def receive_connections(channel: socket.socket) -> list[socket.socket] | None:
-    """The connections of one waiting message; ``[]`` when none is waiting, ``None`` when the supervisor is gone.
+def receive_connections(channel: socket.socket, max_fds: int = MAX_FDS) -> tuple[int, list[socket.socket]] | None:
+    """One waiting message: (how many connections were sent in it, those that arrived); ``(0, [])`` when none
+    is waiting; ``None`` when the supervisor is gone.
 
     ``channel`` must be non-blocking (``recv_fds`` ignores its flags before Python 3.12).
     """
     try:
-        data, fds, _flags, _addr = socket.recv_fds(channel, 16, MAX_FDS)
+        data, fds, _flags, _addr = socket.recv_fds(channel, 16, max_fds)
     except (BlockingIOError, InterruptedError):
-        return []
+        return 0, []
     except ConnectionError:
         return None
     if not data and not fds:
         return None
-    return [socket.socket(fileno=fd) for fd in fds]
+    sent = int(data) if data.isdigit() else len(fds)
+    return sent, [socket.socket(fileno=fd) for fd in fds]
 
 
 def tell(channel: socket.socket, word: Word, detail: str = "") -> None:
@@ -72,7 +76,9 @@ def tell(channel: socket.socket, word: Word, detail: str = "") -> None:
             channel.send(data)
             return
         except (BlockingIOError, InterruptedError):
-            select.select([], [channel], [], 1.0)
+            waiter = select.poll()
+            waiter.register(channel, select.POLLOUT)
+            waiter.poll(1000)
 
 
 def read_news(channel: socket.socket) -> tuple[list[tuple[Word, str]], bool]:

@@ -1,7 +1,7 @@
 """What a long-lived server needs around the plugins: request draining and the body-size limit.
 
-* `RequestTracker` counts requests in progress, and notes when the last one
-  began, so a shutdown can wait for them and for keep-alive connections that
+* `RequestTracker` counts requests in progress, and notes when one last
+  began or ended, so a shutdown can wait for them and for keep-alive connections that
   are still in use.
 * `TurnstileApplication` holds the shared `Services`, the loaded plugins and
   the OpenAPI document as typed attributes (``application.services``, as in
@@ -40,7 +40,7 @@ class RequestTracker:
 
     def __init__(self) -> None:
         self.active = 0
-        self.last_began = 0.0  # time.monotonic() of the latest request's headers
+        self.last_seen = 0.0  # time.monotonic() when a request last began or ended
         self.drain_started: float | None = None
 
     @property
@@ -52,10 +52,11 @@ class RequestTracker:
 
     def begin(self) -> None:
         self.active += 1
-        self.last_began = time.monotonic()
+        self.last_seen = time.monotonic()
 
     def end(self) -> None:
         self.active -= 1
+        self.last_seen = time.monotonic()
 
     async def wait_idle(self, timeout: float, give_up: asyncio.Event | None = None) -> bool:
         """Wait until no request is in progress; False if ``timeout`` passed (or ``give_up`` was set) first."""

@@ -89,8 +89,9 @@ async def drain(server: Server, tracker: RequestTracker, timeout: float, hurry: 
     """Wait for requests in progress, and for open connections to close after one more request each.
 
     True when no request was still running at the end. Connections on which
-    no request began for ``KEEPALIVE_GRACE`` are idle: they are left for the
-    caller to close.
+    no request began or ended for ``KEEPALIVE_GRACE`` are idle: they are left
+    for the caller to close. (A request that was running when the drain began
+    was answered keep-alive: its client gets the grace to send one more.)
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -99,7 +100,7 @@ async def drain(server: Server, tracker: RequestTracker, timeout: float, hurry: 
         idle = tracker.active == 0
         if hurry is not None and hurry.is_set() or now >= deadline:
             return idle
-        if idle and (now - max(started, tracker.last_began) >= KEEPALIVE_GRACE or server.open_connections() == 0):
+        if idle and (now - max(started, tracker.last_seen) >= KEEPALIVE_GRACE or server.open_connections() == 0):
             return True
         await asyncio.sleep(0.01)
 

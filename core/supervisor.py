@@ -57,6 +57,7 @@ BACKOFF_FIRST = 0.1  # seconds before the first replacement
 BACKOFF_MAX = 5.0
 CRASH_WINDOW = 60.0  # deaths older than this no longer lengthen the backoff
 KILL_GRACE = 2.0  # past SHUTDOWN_TIMEOUT: time for a drained worker to close its store before it is killed
+RELOAD_START_TIMEOUT = 120.0  # a new worker not ready by then fails the rolling restart
 TICK = 0.25  # seconds between checks of heartbeats and deadlines
 
 
@@ -66,6 +67,7 @@ class Worker:
     generation: int
     proc: subprocess.Popen[bytes]
     target: Target
+    spawned: float
     last_beat: float
     ready: bool = False
     message: str = ""  # its "error ..." line, if it sent one
@@ -208,8 +210,10 @@ class Supervisor:
         timeout = TICK
         if self.due and not self.stopping:
             timeout = min(timeout, max(0.0, min(self.due.values()) - time.monotonic()))
-        if self.dispatcher.waiting:
+        if self.dispatcher.waiting and self.dispatcher.targets:
             timeout = min(timeout, 0.01)  # connections wait for a worker to catch up
+        if self.dispatcher.paused_until:
+            timeout = min(timeout, max(0.0, self.dispatcher.paused_until - time.monotonic()))
         poller = select.poll()  # not select(): the supervisor may hold more than FD_SETSIZE connections
         for fd in watch:
             poller.register(fd, select.POLLIN)
@@ -240,7 +244,9 @@ class Supervisor:
             if word is Word.BEAT:
                 worker.last_beat = time.monotonic()
             elif word is Word.TOOK:
-                self.dispatcher.took(worker.target, int(detail) if detail.isdigit() else 0)
+                sent, _, received = detail.partition(" ")
+                if sent.isdigit() and received.isdigit():
+                    self.dispatcher.took(worker.target, int(sent), int(received))
             elif word is Word.READY:
                 worker.last_beat = time.monotonic()
                 self.on_ready(worker)
@@ -255,7 +261,7 @@ class Supervisor:
         worker.ready = True
         if self.reload and worker in self.reload.started:
             if len(self.reload.started) < self.reload.settings.workers:
-                self.reload.started.append(self.spawn(self.reload.generation, self.reload.settings))
+                self.start_new_worker()
             else:
                 self.commit_reload()
             return
@@ -322,7 +328,11 @@ class Supervisor:
             if when <= now:
                 del self.due[position]
                 if position < len(self.serving) and self.serving[position] is None:
-                    self.serving[position] = self.spawn(self.generation)
+                    try:
+                        self.serving[position] = self.spawn(self.generation)
+                    except OSError as exc:
+                        log.error("could not start a worker: %s; trying again in %.1fs", exc, BACKOFF_MAX)
+                        self.due[position] = now + BACKOFF_MAX
 
     def check_deadlines(self) -> None:
         """Kill a worker whose event loop went quiet, and one that drains past its deadline."""
@@ -332,7 +342,9 @@ class Supervisor:
         for worker in list(self.workers.values()):
             if worker.killed:
                 continue
-            if worker.retiring_since is None:
+            if self.reload and worker in self.reload.started and not worker.ready and now - worker.spawned > RELOAD_START_TIMEOUT:
+                self.kill(worker, f"not ready {RELOAD_START_TIMEOUT:.0f}s after it started")
+            elif worker.retiring_since is None:
                 if now - worker.last_beat > timeout:
                     self.kill(worker, f"no heartbeat for {now - worker.last_beat:.1f}s (WORKER_TIMEOUT={timeout}s); "
                                       "its event loop is blocked, so it was killed")
@@ -364,7 +376,15 @@ class Supervisor:
             settings = settings.with_changes(host=self.settings.host, port=self.settings.port)
         self.reload = Reload(settings, self.generation + 1)
         log.info("SIGHUP: starting %d new worker(s) one at a time", settings.workers)
-        self.reload.started.append(self.spawn(self.reload.generation, settings))
+        self.start_new_worker()
+
+    def start_new_worker(self) -> None:
+        """The next worker of the rolling restart in progress."""
+        assert self.reload is not None
+        try:
+            self.reload.started.append(self.spawn(self.reload.generation, self.reload.settings))
+        except OSError as exc:
+            self.reload_failed(f"could not start a new worker: {exc}")
 
     def commit_reload(self) -> None:
         reload, self.reload = self.reload, None
@@ -399,7 +419,11 @@ class Supervisor:
             log.warning("SIGTTOU ignored: at least one worker must run")
             return
         while len(self.serving) < count:
-            self.serving.append(self.spawn(self.generation))
+            try:
+                self.serving.append(self.spawn(self.generation))
+            except OSError as exc:
+                log.error("could not start a worker: %s", exc)
+                return
         while len(self.serving) > count:
             position = len(self.serving) - 1
             worker = self.serving.pop()
@@ -482,10 +506,14 @@ class Supervisor:
                    "--supervisor", str(os.getpid())]
         try:
             proc = subprocess.Popen(command, env=env, pass_fds=(theirs.fileno(),))
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         ours.setblocking(False)
-        worker = Worker(slot, generation, proc, Target(ours), last_beat=time.monotonic())
+        now = time.monotonic()
+        worker = Worker(slot, generation, proc, Target(ours), spawned=now, last_beat=now)
         self.workers[proc.pid] = worker
         return worker
 

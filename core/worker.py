@@ -69,13 +69,15 @@ class SupervisorLink:
         server = self.server
         assert server is not None
         while True:
-            connections = handoff.receive_connections(self.channel)
-            if connections is None:  # the supervisor is gone
+            message = handoff.receive_connections(self.channel)
+            if message is None:  # the supervisor is gone
                 IOLoop.current().remove_handler(self.channel.fileno())
                 return
-            if not connections:
+            sent, connections = message
+            if not sent:
                 return
-            self.tell(Word.TOOK, str(len(connections)))  # before a byte is read: from here on they are ours
+            # Before a byte is read: from here on these are ours, and the supervisor re-sends any that did not arrive.
+            self.tell(Word.TOOK, f"{sent} {len(connections)}")
             for conn in connections:
                 try:
                     address = conn.getpeername()
@@ -113,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channel", type=int, required=True)
     parser.add_argument("--supervisor", type=int, required=True)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which forwards it once
+    # Ctrl-C and a terminal's hangup reach the whole process group: the supervisor acts for its workers.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
     if not die_with_parent(args.supervisor):
         return 1
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

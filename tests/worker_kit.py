@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import http.client
 import json
 import socket
 import textwrap
@@ -14,6 +15,7 @@ from bench.harness import ServerProcess
 from plugin_kit import install_distribution
 
 PROBE = """
+import asyncio
 import os
 import time
 
@@ -36,7 +38,14 @@ class Block(BaseHandler):
         self.send_json({{"pid": os.getpid()}})
 
 
-routes = [(r"/probe/version", Version), (r"/probe/block", Block)]
+@public
+class Sleep(BaseHandler):
+    async def get(self):
+        await asyncio.sleep(float(self.get_argument("seconds", "1")))  # a slow request; the event loop runs on
+        self.send_json({{"pid": os.getpid()}})
+
+
+routes = [(r"/probe/version", Version), (r"/probe/block", Block), (r"/probe/sleep", Sleep)]
 """
 
 
@@ -111,13 +120,20 @@ def read_message(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 
 def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll ``check`` until it returns something true (and return that), or fail naming ``what``."""
+    """Poll ``check`` until it returns something true (and return that), or fail naming ``what``.
+
+    A check that raises (a worker not serving yet, a connection refused) counts as not yet.
+    """
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while True:
-        value = check()
+        try:
+            value = check()
+        except (AssertionError, OSError, http.client.HTTPException) as exc:
+            value, last = None, exc
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}" + (f" (last: {last!r})" if last else "")
         time.sleep(interval)
 
 
