@@ -55,7 +55,6 @@ class Dispatcher:
         self.targets: list[Target] = []
         self.turn = 0
         self.waiting: deque[socket.socket] = deque()  # accepted, no worker had room
-        self.handed = 0  # connections handed over, in all
         self.paused_until = 0.0
         self.closed = False
 
@@ -131,7 +130,6 @@ class Dispatcher:
                 self.waiting.extendleft(reversed(batch[start:]))
                 return
             target.pending.extend((now, conn) for conn in chunk)
-            self.handed += len(chunk)
 
     def took(self, target: Target, sent: int, received: int) -> None:
         """The worker read a message of ``sent`` connections and owns the first ``received``.

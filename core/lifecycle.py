@@ -36,19 +36,11 @@ LINGER_BYTES = 16 * 1024 * 1024
 
 
 class RequestTracker:
-    """Requests in progress, when the last one began, and whether the server is draining."""
+    """Requests in progress, and when one last began or ended."""
 
     def __init__(self) -> None:
         self.active = 0
         self.last_seen = 0.0  # time.monotonic() when a request last began or ended
-        self.drain_started: float | None = None
-
-    @property
-    def draining(self) -> bool:
-        return self.drain_started is not None
-
-    def start_draining(self) -> None:
-        self.drain_started = time.monotonic()
 
     def begin(self) -> None:
         self.active += 1

@@ -110,7 +110,6 @@ async def shutdown(server: Server, app: TurnstileApplication, timeout: float, hu
     tracker = app.requests
     server.stop()
     server.close_keepalive()
-    tracker.start_draining()
     drained = await drain(server, tracker, timeout, hurry)
     if not drained:
         log.warning("shutdown: %d request(s) still running after %ss; closing their connections", tracker.active, timeout)

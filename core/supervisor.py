@@ -64,7 +64,6 @@ TICK = 0.25  # seconds between checks of heartbeats and deadlines
 @dataclass(eq=False)
 class Worker:
     slot: int
-    generation: int
     proc: subprocess.Popen[bytes]
     target: Target
     spawned: float
@@ -88,7 +87,6 @@ class Reload:
     """A rolling restart in progress: new workers started one at a time, none serving yet."""
 
     settings: Settings
-    generation: int
     started: list[Worker] = field(default_factory=list)
 
 
@@ -109,8 +107,7 @@ class Supervisor:
         self.settings = settings
         self.environ = dict(environ)  # the environment before .env: workers and reloads read .env themselves
         self.workers: dict[int, Worker] = {}  # every live worker process, by pid
-        self.serving: list[Worker | None] = []  # the current generation, by position (None: being replaced)
-        self.generation = 0
+        self.serving: list[Worker | None] = []  # the workers serving now, by position (None: being replaced)
         self.reload: Reload | None = None
         self.due: dict[int, float] = {}  # position -> monotonic time to start its replacement
         self.deaths: dict[int, list[float]] = {}  # position -> recent deaths (for the backoff)
@@ -149,7 +146,7 @@ class Supervisor:
         try:
             self.serving = [None] * self.settings.workers
             for position in range(self.settings.workers):
-                self.serving[position] = self.spawn(self.generation)
+                self.serving[position] = self.spawn()
             self.loop()
         finally:
             self.cleanup()
@@ -329,7 +326,7 @@ class Supervisor:
                 del self.due[position]
                 if position < len(self.serving) and self.serving[position] is None:
                     try:
-                        self.serving[position] = self.spawn(self.generation)
+                        self.serving[position] = self.spawn()
                     except OSError as exc:
                         log.error("could not start a worker: %s; trying again in %.1fs", exc, BACKOFF_MAX)
                         self.due[position] = now + BACKOFF_MAX
@@ -374,7 +371,7 @@ class Supervisor:
         if (settings.host, settings.port) != (self.settings.host, self.settings.port):
             log.warning("PORT and HOST take a full restart; the new workers keep port %d", self.settings.port)
             settings = settings.with_changes(host=self.settings.host, port=self.settings.port)
-        self.reload = Reload(settings, self.generation + 1)
+        self.reload = Reload(settings)
         log.info("SIGHUP: starting %d new worker(s) one at a time", settings.workers)
         self.start_new_worker()
 
@@ -382,7 +379,7 @@ class Supervisor:
         """The next worker of the rolling restart in progress."""
         assert self.reload is not None
         try:
-            self.reload.started.append(self.spawn(self.reload.generation, self.reload.settings))
+            self.reload.started.append(self.spawn())
         except OSError as exc:
             self.reload_failed(f"could not start a new worker: {exc}")
 
@@ -390,7 +387,7 @@ class Supervisor:
         reload, self.reload = self.reload, None
         assert reload is not None
         old = [w for w in self.serving if w is not None]
-        self.settings, self.generation = reload.settings, reload.generation
+        self.settings = reload.settings
         self.serving = list(reload.started)
         self.due.clear()
         self.deaths.clear()
@@ -420,7 +417,7 @@ class Supervisor:
             return
         while len(self.serving) < count:
             try:
-                self.serving.append(self.spawn(self.generation))
+                self.serving.append(self.spawn())
             except OSError as exc:
                 log.error("could not start a worker: %s", exc)
                 return
@@ -493,7 +490,7 @@ class Supervisor:
             slot += 1
         return slot
 
-    def spawn(self, generation: int, settings: Settings | None = None) -> Worker:
+    def spawn(self) -> Worker:
         """Start a fresh interpreter on the code on disk, with a new channel."""
         ours, theirs = handoff.pair()
         slot = self.free_slot()
@@ -513,7 +510,7 @@ class Supervisor:
             theirs.close()
         ours.setblocking(False)
         now = time.monotonic()
-        worker = Worker(slot, generation, proc, Target(ours), spawned=now, last_beat=now)
+        worker = Worker(slot, proc, Target(ours), spawned=now, last_beat=now)
         self.workers[proc.pid] = worker
         return worker
 
