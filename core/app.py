@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,16 +30,14 @@ async def create_app(
     ``plugins_dir``; ``installed_plugins=False`` ignores entry points. If
     start-up fails, what was opened is closed again.
     """
-    services = await make_services(settings)
-    try:
+    async with contextlib.AsyncExitStack() as on_failure:
+        services = await on_failure.enter_async_context(await make_services(settings))
         plugins = load_plugins(plugins_dir, services, extra_plugins, installed_plugins)
         routes, default = build_routes(plugins, reserved={OPENAPI_ROUTE: "the core (core/openapi.py)"})
         document = build_document(routes)
         for ctx in plugins:
             await run_setup(ctx)
-    except BaseException:
-        await services.close()
-        raise
+        on_failure.pop_all()  # started: the application owns the services now
     handler, kwargs = default or (NotFoundHandler, {})
     return TurnstileApplication(
         [(OPENAPI_ROUTE, OpenAPIHandler), *routes],

@@ -119,13 +119,27 @@ class _LineBatches(QueueListener):
         return logging.makeLogRecord({"name": access_log.name, "levelno": logging.INFO, "levelname": "INFO", "msg": "\n".join(lines)})
 
 
+class OneLineFormatter(logging.Formatter):
+    """The stock formatter, but a record is one line: a traceback or a multi-line message stays on it, newlines written as ``\\n``.
+
+    One line per error keeps the log greppable and rotation-safe, and a newline in a logged value
+    cannot forge a line of its own.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", "\\n")
+
+
 class LogSetup:
     """What `setup_logging` installed: the queue handler, its listener thread and the two files."""
 
-    def __init__(self, log_dir: Path, listeners: list[QueueListener], added: list[tuple[logging.Logger, logging.Handler]]) -> None:
+    def __init__(
+        self, log_dir: Path, listeners: list[QueueListener], added: list[tuple[logging.Logger, logging.Handler]], root_level: int = logging.WARNING
+    ) -> None:
         self.log_dir = log_dir
         self.listeners = listeners
         self.added = added
+        self.root_level = root_level  # the root logger's level before, put back by `close`
 
     @property
     def files(self) -> list[RotatingFileHandler]:
@@ -142,6 +156,7 @@ class LogSetup:
         """Remove the handlers, write out what is queued and close the files."""
         for logger, handler in self.added:
             logger.removeHandler(handler)
+        logging.getLogger().setLevel(self.root_level)
         for listener in self.listeners:
             listener.stop()
             for handler in listener.handlers:
@@ -164,7 +179,7 @@ def setup_logging(
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     suffix = "" if worker is None else f".{worker}"
-    formatter = logging.Formatter(fmt)
+    formatter = OneLineFormatter(fmt)
 
     def rotating(name: str) -> RotatingFileHandler:
         handler = RotatingFileHandler(log_dir / name, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
@@ -186,12 +201,13 @@ def setup_logging(
     access_log.addHandler(to_requests)
     access_log.setLevel(logging.INFO)
     access_log.propagate = False
-    root = logging.getLogger("turnstile")
+    # On the root logger: errors from asyncio, asyncpg, tornado or any library reach errLog.txt too,
+    # each once (every other logger propagates here and has no handler of ours).
+    root = logging.getLogger()
+    root_level = root.level
     root.addHandler(to_errors)
     root.setLevel(level)
-    tornado_log = logging.getLogger("tornado")
-    tornado_log.addHandler(to_errors)
-    return LogSetup(log_dir, listeners, [(access_log, to_requests), (root, to_errors), (tornado_log, to_errors)])
+    return LogSetup(log_dir, listeners, [(access_log, to_requests), (root, to_errors)], root_level)
 
 
 def teardown_logging(setup: LogSetup) -> None:

@@ -3,10 +3,15 @@
 The application holds them as ``application.services`` (handlers read
 ``self.services``, plugins ``plugin.services``). The store is typed as the
 interface in `core.store`, so nothing here depends on which backend runs.
+
+Lifetimes ride on one `contextlib.AsyncExitStack`: each part is pushed as it
+opens, so whatever opened is closed, in reverse order, whether start-up
+fails half-way or the application stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,7 +25,7 @@ from .store import Store, open_store
 
 @dataclass
 class Services:
-    """The shared parts of one application."""
+    """The shared parts of one application; ``async with`` closes them, as does `close`."""
 
     settings: Settings
     store: Store
@@ -29,7 +34,8 @@ class Services:
     tokens: TokenSigner
     #: This app's Prometheus metrics (``GET /metrics``, the ``metrics`` plugin).
     metrics: Metrics = field(default_factory=Metrics)
-    _closers: list[Callable[[], Any]] = field(default_factory=list, repr=False)
+    #: What `close` undoes, newest first; `open_services` fills it.
+    exits: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -37,45 +43,53 @@ class Services:
         return self._closed
 
     def on_close(self, stop: Callable[[], Any]) -> None:
-        """Have `close` call ``stop`` (sync or async) first: for background work a plugin started."""
-        self._closers.append(stop)
+        """Have `close` call ``stop`` (sync or async) before what opened earlier: for a plugin's background work."""
+
+        async def call() -> None:
+            result = stop()
+            if inspect.isawaitable(result):
+                await result
+
+        self.exits.push_async_callback(call)
 
     async def close(self) -> None:
         """Stop background work, wait for the store's writes, then stop the hashing threads. Idempotent."""
-        if self._closed:
-            return
         self._closed = True
-        try:
-            for stop in reversed(self._closers):
-                result = stop()
-                if inspect.isawaitable(result):
-                    await result
-            await self.store.close()
-        finally:
-            self.passwords.close()
+        await self.exits.aclose()
+
+    async def __aenter__(self) -> "Services":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 async def make_services(settings: Settings) -> Services:
-    """Open the store the settings select and build everything around it."""
-    store = await open_store(settings)
-    try:
+    """Open the store the settings select and build everything around it; on failure, close what opened.
+
+    The caller owns the result: ``async with await make_services(settings) as services:``,
+    or `Services.close` when it is done.
+    """
+    async with contextlib.AsyncExitStack() as exits:
+        metrics = Metrics()
+        passwords = PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_pool_size, queue=settings.hash_queue_size)
+        exits.callback(passwords.close)  # closed last: after the store has written everything
+        passwords.depth = metrics.hash_queue_depth
+        passwords.on_rejected = metrics.hash_rejected.inc
+        store = await open_store(settings)
+        exits.push_async_callback(store.close)
         accounts = await Accounts.open(store)
-    except BaseException:
-        await store.close()
-        raise
-    metrics = Metrics()
-    if hasattr(store, "on_write"):
-        store.on_write = metrics.store_write_seconds.observe
-    passwords = PasswordHasher(settings.bcrypt_rounds, workers=settings.hash_pool_size, queue=settings.hash_queue_size)
-    passwords.depth = metrics.hash_queue_depth
-    passwords.on_rejected = metrics.hash_rejected.inc
-    return Services(
-        settings=settings,
-        store=store,
-        accounts=accounts,
-        passwords=passwords,
-        tokens=TokenSigner(
-            settings.access_secret, settings.refresh_secret, settings.access_ttl, settings.refresh_ttl, settings.token_leeway
-        ),
-        metrics=metrics,
-    )
+        if hasattr(store, "on_write"):
+            store.on_write = metrics.store_write_seconds.observe
+        services = Services(
+            settings=settings,
+            store=store,
+            accounts=accounts,
+            passwords=passwords,
+            tokens=TokenSigner(
+                settings.access_secret, settings.refresh_secret, settings.access_ttl, settings.refresh_ttl, settings.token_leeway
+            ),
+            metrics=metrics,
+            exits=exits.pop_all(),
+        )
+    return services

@@ -133,3 +133,51 @@ def test_a_burst_that_fills_the_size_limit_exactly_leaves_no_empty_backup(tmp_pa
     oldest_first = sorted(files[1:], key=lambda f: -int(f.suffix[1:])) + files[:1]
     lines = [line for file in oldest_first for line in file.read_text().splitlines()]
     assert lines == [f"line-{i:04d}" for i in range(20)]
+
+
+def test_errors_from_any_library_reach_the_error_log_once_each_on_one_line(tmp_path):
+    """The error log hangs on the root logger: asyncio, asyncpg, tornado and our own loggers each land once."""
+    import asyncio
+    import logging
+
+    setup = setup_logging(tmp_path)
+    try:
+        logging.getLogger("asyncpg.pool").error("pool trouble")
+        logging.getLogger("tornado.application").error("tornado trouble")
+        logging.getLogger("turnstile.example").error("our trouble")
+
+        async def fail() -> None:
+            raise RuntimeError("never retrieved")
+
+        async def main() -> None:
+            task = asyncio.get_running_loop().create_task(fail())
+            await asyncio.sleep(0.01)
+            assert task.done()
+            del task  # asyncio reports the unretrieved exception when the task is collected
+
+        asyncio.run(main())
+        import gc
+
+        gc.collect()
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    lines = (tmp_path / "errLog.txt").read_text().splitlines()
+    for text in ("pool trouble", "tornado trouble", "our trouble", "Task exception was never retrieved"):
+        assert sum(text in line for line in lines) == 1, (text, lines)
+    [asyncio_line] = [line for line in lines if "never retrieved" in line]
+    assert "\tasyncio\t" in asyncio_line and "RuntimeError: never retrieved" in asyncio_line
+    assert len(lines) == 4  # a traceback stays on its error's line
+
+
+def test_a_newline_in_a_logged_value_cannot_forge_a_line(tmp_path):
+    import logging
+
+    setup = setup_logging(tmp_path)
+    try:
+        logging.getLogger("turnstile.example").warning("user %r said %s", "x", "hi\n2026-01-01\tERROR\tforged")
+        setup.flush()
+    finally:
+        teardown_logging(setup)
+    [line] = (tmp_path / "errLog.txt").read_text().splitlines()
+    assert line.endswith("said hi\\n2026-01-01\tERROR\tforged")
