@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -32,60 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import cpu_steal_ms  # noqa: E402
-from core.accounts import Accounts  # noqa: E402
+from bench.harness import cpu_steal_ms, lookup_latencies, pct, seed, user, write_latencies  # noqa: E402
 from core.jsondb import JsonStore  # noqa: E402
-from core.store import Store  # noqa: E402
-
-HASH = "$2b$12$" + "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"[:53]
-WRITES = 1000
-LOOKUPS = 1000
-
-
-def user(i: int) -> dict:
-    """A user as /register stores it (role User is 2001)."""
-    return {"username": f"user{i:06d}", "password": HASH, "roles": [2001], "created": 1_700_000_000 + i}
-
-
-async def seed(data_dir: Path, count: int) -> JsonStore:
-    store = JsonStore(data_dir).open()
-    for start in range(0, count, 5000):
-        async with store.transaction() as tx:
-            users = tx.collection("auth.users")
-            for i in range(start, min(count, start + 5000)):
-                await users.put(f"user{i:06d}", user(i))
-    await store.compact()
-    return store
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def write_latencies(store: Store, offset: int, count: int = WRITES) -> list[float]:
-    """ms per insert of a new user: one durable write, as /register makes (Accounts.create_user)."""
-    users = store.collection("auth.users")
-    out = []
-    for i in range(offset, offset + count):
-        started = time.perf_counter()
-        await users.insert(user(i), key=f"user{i:06d}")
-        out.append((time.perf_counter() - started) * 1000)
-    return out
-
-
-async def lookup_latencies(store: Store, seeded: int, count: int = LOOKUPS, seed: int = 11) -> list[float]:
-    """ms per user lookup of a login (``await accounts.user(name)``), on random seeded users."""
-    accounts = await Accounts.open(store)
-    names = [f"user{i:06d}" for i in random.Random(seed).choices(range(seeded), k=count)]
-    out = []
-    for name in names:
-        started = time.perf_counter()
-        found = await accounts.user(name)
-        out.append((time.perf_counter() - started) * 1000)
-        assert found is not None and found["username"] == name, name
-    return out
-
 
 async def longest_stall(store: JsonStore, seconds: float = 3.0, tag: str = "") -> tuple[float, int]:
     """Max event-loop lag while 16 writers insert and a compaction runs in the background."""

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.db_scaling import lookup_latencies, pct, seed, user, write_latencies
-from bench.harness import cpu_steal_ms
+from bench.harness import cpu_steal_ms, lookup_latencies, pct, seed, user, write_latencies
 from core.pg import PgStore
 from core.pg import jsoncodec
 from core.pg.tables import USERS

@@ -23,8 +23,6 @@ import argparse
 import json
 import os
 import platform
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,10 +37,9 @@ sys.path.insert(0, str(HERE.parent))
 import bcrypt  # noqa: E402
 import tornado  # noqa: E402
 
-from bench.harness import PASSWORD, ServerProcess, cpu_steal_ms, free_port  # noqa: E402
+from bench.harness import PASSWORD, WRK, Load, ServerProcess, cpu_seconds, cpu_steal_ms, free_port, one_core_bcrypt_rate  # noqa: E402
 from core.config import Settings  # noqa: E402
 
-WRK = shutil.which("wrk")
 TARGETS = {"get_ratio": 0.85, "login_ratio": 1.7, "storm_p99_ratio": 3.0}
 GET_PAIRS_PER_REPEAT, GET_PAIR_SECONDS = 7, 1.0
 # A CPU-bound process at the lowest scheduling priority (Linux SCHED_IDLE; elsewhere nice 19).
@@ -50,138 +47,9 @@ BUSY_LOOP = (
     "import os\ntry:\n    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
     "except (AttributeError, OSError):\n    os.nice(19)\nwhile True:\n    pass\n"
 )
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-# -- load ----------------------------------------------------------------------------------
-
-def _wrk_seconds(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
-
-
-# Per-connection state for wrk: each thread runs one connection in a Lua state of its own, so it can
-# follow its own session's rotating cookie, or number the bodies it sends, as bench/load.py does.
-WRK_PER_CONNECTION = """
-local n = 0
-function setup(thread)
-  n = n + 1
-  thread:set("id", n)
-  if #cookies > 0 then thread:set("cookie", cookies[(n - 1) % #cookies + 1]) end
-end
-local sent = 0
-function request()
-  if cookie then wrk.headers["Cookie"] = cookie end
-  local body = wrk.body
-  if template then
-    sent = sent + 1
-    body = template:gsub("{n}", id .. "-" .. sent)
-  end
-  return wrk.format(nil, nil, nil, body)
-end
-function response(status, headers, body)
-  local set = headers["Set-Cookie"]
-  if follow and set then
-    local value = set:match("^jwt=([^;]*)")
-    if value and value ~= "" then cookie = "jwt=" .. value end
-  end
-end
-"""
-
-
-def wrk_command(port: int, method: str, path: str, headers: dict[str, str], body: str | None, conns: int, seconds: float,
-                script_dir: Path, cookies: list[str] | None = None, body_template: str | None = None) -> list[str]:
-    """wrk with a Lua script for the request; with ``cookies`` or ``body_template``, one thread per connection."""
-    script = script_dir / f"req-{method}-{abs(hash((path, body, tuple(cookies or ()), body_template)))}.lua"
-    lua = [f'wrk.method = "{method}"']
-    if body is not None:
-        lua.append("wrk.body = " + json.dumps(body))
-    for name, value in headers.items():
-        lua.append(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}")
-    threads = 1
-    if cookies or body_template:
-        threads = conns
-        lua.append("cookies = {" + ", ".join(json.dumps(c) for c in cookies or []) + "}")
-        lua.append(f"follow = {'true' if cookies else 'false'}")
-        lua.append(f"template = {json.dumps(body_template) if body_template else 'nil'}")
-        lua.append(WRK_PER_CONNECTION)
-    script.write_text("\n".join(lua) + "\n")
-    return [WRK, f"-t{threads}", f"-c{conns}", "--timeout", "30s", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
-            f"http://127.0.0.1:{port}{path}"]
-
-
-def parse_wrk(out: str) -> dict[str, Any]:
-    total, secs = re.search(r"(\d+) requests in ([\d.]+\w+)", out).groups()  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    dist = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
-    ok = int(total) - (int(bad.group(1)) if bad else 0)
-    return {
-        "rps": ok / _wrk_seconds(secs), "p50_ms": _wrk_seconds(dist["50"]) * 1000, "p99_ms": _wrk_seconds(dist["99"]) * 1000,
-        "non2xx": int(bad.group(1)) if bad else 0, "errors": errors.group(1) if errors else "",
-    }
-
-
-class Load:
-    """One load run from a separate process; ``start`` then ``result``, or ``run`` for both."""
-
-    def __init__(self, port: int, method: str, path: str, headers: dict[str, str] | None = None, body: str | None = None,
-                 conns: int = 16, seconds: float = 4, cookies: list[str] | None = None, scratch: Path | None = None,
-                 body_template: str | None = None) -> None:
-        self.use_wrk = WRK is not None
-        if self.use_wrk:
-            if body_template is not None:
-                headers = {"Content-Type": "application/json", **(headers or {})}
-            cmd = wrk_command(port, method, path, headers or {}, body, conns, seconds, scratch or Path(tempfile.gettempdir()),
-                              cookies, body_template)
-        else:
-            cfg = {"port": port, "method": method, "path": path, "headers": headers or {}, "body": body, "connections": conns,
-                   "seconds": seconds, "max_requests": 500000, "follow_cookie": bool(cookies), "cookies": cookies or [],
-                   "body_template": body_template}
-            if body is not None or body_template is not None:
-                cfg["headers"] = {"Content-Type": "application/json", **cfg["headers"]}
-            cmd = [sys.executable, str(HERE / "load.py"), json.dumps(cfg)]
-        self.cmd = cmd
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> "Load":
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        return self
-
-    def result(self) -> dict[str, Any]:
-        assert self.proc is not None
-        out, _ = self.proc.communicate(timeout=120)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"load generator failed: {out}")
-        result = parse_wrk(out) if self.use_wrk else json.loads(out.strip().splitlines()[-1])
-        if not result["p99_ms"] > 0 and "/auth" not in " ".join(self.cmd):
-            raise RuntimeError(f"load generator measured nothing: {out}")
-        return result
-
-    def run(self) -> dict[str, Any]:
-        return self.start().result()
 
 
 # -- measurements --------------------------------------------------------------------------
-
-def one_core_bcrypt_rate(rounds: int, seconds: float = 2.0) -> float:
-    """Checks per second on one thread, at ``rounds``."""
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds))
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        bcrypt.checkpw(PASSWORD.encode(), hashed)
-        count += 1
-    return count / (time.perf_counter() - started)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system, all threads) a process has used; None where /proc is unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
 
 def start_bare(secret: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
@@ -432,12 +300,17 @@ def main() -> int:
     parser.add_argument("--database-url", help="the PostgreSQL server for --store postgres (a fresh database is made there "
                                                "and dropped); default TEST_DATABASE_URL, else the local server")
     parser.add_argument("--workers", help="compare worker counts side by side, e.g. 1,2 (bench/workers.py)")
+    parser.add_argument("--against", metavar="REV", help="compare this checkout with commit REV side by side, GET and /refresh "
+                                                         "on both backends (bench/versions.py)")
     args = parser.parse_args()
-    if args.workers or args.store == "postgres":
-        from bench import stores, workers
+    if args.workers or args.store == "postgres" or args.against:
+        from bench import stores, versions, workers
 
         with tempfile.TemporaryDirectory() as scratch:
-            if args.workers:
+            if args.against:
+                kind, flags, title = versions, f"--against {args.against}", f"This checkout against {args.against}, side by side"
+                res = versions.compare(args.against, args.database_url, args.repeats, args.seconds, Path(scratch))
+            elif args.workers:
                 kind, flags, title = workers, f"--workers {args.workers}", "Worker counts, side by side"
                 res = workers.compare([int(n) for n in args.workers.split(",")], args.repeats, args.seconds, Path(scratch))
             else:

@@ -23,36 +23,15 @@ import secrets
 import statistics
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-
-from bench.harness import PASSWORD, ServerProcess
+from bench.harness import DEFAULT_PG, PASSWORD, Load, ServerProcess, admin_sql, with_database
 
 STORE_TARGETS = {"get": 0.8, "refresh": 0.6}
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def compare(server_url: str | None, repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
     """Run the three rows against both backends; medians and ratios."""
-    from bench.run import Load  # the load generator of the main benchmark
-
-    server_url = server_url or os.environ.get("TEST_DATABASE_URL") or DEFAULT_SERVER
+    server_url = server_url or os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG
     name = f"turnstile_bench_{secrets.token_hex(4)}"
-    asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_sql(server_url, f'CREATE DATABASE "{name}"'))
     common = {"ACCESS_TOKEN_SECRET": secrets.token_hex(32), "REFRESH_TOKEN_SECRET": secrets.token_hex(32), "BCRYPT_ROUNDS": "4"}
     res: dict[str, Any] = {"repeats": repeats, "seconds": seconds, "bcrypt_rounds": 4}
     try:
@@ -96,7 +75,7 @@ def compare(server_url: str | None, repeats: int, seconds: float, scratch: Path)
             res["register"] = pairs(register)
             res["exit_codes"] = [json_server.stop()[0], pg_server.stop()[0]]
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     return res
 
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PASSWORD, ServerProcess, child_pids, connections_by_pid
+from bench.harness import PASSWORD, Load, ServerProcess, child_pids, connections_by_pid, cpu_seconds, one_core_bcrypt_rate
 
 WORKER_TARGETS = {"get": 1.6, "get_worst": 1.3, "login": 1.7}
 GET_CONNECTIONS = 32
@@ -41,8 +41,6 @@ MIN_PAIRS = 5
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and every process whose parent it is (the supervisor and its workers)."""
-    from bench.run import cpu_seconds
-
     total = cpu_seconds(pid) or 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -57,8 +55,6 @@ def tree_cpu(pid: int) -> float:
 
 
 def compare(counts: list[int], repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
-    from bench.run import Load, cpu_seconds, one_core_bcrypt_rate
-
     common = {"ACCESS_TOKEN_SECRET": secrets.token_hex(32), "REFRESH_TOKEN_SECRET": secrets.token_hex(32), "BCRYPT_ROUNDS": "12"}
     res: dict[str, Any] = {"repeats": repeats, "seconds": seconds, "counts": counts}
     servers: dict[int, ServerProcess] = {}
