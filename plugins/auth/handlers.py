@@ -18,17 +18,37 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from core.accounts import USERNAME_PATTERN, USERNAME_RULE, Accounts, KeyExists, RefreshOutcome, check_password_length
-from core.bodies import MESSAGE_KEY as MESSAGE
-from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
-from core.errors import APIError
-from core.openapi import error_response, json_body, json_response
-from core.plugin import BaseHandler, PluginContext, public
-from core.roles import USER, stored_roles
-from core.security import ACCESS, BCRYPT_MAX_BYTES, REFRESH, HashingBusy, TokenInvalid, token_digest
-from core.store import StoreError
+from core.plugin import (
+    ACCESS,
+    BCRYPT_MAX_BYTES,
+    REFRESH,
+    REFRESH_COOKIE,
+    USER,
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    Accounts,
+    APIError,
+    BaseHandler,
+    HashingBusy,
+    KeyExists,
+    PluginContext,
+    RefreshOutcome,
+    StoreError,
+    Throttle,
+    TokenInvalid,
+    check_password_length,
+    clear_cookie_header,
+    error_response,
+    json_body,
+    json_response,
+    public,
+    set_cookie_header,
+    stored_roles,
+    token_digest,
+)
+from core.plugin import MESSAGE_KEY as MESSAGE
 
-from .throttle import LoginThrottle
+from .metrics import AuthMetrics
 
 LOGIN_OUTCOMES = {401: "bad_credentials", 429: "locked"}
 CREDENTIALS_REQUIRED = "Username and password are required."
@@ -78,9 +98,12 @@ LOCKED = {
 
 
 class AuthBase(BaseHandler):
-    def initialize(self, plugin: PluginContext | None = None, throttle: LoginThrottle | None = None) -> None:
+    def initialize(
+        self, plugin: PluginContext | None = None, throttle: Throttle | None = None, metrics: AuthMetrics | None = None
+    ) -> None:
         super().initialize(plugin)
         self.throttle = throttle
+        self.metrics = metrics
 
     @property
     def accounts(self) -> Accounts:
@@ -110,7 +133,7 @@ class AuthBase(BaseHandler):
 
         429 with ``Retry-After`` while any key in ``limits`` is locked, or when the
         verdict would be a guess more than the throttle allows (see
-        plugins/auth/throttle.py). None for a wrong password, which counts
+        core/throttle.py). None for a wrong password, which counts
         against every key; the right one forgets the user's failures. An attempt
         that raises before a verdict (hashing queue full, store error) is taken
         back: it was no guess.
@@ -186,7 +209,8 @@ class AuthHandler(AuthBase):
 
     async def post(self) -> None:
         """Log in, counting the outcome in ``turnstile_logins_total`` (400s are no login attempt)."""
-        logins = self.services.metrics.logins
+        assert self.metrics is not None
+        logins = self.metrics.logins
         try:
             await self.log_in()
         except HashingBusy:
@@ -250,7 +274,8 @@ class RefreshHandler(AuthBase):
             tokens.ttl[REFRESH],
             self.services.settings.refresh_reuse_grace,
         )
-        self.services.metrics.refreshes.labels(result.outcome.value).inc()
+        assert self.metrics is not None
+        self.metrics.refreshes.labels(result.outcome.value).inc()
         if result.outcome is RefreshOutcome.REUSED:
             raise APIError(
                 403,

@@ -5,11 +5,8 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Awaitable
 
-from core.bodies import MESSAGE_KEY as MESSAGE
-from core.openapi import error_response, json_body, json_response
-from core.plugin import APIError, BaseHandler, PluginContext, protected
-from core.roles import check_roles
-from core.store import Collection
+from core.plugin import MESSAGE_KEY as MESSAGE
+from core.plugin import APIError, BaseHandler, Collection, PluginContext, check_roles, error_response, json_body, json_response, protected
 
 SAMPLE = [
     {"firstname": "Dave", "lastname": "Gray"},

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from core.accounts import Accounts, public_user
-from core.bodies import MESSAGE_KEY as MESSAGE
-from core.openapi import error_response, json_body, json_response
-from core.plugin import ADMIN, APIError, BaseHandler, protected, require_roles
+from core.plugin import MESSAGE_KEY as MESSAGE
+from core.plugin import ADMIN, Accounts, APIError, BaseHandler, error_response, json_body, json_response, protected, public_user, require_roles
 
 USER_VIEW = {
     "type": "object",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-from core.bodies import MESSAGE_KEY as MESSAGE
-from core.openapi import error_response, json_body, json_response
-from core.plugin import ADMIN, APIError, BaseHandler, PluginContext, protected, require_roles
-from core.store import Collection
+from core.plugin import MESSAGE_KEY as MESSAGE
+from core.plugin import ADMIN, APIError, BaseHandler, Collection, PluginContext, error_response, json_body, json_response, protected, require_roles
 
 NOTE = {
     "type": "object",
