@@ -35,15 +35,14 @@ from .store import Collection, KeyExists, Store, where
 USERS = "auth.users"
 SESSIONS = "auth.sessions"
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+USERNAME_RULE = "Username must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit."
 _USERNAME = re.compile(USERNAME_PATTERN)
 
 
 def check_username(name: str) -> str:
     """400 unless ``name`` is 1-32 letters, digits, ``_ . -``, starting with a letter or digit."""
     if not _USERNAME.match(name):
-        raise APIError(
-            400, "Username must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit."
-        )
+        raise APIError(400, USERNAME_RULE)
     return name
 
 

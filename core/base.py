@@ -20,7 +20,11 @@ It owns the cross-cutting rules so plugins cannot get them wrong:
 * **Store outages are 503s.** `StoreUnavailable` raised anywhere in a request
   (the database is unreachable) is answered 503 with the store's
   ``Retry-After``, logged as a warning without a traceback: never a 500.
-* **Input checks.** `json_body` and `field` turn malformed input into 400s.
+* **Declared bodies are the check.** The request schema a handler declares in
+  ``openapi`` (``"requestBody": json_body(schema)``) is compiled when the
+  class is defined, and `json_body` returns only bodies that pass it: a
+  malformed or non-conforming body is a 400 naming the field (see
+  `core.bodies`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import orjson
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
+from .bodies import BodyCheck, compile_body, request_schema
 from .errors import APIError
 from .headers import header
 from .lifecycle import RequestTracker, TurnstileApplication
@@ -91,11 +96,19 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     cache_control: ClassVar[str | None] = "no-store"
     #: OpenAPI operations by method name, e.g. ``{"get": {"summary": ..., "responses": ...}}``.
     openapi: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: The compiled body check of each method whose ``openapi`` entry declares a JSON ``requestBody``.
+    body_checks: ClassVar[dict[str, BodyCheck]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not getattr(cls.prepare, "_turnstile_gated", False):
             cls.prepare = _gated(cls.prepare)  # type: ignore[method-assign]
+        checks = {}
+        for method, operation in (cls.openapi or {}).items():
+            schema = request_schema(operation)
+            if schema is not None:
+                checks[method.upper()] = compile_body(schema)
+        cls.body_checks = checks
 
     def __init__(self, application: TurnstileApplication, request: httputil.HTTPServerRequest, **kwargs: Any) -> None:
         self.services = application.services
@@ -121,18 +134,24 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         return self.current_user["username"] if self.current_user else None
 
     def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object, or a 400 saying what is wrong with it."""
+        """The request body as a JSON object that passed the schema this method declares; else a 400.
+
+        An empty body counts as ``{}``, so a schema's ``required`` answers it.
+        Without a declared schema, any JSON object passes.
+        """
         if not self.request.body:
-            return {}
-        try:
-            # orjson also refuses what json.loads lets through and later code
-            # would choke on: lone surrogates, integers past 64 bits, deep nesting.
-            body = orjson.loads(self.request.body)
-        except orjson.JSONDecodeError:
-            raise APIError(400, "Request body must be valid JSON.") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "Request body must be a JSON object.")
-        return body
+            body: Any = {}
+        else:
+            try:
+                # orjson also refuses what json.loads lets through and later code
+                # would choke on: lone surrogates, integers past 64 bits, deep nesting.
+                body = orjson.loads(self.request.body)
+            except orjson.JSONDecodeError:
+                raise APIError(400, "Request body must be valid JSON.") from None
+            if not isinstance(body, dict):
+                raise APIError(400, "Request body must be a JSON object.")
+        check = self.body_checks.get(self.request.method or "")
+        return check(body) if check is not None else body
 
     @staticmethod
     def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, default: Any = None) -> Any:

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 from .base import BaseHandler
 from .plugin_context import PluginContext, PluginError
+from .plugin_settings import load_config, raw_config
 from .services import Services
 from .store import Namespace
 
@@ -202,10 +203,12 @@ def check_handler(ctx: PluginContext, handler: Any, where: str) -> None:
         raise PluginError(ctx.name, ctx.path, f"{where}: {handler.__qualname__}.public must be True or False, not {own!r}")
 
 
-def plugin_config(name: str, extra: Mapping[str, str]) -> dict[str, str]:
-    """``TURNSTILE_<NAME>_<KEY>`` variables as ``{KEY: value}``."""
-    prefix = f"TURNSTILE_{name.upper()}_"
-    return {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
+def plugin_config(cand: Candidate, module: Any, env: Mapping[str, str]) -> Any:
+    """The plugin's typed settings if its module declares ``Config``, else its ``TURNSTILE_<NAME>_*`` strings."""
+    declared = getattr(module, "Config", None)
+    if declared is None:
+        return raw_config(cand.name, env)
+    return load_config(cand.name, cand.path, declared, env)
 
 
 def find_plugins(
@@ -236,7 +239,7 @@ def load_plugins(
                 services=services,
                 db=Namespace(services.store, cand.name),
                 log=logging.getLogger(f"turnstile.plugins.{cand.name}"),
-                config=plugin_config(cand.name, services.settings.extra),
+                config=plugin_config(cand, module, services.settings.extra),
                 source=cand.source,
             )
         )

@@ -9,7 +9,8 @@ sums the files of all workers (its multiprocess mode).
 Label values never come from user input: the route is the matched route
 *pattern* (``unmatched`` for the default handler), the method is one of the
 HTTP methods the app answers (anything else is ``other``), and outcomes are
-fixed sets.
+fixed sets. Plugins add metrics of their own through ``plugin.metrics``
+(`core.plugin_context.PluginMetrics`), on the same registry.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from tornado.web import Application, RequestHandler
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-LOGIN_OUTCOMES = ("ok", "bad_credentials", "locked", "overloaded")
-REFRESH_OUTCOMES = ("rotated", "grace", "reused", "unknown")
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, float("inf"))
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -52,8 +51,6 @@ class Metrics:
         self.http_duration = Histogram(
             "turnstile_http_request_duration_seconds", "Time to answer a request, by route.", ["route"], registry=r
         )
-        self.logins = Counter("turnstile_logins", "POST /auth answers, by outcome.", ["outcome"], registry=r)
-        self.refreshes = Counter("turnstile_refresh", "Refresh tokens presented, by outcome.", ["outcome"], registry=r)
         self.hash_queue_depth = Gauge(
             "turnstile_hash_queue_depth",
             "bcrypt calls running or waiting for a thread (summed over live workers).",
@@ -69,10 +66,6 @@ class Metrics:
             buckets=STORE_BUCKETS,
             registry=r,
         )
-        for outcome in LOGIN_OUTCOMES:  # present at 0 from the start, so rates work from the first scrape
-            self.logins.labels(outcome)
-        for outcome in REFRESH_OUTCOMES:
-            self.refreshes.labels(outcome)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._routes: dict[type, list[tuple[Any, str]]] | None = None
         self._routes_size = -1

@@ -10,11 +10,18 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Mapping
+from typing import Any, Callable, Sequence, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
 
 from .config import Settings
+from .metrics import Metrics
 from .services import Services
 from .store import Namespace
+from .throttle import COLLECTION as THROTTLE_COLLECTION
+from .throttle import Throttle
+
+M = TypeVar("M")
 
 
 @dataclass
@@ -22,8 +29,10 @@ class PluginContext:
     """Everything a plugin may use.
 
     ``db`` is the plugin's own namespace in the store (collection ``"notes"``
-    of plugin ``notes`` is stored as ``notes.notes``); ``config`` holds the
-    ``TURNSTILE_<NAME>_*`` environment variables with that prefix removed.
+    of plugin ``notes`` is stored as ``notes.notes``). ``config`` is the
+    plugin's typed settings, an instance of the ``Config`` dataclass its
+    module declares (see `core.plugin_settings`); a plugin without one gets
+    the ``TURNSTILE_<NAME>_*`` environment variables as strings, prefix removed.
     """
 
     name: str
@@ -32,12 +41,26 @@ class PluginContext:
     services: Services
     db: Namespace
     log: logging.Logger
-    config: Mapping[str, str] = field(default_factory=dict)
+    config: Any = field(default_factory=dict)
     source: str = "plugins/"
 
     @property
     def settings(self) -> Settings:
+        """The application's settings (not the plugin's own: those are `config`)."""
         return self.services.settings
+
+    @property
+    def metrics(self) -> "PluginMetrics":
+        """Registers this plugin's metrics on the application's Prometheus registry (served at ``/metrics``)."""
+        return PluginMetrics(self)
+
+    def throttle(self, window: int, lockout: int, collection: str = THROTTLE_COLLECTION) -> Throttle:
+        """A `Throttle` over this plugin's namespace: ``limit`` failures of a key within ``window`` seconds lock it for ``lockout``.
+
+        Its counts are in the store (``<plugin>.<collection>``), so every worker
+        and instance on the same data shares them; build it as often as you like.
+        """
+        return Throttle(self.db, window, lockout, collection=collection)
 
 
 class PluginError(RuntimeError):
@@ -49,3 +72,40 @@ class PluginError(RuntimeError):
         self.plugin = name
         self.path = Path(path)
         self.cause = cause
+
+
+class PluginMetrics:
+    """Defines a plugin's Prometheus metrics on the application's registry.
+
+    Each call registers one metric; a name that is invalid or already taken
+    (by the core or another plugin) is a `PluginError` naming the plugin. Call
+    it once per application, in ``routes(plugin)`` or ``setup(plugin)``, and
+    hand the metric to the handlers that count (as a route kwarg, say). In a
+    multi-worker server every worker's values are summed at ``/metrics``.
+    """
+
+    def __init__(self, plugin: PluginContext) -> None:
+        self._plugin = plugin
+        self._metrics: Metrics = plugin.services.metrics
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        """A counter; exposed as ``<name>_total`` (give ``name`` without the suffix)."""
+        return self._register(name, lambda r: Counter(name, documentation, list(labels), registry=r))
+
+    def histogram(
+        self, name: str, documentation: str, labels: Sequence[str] = (), buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS
+    ) -> Histogram:
+        """A histogram of observations (seconds, bytes...), with ``buckets`` as upper bounds."""
+        return self._register(name, lambda r: Histogram(name, documentation, list(labels), buckets=buckets, registry=r))
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = (), multiprocess_mode: str = "livesum") -> Gauge:
+        """A gauge; under several workers ``multiprocess_mode`` says how their values combine (summed over live ones by default)."""
+        return self._register(
+            name, lambda r: Gauge(name, documentation, list(labels), registry=r, multiprocess_mode=multiprocess_mode)  # type: ignore[arg-type]
+        )
+
+    def _register(self, name: str, make: Callable[[Any], M]) -> M:
+        try:
+            return make(self._metrics.registry)
+        except ValueError as exc:
+            raise PluginError(self._plugin.name, self._plugin.path, f"metric {name!r}: {exc}") from None

@@ -225,10 +225,10 @@ async def test_flooding_new_usernames_does_not_evict_a_lock(api, app, make_user,
 def fake_clock_throttle(app, window: int = 60, lockout: int = 300):
     """A throttle on the app's store (either backend), with a clock the test moves."""
     from core.store import Namespace
-    from plugins.auth.throttle import LoginThrottle
+    from core.throttle import Throttle
 
     now = [1_000_000.0]
-    return LoginThrottle(Namespace(app.services.store, "auth"), window=window, lockout=lockout, clock=lambda: now[0]), now
+    return Throttle(Namespace(app.services.store, "auth"), window=window, lockout=lockout, clock=lambda: now[0]), now
 
 
 async def fail(throttle, limits) -> int:

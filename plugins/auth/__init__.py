@@ -6,8 +6,7 @@ import asyncio
 
 from tornado.ioloop import PeriodicCallback
 
-from core.plugin import PluginContext
-from core.store import StoreUnavailable
+from core.plugin import PluginContext, StoreUnavailable, Throttle
 
 from .handlers import (
     AuthHandler,
@@ -17,23 +16,24 @@ from .handlers import (
     RefreshHandler,
     RegisterHandler,
 )
-from .throttle import LoginThrottle
+from .metrics import AuthMetrics
 
 PRUNE_EVERY = 600  # seconds between sweeps of expired session records and throttle entries
 
 
-def login_throttle(plugin: PluginContext) -> LoginThrottle:
+def login_throttle(plugin: PluginContext) -> Throttle:
     """The login throttle: stateless here, its counts are in ``auth.throttle``, shared by every process on the store."""
     settings = plugin.settings
-    return LoginThrottle(plugin.db, settings.login_failure_window, settings.login_lockout)
+    return plugin.throttle(settings.login_failure_window, settings.login_lockout)
 
 
 def routes(plugin: PluginContext) -> list:
     throttle = login_throttle(plugin)
+    metrics = AuthMetrics.register(plugin)
     return [
         (r"/register", RegisterHandler),
-        (r"/auth", AuthHandler, {"throttle": throttle}),
-        (r"/refresh", RefreshHandler),
+        (r"/auth", AuthHandler, {"throttle": throttle, "metrics": metrics}),
+        (r"/refresh", RefreshHandler, {"metrics": metrics}),
         (r"/logout", LogoutHandler),
         (r"/logout-all", LogoutAllHandler),
         (r"/password", PasswordHandler, {"throttle": throttle}),

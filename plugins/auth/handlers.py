@@ -18,29 +18,67 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from core.accounts import USERNAME_PATTERN, Accounts, KeyExists, RefreshOutcome, check_password_length, check_username
-from core.cookies import REFRESH_COOKIE, clear_cookie_header, set_cookie_header
-from core.errors import APIError
-from core.openapi import error_response, json_body, json_response
-from core.plugin import BaseHandler, PluginContext, public
-from core.roles import USER, stored_roles
-from core.security import ACCESS, REFRESH, HashingBusy, TokenInvalid, token_digest
-from core.store import StoreError
+from core.plugin import (
+    ACCESS,
+    BCRYPT_MAX_BYTES,
+    REFRESH,
+    REFRESH_COOKIE,
+    USER,
+    USERNAME_PATTERN,
+    USERNAME_RULE,
+    Accounts,
+    APIError,
+    BaseHandler,
+    HashingBusy,
+    KeyExists,
+    PluginContext,
+    RefreshOutcome,
+    StoreError,
+    Throttle,
+    TokenInvalid,
+    check_password_length,
+    clear_cookie_header,
+    error_response,
+    json_body,
+    json_response,
+    public,
+    set_cookie_header,
+    stored_roles,
+    token_digest,
+)
+from core.plugin import MESSAGE_KEY as MESSAGE
 
-from .throttle import LoginThrottle
+from .metrics import AuthMetrics
 
 LOGIN_OUTCOMES = {401: "bad_credentials", 429: "locked"}
 CREDENTIALS_REQUIRED = "Username and password are required."
+NEW_PASSWORD_REQUIRED = "Current and new password are required."
 REFRESH_REFUSED = "Unknown or expired refresh token."
 
+PASSWORD_TOO_LONG = f"Password must be at most {BCRYPT_MAX_BYTES} bytes."
+# Surrounding white space is allowed, and removed before the name is used.
+USERNAME_INPUT = r"^\s*" + USERNAME_PATTERN[1:-1] + r"\s*$"
+# A password of more than 72 characters is more than 72 bytes; bcrypt takes no more. The byte
+# count itself (and the minimum length, a setting) the handlers check after the schema.
+PASSWORD = {"type": "string", "minLength": 1, "maxLength": BCRYPT_MAX_BYTES, "description": f"at most {BCRYPT_MAX_BYTES} bytes"}
 CREDENTIALS = json_body(
     {
         "type": "object",
         "properties": {
-            "user": {"type": "string", "minLength": 1, "description": f"matches {USERNAME_PATTERN}"},
-            "pwd": {"type": "string", "minLength": 1, "description": "at most 72 bytes"},
+            "user": {
+                "type": "string",
+                "maxLength": 64,
+                "description": f"matches {USERNAME_PATTERN}, after surrounding white space is removed",
+                "allOf": [
+                    {"pattern": r"\S", MESSAGE: CREDENTIALS_REQUIRED},
+                    {"pattern": USERNAME_INPUT, MESSAGE: USERNAME_RULE},
+                ],
+            },
+            "pwd": {**PASSWORD, MESSAGE: {"minLength": CREDENTIALS_REQUIRED, "maxLength": PASSWORD_TOO_LONG}},
         },
         "required": ["user", "pwd"],
+        "additionalProperties": False,
+        MESSAGE: {"required": CREDENTIALS_REQUIRED},
     }
 )
 TOKENS = json_response(
@@ -60,24 +98,23 @@ LOCKED = {
 
 
 class AuthBase(BaseHandler):
-    def initialize(self, plugin: PluginContext | None = None, throttle: LoginThrottle | None = None) -> None:
+    def initialize(
+        self, plugin: PluginContext | None = None, throttle: Throttle | None = None, metrics: AuthMetrics | None = None
+    ) -> None:
         super().initialize(plugin)
         self.throttle = throttle
+        self.metrics = metrics
 
     @property
     def accounts(self) -> Accounts:
         return self.services.accounts
 
     def credentials(self, register: bool = False) -> tuple[str, str]:
-        """``user`` and ``pwd`` from the body; 400 if missing, malformed or (on register) too short."""
+        """``user`` and ``pwd`` from the body (checked by `CREDENTIALS`); 400 if ``pwd`` is too long or (on register) too short."""
         body = self.json_body()
-        user = self.field(body, "user")
-        pwd = self.field(body, "pwd")
-        if not user or not pwd or not user.strip():
-            raise APIError(400, CREDENTIALS_REQUIRED)
-        user = check_username(user.strip())
+        pwd = body["pwd"]
         check_password_length(pwd, self.services.settings.password_min_length if register else 0)
-        return user, pwd
+        return body["user"].strip(), pwd
 
     def send_tokens(self, username: str, roles: list[int], refresh: str | None) -> None:
         """``{"roles", "accessToken"}``, plus a refresh cookie when one was issued."""
@@ -96,7 +133,7 @@ class AuthBase(BaseHandler):
 
         429 with ``Retry-After`` while any key in ``limits`` is locked, or when the
         verdict would be a guess more than the throttle allows (see
-        plugins/auth/throttle.py). None for a wrong password, which counts
+        core/throttle.py). None for a wrong password, which counts
         against every key; the right one forgets the user's failures. An attempt
         that raises before a verdict (hashing queue full, store error) is taken
         back: it was no guess.
@@ -172,7 +209,8 @@ class AuthHandler(AuthBase):
 
     async def post(self) -> None:
         """Log in, counting the outcome in ``turnstile_logins_total`` (400s are no login attempt)."""
-        logins = self.services.metrics.logins
+        assert self.metrics is not None
+        logins = self.metrics.logins
         try:
             await self.log_in()
         except HashingBusy:
@@ -236,7 +274,8 @@ class RefreshHandler(AuthBase):
             tokens.ttl[REFRESH],
             self.services.settings.refresh_reuse_grace,
         )
-        self.services.metrics.refreshes.labels(result.outcome.value).inc()
+        assert self.metrics is not None
+        self.metrics.refreshes.labels(result.outcome.value).inc()
         if result.outcome is RefreshOutcome.REUSED:
             raise APIError(
                 403,
@@ -287,8 +326,13 @@ class PasswordHandler(AuthBase):
             "requestBody": json_body(
                 {
                     "type": "object",
-                    "properties": {"pwd": {"type": "string", "minLength": 1}, "newPwd": {"type": "string", "minLength": 1}},
+                    "properties": {
+                        "pwd": {**PASSWORD, MESSAGE: {"minLength": NEW_PASSWORD_REQUIRED, "maxLength": PASSWORD_TOO_LONG}},
+                        "newPwd": {**PASSWORD, MESSAGE: {"minLength": NEW_PASSWORD_REQUIRED, "maxLength": PASSWORD_TOO_LONG}},
+                    },
                     "required": ["pwd", "newPwd"],
+                    "additionalProperties": False,
+                    MESSAGE: {"required": NEW_PASSWORD_REQUIRED},
                 }
             ),
             "responses": {
@@ -303,9 +347,7 @@ class PasswordHandler(AuthBase):
 
     async def post(self) -> None:
         body = self.json_body()
-        current, new = self.field(body, "pwd"), self.field(body, "newPwd")
-        if not current or not new:
-            raise APIError(400, "Current and new password are required.")
+        current, new = body["pwd"], body["newPwd"]
         check_password_length(current, 0)
         check_password_length(new, self.services.settings.password_min_length)
         user = self.username

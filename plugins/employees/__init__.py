@@ -7,22 +7,28 @@ Any signed-in user may read. Who may write (POST, PUT, DELETE) is set by
 
 from __future__ import annotations
 
-from core.plugin import PluginContext, PluginError
-from core.roles import role_codes
+from dataclasses import dataclass
+
+from core.plugin import PluginContext, role_codes, setting
 
 from .handlers import EmployeeHandler, EmployeesHandler, seed
 
 
-def write_roles(plugin: PluginContext) -> frozenset[int]:
-    raw = plugin.config.get("WRITE_ROLES", "")
-    try:
-        return frozenset(role_codes([name.strip() for name in raw.split(",") if name.strip()]))
-    except ValueError as exc:
-        raise PluginError(plugin.name, plugin.path, f"TURNSTILE_EMPLOYEES_WRITE_ROLES: {exc}") from None
+def role_set(text: str) -> frozenset[int]:
+    """``Editor, Admin`` as role codes; ValueError naming an unknown role."""
+    return frozenset(role_codes([name.strip() for name in text.split(",") if name.strip()]))
+
+
+@dataclass(frozen=True)
+class Config:
+    """``TURNSTILE_EMPLOYEES_*``."""
+
+    write_roles: frozenset[int] = setting(frozenset(), parse=role_set, doc="roles that may write; empty: any signed-in user")
 
 
 def routes(plugin: PluginContext) -> list:
-    options = {"write_roles": write_roles(plugin)}
+    config: Config = plugin.config
+    options = {"write_roles": config.write_roles}
     return [
         (r"/employees", EmployeesHandler, options),
         (r"/employees/([^/]+)", EmployeeHandler, options),

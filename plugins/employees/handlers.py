@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any, Awaitable
+from typing import Awaitable
 
-from core.openapi import error_response, json_body, json_response
-from core.plugin import APIError, BaseHandler, PluginContext, protected
-from core.roles import check_roles
-from core.store import Collection
+from core.plugin import MESSAGE_KEY as MESSAGE
+from core.plugin import APIError, BaseHandler, Collection, PluginContext, check_roles, error_response, json_body, json_response, protected
 
 SAMPLE = [
     {"firstname": "Dave", "lastname": "Gray"},
@@ -28,8 +26,12 @@ async def seed(plugin: PluginContext) -> None:
 
 
 by_id = itemgetter("id")
-NAME = {"type": "string", "minLength": 1}
-ID = {"type": ["integer", "string"], "description": "A whole number, or a string of digits."}
+NAMES_REQUIRED = "First and last names are required."
+NAME = {"type": "string", "minLength": 1, "maxLength": 100}
+NEW_NAME = {**NAME, MESSAGE: {"minLength": NAMES_REQUIRED}}
+MAX_ID = 10**18 - 1  # 18 digits, as in a path: within 64 bits
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID, MESSAGE: {"type": "Employee ID must be a whole number."}}
+ID_REQUIRED = {MESSAGE: {"required": "Employee ID required."}}
 EMPLOYEE = {
     "type": "object",
     "properties": {"id": {"type": "integer"}, "firstname": {"type": "string"}, "lastname": {"type": "string"}},
@@ -39,13 +41,9 @@ LIST = json_response("All employees, by id.", {"type": "array", "items": EMPLOYE
 NOT_FOUND = error_response("Malformed input, or no employee with that id.")
 
 
-def parse_id(value: Any) -> int:
-    """An employee id from JSON (int or digit string) or a path segment."""
-    if isinstance(value, bool):
-        raise APIError(400, "Employee ID must be a whole number.")
-    if isinstance(value, int):
-        return value
-    text = value.strip() if isinstance(value, str) else ""
+def parse_id(text: str) -> int:
+    """An employee id from a path segment (a body's id is checked by its schema, `ID`)."""
+    text = text.strip()
     # ASCII digits only: "²".isdigit() is true but int("²") fails; 18 digits keep it within 64 bits.
     if text.isascii() and text.isdecimal() and len(text) <= 18:
         return int(text)
@@ -71,11 +69,6 @@ class EmployeesBase(BaseHandler):
     async def send_all(self, status: int = 200) -> None:
         self.send_json(sorted(await self.employees.all(), key=by_id), status)
 
-    def require_id(self, body: dict[str, Any]) -> int:
-        if body.get("id") is None:
-            raise APIError(400, "Employee ID required.")
-        return parse_id(body["id"])
-
 
 @protected
 class EmployeesHandler(EmployeesBase):
@@ -84,20 +77,34 @@ class EmployeesHandler(EmployeesBase):
         "post": {
             "summary": "Add an employee.",
             "requestBody": json_body(
-                {"type": "object", "properties": {"firstname": NAME, "lastname": NAME}, "required": ["firstname", "lastname"]}
+                {
+                    "type": "object",
+                    "properties": {"firstname": NEW_NAME, "lastname": NEW_NAME},
+                    "required": ["firstname", "lastname"],
+                    "additionalProperties": False,
+                    MESSAGE: {"required": NAMES_REQUIRED},
+                }
             ),
             "responses": {"201": LIST, "400": error_response("A name is missing or malformed.")},
         },
         "put": {
             "summary": "Change an employee's names.",
             "requestBody": json_body(
-                {"type": "object", "properties": {"id": ID, "firstname": NAME, "lastname": NAME}, "required": ["id"]}
+                {
+                    "type": "object",
+                    "properties": {"id": ID, "firstname": NAME, "lastname": NAME},
+                    "required": ["id"],
+                    "additionalProperties": False,
+                    **ID_REQUIRED,
+                }
             ),
             "responses": {"200": LIST, "400": NOT_FOUND},
         },
         "delete": {
             "summary": "Remove an employee.",
-            "requestBody": json_body({"type": "object", "properties": {"id": ID}, "required": ["id"]}),
+            "requestBody": json_body(
+                {"type": "object", "properties": {"id": ID}, "required": ["id"], "additionalProperties": False, **ID_REQUIRED}
+            ),
             "responses": {"200": LIST, "400": NOT_FOUND},
         },
     }
@@ -107,22 +114,19 @@ class EmployeesHandler(EmployeesBase):
 
     async def post(self) -> None:
         body = self.json_body()
-        first, last = self.field(body, "firstname"), self.field(body, "lastname")
-        if not first or not last:
-            raise APIError(400, "First and last names are required.")
-        await self.employees.insert({"firstname": first, "lastname": last})
+        await self.employees.insert({"firstname": body["firstname"], "lastname": body["lastname"]})
         await self.send_all(201)
 
     async def put(self) -> None:
         body = self.json_body()
-        employee_id = self.require_id(body)
-        changes = {k: self.field(body, k) for k in ("firstname", "lastname") if self.field(body, k)}
+        employee_id = int(body["id"])
+        changes = {k: body[k] for k in ("firstname", "lastname") if k in body}
         if await self.employees.update(employee_id, changes) is None:
             raise APIError(400, f"Employee ID {employee_id} not found")
         await self.send_all()
 
     async def delete(self) -> None:
-        employee_id = self.require_id(self.json_body())
+        employee_id = int(self.json_body()["id"])
         if not await self.employees.delete(employee_id):
             raise APIError(400, f"Employee ID {employee_id} not found")
         await self.send_all()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 
-from core.base import BaseHandler
-from core.store import Health, StoreError
+from core.plugin import BaseHandler, Health, StoreError, public
 
 
+@public
 class HealthHandler(BaseHandler):
-    public = True
-
     async def get(self) -> None:
         """``{"status", "worker": {index, pid}, "store": {backend, writable, error, <backend>: {...}}}``.
 

@@ -9,8 +9,7 @@ from typing import Any
 from tornado import httputil
 from tornado.web import HTTPError
 
-from core.metrics import CONTENT_TYPE
-from core.plugin import BaseHandler, public
+from core.plugin import METRICS_CONTENT_TYPE, BaseHandler, public
 
 
 def peer_address(request: httputil.HTTPServerRequest) -> str:
@@ -51,5 +50,5 @@ class MetricsHandler(BaseHandler):
     def get(self) -> None:
         if not may_read_metrics(self.request, self.services.settings.metrics_token):
             raise HTTPError(404)
-        self.set_header("Content-Type", CONTENT_TYPE)
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
         self.finish(self.services.metrics.render())

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from core.accounts import Accounts, public_user
-from core.openapi import error_response, json_body, json_response
-from core.plugin import ADMIN, APIError, BaseHandler, protected, require_roles
+from core.plugin import MESSAGE_KEY as MESSAGE
+from core.plugin import ADMIN, Accounts, APIError, BaseHandler, error_response, json_body, json_response, protected, public_user, require_roles
 
 USER_VIEW = {
     "type": "object",
@@ -30,7 +29,14 @@ class UsersHandler(UsersBase):
         "get": {"summary": "List users (Admin).", "responses": {"200": json_response("Every user.", {"type": "array", "items": USER_VIEW})}},
         "delete": {
             "summary": "Delete a user and end their sessions (Admin).",
-            "requestBody": json_body({"type": "object", "properties": {"user": {"type": "string", "minLength": 1}}, "required": ["user"]}),
+            "requestBody": json_body(
+                {
+                    "type": "object",
+                    "properties": {"user": {"type": "string", "minLength": 1, "maxLength": 64, MESSAGE: {"minLength": "Field 'user' is required."}}},
+                    "required": ["user"],
+                    "additionalProperties": False,
+                }
+            ),
             "responses": {
                 "200": json_response("Deleted.", {"type": "object", "properties": {"message": {"type": "string"}}}),
                 "404": error_response("No such user."),
@@ -46,9 +52,7 @@ class UsersHandler(UsersBase):
     @require_roles(ADMIN)
     async def delete(self) -> None:
         """``{"user"}``: delete the user and end all their sessions."""
-        name = self.field(self.json_body(), "user")
-        if not name:
-            raise APIError(400, "Field 'user' is required.")
+        name = self.json_body()["user"]
         ended = await self.accounts.delete_user(name)
         if ended is None:
             raise APIError(404, f"User {name} not found.")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from core.openapi import error_response, json_body, json_response
-from core.plugin import ADMIN, APIError, BaseHandler, PluginContext, protected, require_roles
-from core.store import Collection
+from core.plugin import MESSAGE_KEY as MESSAGE
+from core.plugin import ADMIN, APIError, BaseHandler, Collection, PluginContext, error_response, json_body, json_response, protected, require_roles
 
 NOTE = {
     "type": "object",
@@ -20,6 +19,7 @@ NOTE = {
 }
 NOTES = {"type": "array", "items": NOTE}
 MAX_TEXT = 10_000
+TEXT_RULE = f"Field 'text' must be 1 to {MAX_TEXT} characters."
 
 
 async def setup(plugin: PluginContext) -> None:
@@ -48,7 +48,12 @@ class NotesHandler(NotesBase):
         "post": {
             "summary": "Add a note.",
             "requestBody": json_body(
-                {"type": "object", "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}}, "required": ["text"]}
+                {
+                    "type": "object",
+                    "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, MESSAGE: {"minLength": TEXT_RULE, "maxLength": TEXT_RULE}}},
+                    "required": ["text"],
+                    "additionalProperties": False,
+                }
             ),
             "responses": {"201": json_response("The new note.", NOTE)},
         },
@@ -58,9 +63,7 @@ class NotesHandler(NotesBase):
         self.send_json(sorted(await self.notes.find(owner=self.username), key=lambda n: n["id"]))
 
     async def post(self) -> None:
-        text = self.field(self.json_body(), "text")
-        if not text or len(text) > MAX_TEXT:
-            raise APIError(400, f"Field 'text' must be 1 to {MAX_TEXT} characters.")
+        text = self.json_body()["text"]
         note = await self.notes.insert({"owner": self.username, "text": text, "created": int(time.time())})
         self.send_json(note, 201)
 

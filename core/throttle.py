@@ -1,7 +1,12 @@
-"""Login throttling: lock out a username, or a client address, after repeated failures.
+"""Throttling of guesses: lock out a key (a username, a client address...) after repeated failures.
 
-The counts live in the store (collection ``auth.throttle``, one document per
-key such as ``user:alice`` or ``addr:1.2.3.4``), so every process and every
+A service for any plugin: ``plugin.throttle(window, lockout)`` gives one on the
+plugin's own namespace, with the plugin's own keys and limits. The auth plugin
+throttles logins with it; anything else that checks a secret (a recovery code,
+a second factor) should too.
+
+The counts live in the store (collection ``<plugin>.throttle`` by default, one
+document per key such as ``user:alice`` or ``addr:1.2.3.4``), so every process and every
 instance on the same data sees the same counts and the same locks: N of them
 allow exactly the guesses one allows. The lock is checked before the password
 is, so while it lasts the right password gets 429 as well, and a refused guess
@@ -49,13 +54,13 @@ import secrets
 import time
 from typing import Any, Callable, Mapping
 
-from core.store import Collection, Doc, Namespace, StoreError, where
+from .store import Collection, Doc, Namespace, StoreError, where
 
-COLLECTION = "throttle"  # auth.throttle in the auth plugin's namespace
+COLLECTION = "throttle"  # the default collection: auth.throttle for the auth plugin
 
 
 class Attempt:
-    """One attempt as `LoginThrottle.begin` let it start: the keys it counts on, and the keys holding its mark."""
+    """One attempt as `Throttle.begin` let it start: the keys it counts on, and the keys holding its mark."""
 
     __slots__ = ("limits", "name", "started", "token", "marked")
 
@@ -72,18 +77,28 @@ class Attempt:
         return sorted(self.limits)
 
 
-class LoginThrottle:
+class Throttle:
     """Per-key sliding window of ``window`` seconds; ``limit`` failures lock the key for ``lockout`` seconds.
 
-    Keys map to their limit; a limit of 0 never locks. ``db`` is the auth
-    plugin's namespace in the store.
+    Keys map to their limit; a limit of 0 never locks. ``db`` is the owning
+    plugin's namespace in the store, ``collection`` the collection in it that
+    holds the counts (two throttles of one plugin need two collections).
+    Stateless apart from the store, so any number may be built over the same data.
     """
 
-    def __init__(self, db: Namespace, window: int, lockout: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Namespace,
+        window: int,
+        lockout: int,
+        clock: Callable[[], float] = time.time,
+        collection: str = COLLECTION,
+    ) -> None:
         self.db = db
         self.window = window
         self.lockout = lockout
         self.clock = clock
+        self.collection = collection
 
     # -- the attempt's life ---------------------------------------------------------------
 
@@ -213,16 +228,16 @@ class LoginThrottle:
 
     async def prune(self) -> int:
         """Delete the documents with nothing live left in them; how many."""
-        return await self.db.collection(COLLECTION).delete_where(where("expires") < self.clock())
+        return await self.db.collection(self.collection).delete_where(where("expires") < self.clock())
 
     # -- documents ------------------------------------------------------------------------
 
     def _in(self, tx: Any) -> Collection:
-        return tx.collection(COLLECTION)
+        return tx.collection(self.collection)
 
     async def _read(self, keys: list[str]) -> dict[str, Doc | None]:
         """Each key's live state: keyed reads outside a transaction, sent together."""
-        coll = self.db.collection(COLLECTION)
+        coll = self.db.collection(self.collection)
         now = self.clock()
         docs = await asyncio.gather(*(coll.get(k) for k in keys))
         return {k: self._live(doc, now) for k, doc in zip(keys, docs)}
