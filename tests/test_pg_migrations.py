@@ -7,7 +7,6 @@ import shutil
 
 import asyncpg
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from core.pg import PgStore, SchemaTooNew
 from core.pg.migrate import MIGRATIONS, latest_version, migrate, migration_files

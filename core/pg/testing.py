@@ -7,7 +7,8 @@ CI they skip with a loud reason when there is none; with ``CI=true`` they
 fail, so CI never passes by skipping them.
 
 Every database made here is new (``turnstile_test_<pid>_<random>``) and is
-dropped afterwards, connections and all.
+dropped afterwards, connections and all. The fixtures (``pg_admin``,
+``pg_database``, ``pg_url``) are in `core.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 import os
 import secrets
 import warnings
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -152,3 +153,17 @@ async def terminate_connections(admin_url: str, url: str) -> int:
         )
     finally:
         await conn.close()
+
+
+def run_with_store(url: str, body: Callable[[Any], Awaitable[Any]], pool_size: int = 4) -> Any:
+    """Open a `PgStore` on ``url``, run ``body(store)`` on a fresh event loop, always close it."""
+    from . import PgStore
+
+    async def main() -> Any:
+        store = await PgStore.connect(url, pool_size=pool_size)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
