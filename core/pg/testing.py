@@ -18,7 +18,7 @@ import contextlib
 import os
 import secrets
 import warnings
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -114,16 +114,6 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(admin_url, url)
-
-
-@contextlib.contextmanager
-def fresh_database_sync(admin_url: str) -> Iterator[str]:
-    """The same for synchronous fixtures (no event loop may be running)."""
-    url = asyncio.run(create_database(admin_url))
-    try:
-        yield url
-    finally:
-        asyncio.run(drop_database(admin_url, url))
 
 
 async def reset_database(admin_url: str, url: str) -> None:
