@@ -320,7 +320,9 @@ class StoreBackend:
     open: Callable[[str], Awaitable[Store]]
 
 
-# The backends the store contract tests run on (through ``open_store``); a new backend adds one line here.
+# The backends the store contract tests run on. A new backend adds one line here, and then runs the contract suite:
+# every test that uses ``open_store`` (tests/test_store_interface.py, _filters, _ids, _lookups, _concurrency),
+# with ``--turnstile-backend=<name>``.
 STORE_BACKENDS: dict[str, StoreBackend] = {
     "json": StoreBackend(lambda request: str(request.getfixturevalue("tmp_path") / "store"), _open_json),
     "postgres": StoreBackend(lambda request: request.getfixturevalue("pg_url"), _open_postgres),
