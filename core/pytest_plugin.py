@@ -11,8 +11,9 @@ Fixtures:
 * ``turnstile_backend``: the store the app runs on, ``"json"`` (a fresh
   ``DATA_DIR``) or ``"postgres"`` (an empty database on the test server, see
   `core.pg.testing`). ``pytest --turnstile-backend=both`` (or
-  ``TURNSTILE_TEST_BACKEND=both``) runs every test that uses the app once on
-  each; ``postgres`` runs them on PostgreSQL only. Default: ``json``.
+  ``TURNSTILE_TEST_BACKEND=both``) runs every test that uses the app (or
+  ``open_store``) once on each; ``postgres`` runs them on PostgreSQL only.
+  Default: ``json``.
 * ``turnstile_settings``: settings on that store, fast bcrypt.
   Change any setting for one test with the marker
   ``@pytest.mark.settings(refresh_reuse_grace=0)``, or with indirect
@@ -48,8 +49,8 @@ import json as jsonlib
 import os
 import secrets
 import threading
-from http.cookies import SimpleCookie
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
 
