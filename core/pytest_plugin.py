@@ -1,16 +1,19 @@
 """pytest fixtures for testing Turnstile and its plugins with pytest-tornado.
 
-Enable with one line in a ``conftest.py``::
-
-    pytest_plugins = ["core.pytest_plugin"]
+Installing the project (``bin/setup`` does, ``pip install -e .``) registers
+this module as the pytest plugin ``turnstile`` (a ``pytest11`` entry point in
+``pyproject.toml``): every test run in that environment has the fixtures, no
+``conftest.py`` line needed. Naming it in ``pytest_plugins`` as well would
+register it twice, which pytest refuses.
 
 Fixtures:
 
 * ``turnstile_backend``: the store the app runs on, ``"json"`` (a fresh
   ``DATA_DIR``) or ``"postgres"`` (an empty database on the test server, see
   `core.pg.testing`). ``pytest --turnstile-backend=both`` (or
-  ``TURNSTILE_TEST_BACKEND=both``) runs every test that uses the app once on
-  each; ``postgres`` runs them on PostgreSQL only. Default: ``json``.
+  ``TURNSTILE_TEST_BACKEND=both``) runs every test that uses the app (or
+  ``open_store``) once on each; ``postgres`` runs them on PostgreSQL only.
+  Default: ``json``.
 * ``turnstile_settings``: settings on that store, fast bcrypt.
   Change any setting for one test with the marker
   ``@pytest.mark.settings(refresh_reuse_grace=0)``, or with indirect
@@ -28,18 +31,28 @@ Fixtures:
 * ``logged_in``: ``client = await logged_in("alice", roles=["Editor"])`` makes the
   user if needed and returns an `ApiClient` that sends its access token on every
   request and keeps the refresh cookie (``await client.refresh()``).
+* ``open_store``: ``async with open_store() as store:`` a bare store on the
+  test's backend, closed when the block ends; each call opens one more instance
+  on the same data (a restart, or a second server). The store contract tests
+  use it, so they run on every selected backend.
+* ``pg_admin``, ``pg_database``, ``pg_url``: the PostgreSQL test server's admin
+  URL, this run's one test database (made on first use, dropped at the end),
+  and that database emptied for the test. A test that needs PostgreSQL names
+  one of them; without a server it skips loudly (fails with ``CI=true``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import os
 import secrets
 import threading
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
@@ -49,9 +62,9 @@ from .config import Settings
 from .lifecycle import TurnstileApplication
 from .loader import PROJECT_PLUGINS
 from .roles import role_codes
+from .store import Store
 
 DEFAULT_PASSWORD = "correct horse battery staple"
-BACKENDS = ("json", "postgres")
 T = TypeVar("T")
 
 
@@ -180,7 +193,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--turnstile-backend",
         default=os.environ.get("TURNSTILE_TEST_BACKEND", "json"),
-        help="store for the app fixture: json (default), postgres, or both (each test once per backend)",
+        help="store for the app and open_store fixtures: json (default), postgres, or both (each test once per backend)",
     )
 
 
@@ -193,15 +206,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def selected_backends(config: pytest.Config) -> list[str]:
     value = str(config.getoption("--turnstile-backend")).strip().lower()
-    names = list(BACKENDS) if value == "both" else [v.strip() for v in value.split(",") if v.strip()]
-    unknown = sorted(set(names) - set(BACKENDS))
+    names = list(STORE_BACKENDS) if value == "both" else [v.strip() for v in value.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(STORE_BACKENDS))
     if unknown or not names:
-        raise pytest.UsageError(f"--turnstile-backend: unknown {', '.join(unknown) or 'empty value'}; use json, postgres or both")
+        raise pytest.UsageError(
+            f"--turnstile-backend: unknown {', '.join(unknown) or 'empty value'}; use {', '.join(STORE_BACKENDS)} or both"
+        )
     return names
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run each test that uses the app on every selected backend."""
+    """Run each test that uses the app (or ``open_store``) on every selected backend."""
     if "turnstile_backend" in metafunc.fixturenames:
         backends = selected_backends(metafunc.config)
         only = metafunc.definition.get_closest_marker("backends")
@@ -229,15 +244,38 @@ def _in_thread(fn: Callable[[], T]) -> T:
     return box["value"]
 
 
+@pytest.fixture
+def pg_admin() -> str:
+    """The admin URL of the PostgreSQL test server; skips the test without one (fails it with ``CI=true``)."""
+    from .pg.testing import require_server
+
+    return _in_thread(require_server)
+
+
 @pytest.fixture(scope="session")
-def turnstile_pg_database() -> Iterator[tuple[str, str]]:
-    """``(admin URL, database URL)``: this run's PostgreSQL test database, made on first use, dropped at the end."""
+def pg_database() -> Iterator[str]:
+    """This run's PostgreSQL test database, made on first use and dropped at the end of the run.
+
+    The only session database: ``pg_url``, and through it the ``postgres`` backend
+    of ``turnstile_settings`` and ``open_store``, hand it out emptied to each test.
+    """
     from .pg.testing import create_database, drop_database, require_server
 
     admin = _in_thread(require_server)
     url = _in_thread(lambda: asyncio.run(create_database(admin)))
-    yield admin, url
-    _in_thread(lambda: asyncio.run(drop_database(admin, url)))
+    try:
+        yield url
+    finally:
+        _in_thread(lambda: asyncio.run(drop_database(admin, url)))
+
+
+@pytest.fixture
+def pg_url(pg_admin: str, pg_database: str) -> str:
+    """This run's test database, emptied for this test (much cheaper than a new database)."""
+    from .pg.testing import reset_database
+
+    _in_thread(lambda: asyncio.run(reset_database(pg_admin, pg_database)))
+    return pg_database
 
 
 @pytest.fixture
@@ -259,12 +297,63 @@ def turnstile_settings(tmp_path: Path, request: pytest.FixtureRequest, turnstile
         overrides.update(marker.kwargs)
     overrides.update(getattr(request, "param", None) or {})
     if turnstile_backend == "postgres" and "database_url" not in overrides:
-        from .pg.testing import reset_database
-
-        admin, url = request.getfixturevalue("turnstile_pg_database")
-        _in_thread(lambda: asyncio.run(reset_database(admin, url)))
-        overrides["database_url"] = url
+        overrides["database_url"] = request.getfixturevalue("pg_url")
     return make_settings(tmp_path, **overrides)
+
+
+async def _open_json(location: str) -> Store:
+    from .jsondb import JsonStore
+
+    return JsonStore(Path(location)).open()
+
+
+async def _open_postgres(location: str) -> Store:
+    from .pg import PgStore
+
+    return await PgStore.connect(location, pool_size=4)
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """What ``open_store`` needs to know of a backend: where a test's data lives, and how to open a store there."""
+
+    location: Callable[[pytest.FixtureRequest], str]
+    open: Callable[[str], Awaitable[Store]]
+
+
+# The backends the store contract tests run on. A new backend adds one line here, and then runs the contract suite:
+# every test that uses ``open_store`` (tests/test_store_interface.py, _filters, _ids, _lookups, _concurrency),
+# with ``--turnstile-backend=<name>``.
+STORE_BACKENDS: dict[str, StoreBackend] = {
+    "json": StoreBackend(lambda request: str(request.getfixturevalue("tmp_path") / "store"), _open_json),
+    "postgres": StoreBackend(lambda request: request.getfixturevalue("pg_url"), _open_postgres),
+}
+
+
+class StoreOpener:
+    """``async with open_store() as store:``: one more instance on the test's data, closed when the block ends."""
+
+    def __init__(self, backend: str, location: str) -> None:
+        self.backend = backend
+        self.location = location  # a DATA_DIR, a database URL...: where this test's data lives
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[Store]:
+        store = await STORE_BACKENDS[self.backend].open(self.location)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@pytest.fixture
+def open_store(request: pytest.FixtureRequest, turnstile_backend: str) -> StoreOpener:
+    """Bare stores on the test's backend, empty at the start of the test (see `StoreOpener`).
+
+    Parametrized like ``app``: with ``--turnstile-backend=both`` a test that uses
+    it runs once per backend; ``@pytest.mark.backends("json")`` keeps it to one.
+    """
+    return StoreOpener(turnstile_backend, STORE_BACKENDS[turnstile_backend].location(request))
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import pytest
 
 from core.logs import setup_logging, teardown_logging
 
-pytest_plugins = ["core.pytest_plugin", "pytester"]
+pytest_plugins = ["pytester"]  # the turnstile fixtures come from the installed project (pytest11 entry point)
 
 
 @pytest.fixture

@@ -73,7 +73,6 @@ async def test_the_app_runs_on_the_marked_settings(app):
 
 def test_the_app_fixture_closes_its_services(pytester):
     """Run a plugin author's test session and look at the app after its test ended."""
-    pytester.makeconftest('pytest_plugins = ["core.pytest_plugin"]')
     pytester.makepyfile(
         textwrap.dedent(
             """
@@ -94,6 +93,26 @@ def test_the_app_fixture_closes_its_services(pytester):
     # One backend, whatever this run selected: the inner session's test order is what is checked.
     result = pytester.runpytest("-p", "no:cacheprovider", "--turnstile-backend=json")
     result.assert_outcomes(passed=2)
+
+
+def test_a_test_folder_outside_the_project_gets_the_fixtures_without_a_conftest(pytester):
+    """The installed project registers the fixtures with pytest (a pytest11 entry point): no conftest.py line.
+
+    A fresh interpreter in a folder of its own, so only the installation can provide them.
+    """
+    pytester.makepyfile(
+        test_my_plugin=textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.gen_test
+            async def test_the_api_answers(api):
+                assert (await api.get("/healthz")).code == 200
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--turnstile-backend=json", "--rootdir", str(pytester.path))
+    result.assert_outcomes(passed=1)
 
 
 @pytest.mark.gen_test

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -24,12 +23,7 @@ def shared_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     for marker in reversed(list(request.node.iter_markers("settings"))):
         overrides.update(marker.kwargs)
     if request.param == "postgres":
-        from core.pg.testing import reset_database
-
-        admin, url = request.getfixturevalue("turnstile_pg_database")
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the test's event loop may exist already
-            pool.submit(asyncio.run, reset_database(admin, url)).result()
-        overrides["database_url"] = url
+        overrides["database_url"] = request.getfixturevalue("pg_url")
     return make_settings(tmp_path, **overrides)
 
 

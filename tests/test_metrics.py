@@ -164,14 +164,11 @@ async def test_store_writes_are_timed_and_reads_are_not(api, app, make_user, log
 
 
 @pytest.mark.gen_test
-async def test_store_writes_are_timed_on_postgres_too(request, tmp_path):
+async def test_store_writes_are_timed_on_postgres_too(pg_url, tmp_path):
     from core.app import create_app
-    from core.pg.testing import reset_database
     from core.pytest_plugin import make_settings
 
-    admin, url = request.getfixturevalue("turnstile_pg_database")
-    await reset_database(admin, url)
-    app = await create_app(make_settings(tmp_path, database_url=url))
+    app = await create_app(make_settings(tmp_path, database_url=pg_url))
     try:
         histogram = app.services.metrics.store_write_seconds
         users = app.services.store.collection("metrics_probe")

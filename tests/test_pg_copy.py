@@ -9,7 +9,6 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from bench.harness import SERVER
 from core.jsondb import JsonStore

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 from pg_proxy import ThreadedProxy
 from pg_servers import call, free_port, start_server
 

@@ -14,7 +14,6 @@ import asyncio
 
 import asyncpg
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from core.accounts import Accounts
 from core.pg import PgStore

@@ -7,7 +7,6 @@ import shutil
 
 import asyncpg
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from core.pg import PgStore, SchemaTooNew
 from core.pg.migrate import MIGRATIONS, latest_version, migrate, migration_files
@@ -25,10 +24,13 @@ async def versions(url: str) -> list[int]:
 def test_instances_starting_at_once_migrate_once(pg_url):
     async def main() -> None:
         stores = await asyncio.gather(*(PgStore.connect(pg_url, pool_size=1) for _ in range(4)))
-        for store in stores:
-            assert store.schema_version == latest_version()
-            assert (await store.check()).details["schema_version"] == latest_version()
-            await store.close()
+        try:
+            for store in stores:
+                assert store.schema_version == latest_version()
+                assert (await store.check()).details["schema_version"] == latest_version()
+        finally:
+            for store in stores:
+                await store.close()
         assert await versions(pg_url) == list(range(1, latest_version() + 1))
         again = await PgStore.connect(pg_url, pool_size=1)  # a restart finds nothing to do
         await again.close()

@@ -8,7 +8,6 @@ import time
 from typing import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 from pg_proxy import Proxy
 
 from core.pg import PgStore

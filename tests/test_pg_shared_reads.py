@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url, run_with_store  # noqa: F401 - fixtures
 
 from core.pg import PgStore
+from core.pg.testing import run_with_store
 from core.store import StoreUnavailable
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from core.pg import BadDatabaseUrl, DatabaseUnreachable, LoginRefused, PgStore
 from core.store import StoreError

@@ -8,10 +8,10 @@ import math
 
 import asyncpg
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url, run_with_store  # noqa: F401 - fixtures
 
 from core.jsondb import JsonStore
 from core.pg import PgStore
+from core.pg.testing import run_with_store
 from core.store import Cond, KeyExists, Store, matches, where
 
 MISSING = object()

@@ -6,7 +6,6 @@ import asyncio
 
 import asyncpg
 import pytest
-from pg_kit import pg_admin  # noqa: F401 - fixture
 
 from core.pg import testing
 from core.pg.testing import PREFIX, fresh_database

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-from pg_kit import pg_admin, pg_database, pg_url  # noqa: F401 - fixtures
 
 from core.pg import PgStore
 from core.store import KeyExists, StoreError, StoreUnavailable, where

@@ -8,16 +8,16 @@ import pytest
 from pg_servers import call, start_server
 
 from core.pg import PgStore
-from core.pg.testing import fresh_database_sync, require_server
+from core.pg.testing import require_server, reset_database
 
 PWD = "correct horse"
 
 
 @pytest.fixture(scope="module")
-def pg_url():
-    """One fresh database for this module's two servers (each test uses names of its own)."""
-    with fresh_database_sync(require_server()) as url:
-        yield url
+def pg_url(pg_database):
+    """This run's test database, emptied once for this module's two servers (each test uses names of its own)."""
+    asyncio.run(reset_database(require_server(), pg_database))
+    return pg_database
 
 
 @pytest.fixture(scope="module")

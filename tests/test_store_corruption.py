@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from store_kit import stored
+from store_kit import closing, stored
 
 from core.jsondb import JsonStore, StoreCorrupt
 
@@ -21,17 +21,16 @@ def populated(data_dir: Path) -> Path:
     """A store with a snapshot, a previous snapshot, and journal lines after them."""
 
     async def fill() -> None:
-        store = JsonStore(data_dir).open()
-        docs = store.collection("t.docs")
-        for i in range(10):
-            await docs.put(f"k{i}", {"i": i})
-        await store.compact()
-        for i in range(10, 15):
-            await docs.put(f"k{i}", {"i": i})
-        await store.compact()
-        for i in range(15, 20):
-            await docs.put(f"k{i}", {"i": i})
-        await store.close()
+        async with closing(JsonStore(data_dir).open()) as store:
+            docs = store.collection("t.docs")
+            for i in range(10):
+                await docs.put(f"k{i}", {"i": i})
+            await store.compact()
+            for i in range(10, 15):
+                await docs.put(f"k{i}", {"i": i})
+            await store.compact()
+            for i in range(15, 20):
+                await docs.put(f"k{i}", {"i": i})
 
     asyncio.run(fill())
     return data_dir
@@ -91,15 +90,13 @@ def test_opening_during_the_first_compaction_loads_everything(tmp_path):
     """Between freezing journal 1 and writing the first snapshot, journals 1 and 2 exist and no snapshot: not corrupt."""
 
     async def run() -> None:
-        store = JsonStore(tmp_path).open()
-        docs = store.collection("t.docs")
-        await docs.put("a", {"n": 1})
-        (tmp_path / "journal.00000002.jsonl").touch()  # what the compaction's first step does, under the lock
-        await docs.put("b", {"n": 2})
-        opened = JsonStore(tmp_path).open()
-        assert {d["n"] for d in await opened.collection("t.docs").all()} == {1, 2}
-        await opened.close()
-        await store.close()
+        async with closing(JsonStore(tmp_path).open()) as store:
+            docs = store.collection("t.docs")
+            await docs.put("a", {"n": 1})
+            (tmp_path / "journal.00000002.jsonl").touch()  # what the compaction's first step does, under the lock
+            await docs.put("b", {"n": 2})
+            async with closing(JsonStore(tmp_path).open()) as opened:
+                assert {d["n"] for d in await opened.collection("t.docs").all()} == {1, 2}
 
     asyncio.run(run())
 

@@ -9,12 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from store_kit import stored
+from store_kit import closing_sync, stored
 
 from core.jsondb import JsonStore
 
 WORKER = Path(__file__).resolve().parent / "store_worker.py"
-
 
 
 def test_acknowledged_writes_survive_kill_9_at_random_moments(tmp_path):
@@ -41,19 +40,19 @@ def test_acknowledged_writes_survive_kill_9_at_random_moments(tmp_path):
 
 
 def test_torn_last_journal_line_is_dropped_and_writing_continues(tmp_path):
-    store = JsonStore(tmp_path).open()
-    with store.transaction_sync() as tx:
-        tx.collection("t.docs").put("a", {"v": 1})
-    journal = next(tmp_path.glob("journal.*.jsonl"))
-    good = journal.read_bytes()
-    with open(journal, "ab") as handle:
-        handle.write(b'{"at":1,"ops":[{"c":"t.docs","k":"b","v":{"v"')  # a write cut short by a crash
+    with closing_sync(JsonStore(tmp_path).open()) as store:
+        with store.transaction_sync() as tx:
+            tx.collection("t.docs").put("a", {"v": 1})
+        journal = next(tmp_path.glob("journal.*.jsonl"))
+        good = journal.read_bytes()
+        with open(journal, "ab") as handle:
+            handle.write(b'{"at":1,"ops":[{"c":"t.docs","k":"b","v":{"v"')  # a write cut short by a crash
 
-    reopened = JsonStore(tmp_path).open()
-    with reopened.transaction_sync() as tx:
-        assert tx.collection("t.docs").get("a") == {"v": 1}
-        assert not tx.collection("t.docs").exists("b")
-    assert journal.read_bytes() == good, "the torn tail is trimmed so later lines start clean"
-    with reopened.transaction_sync() as tx:
-        tx.collection("t.docs").put("c", {"v": 3})
-    assert sorted(d["v"] for d in stored(tmp_path).values()) == [1, 3]
+        with closing_sync(JsonStore(tmp_path).open()) as reopened:
+            with reopened.transaction_sync() as tx:
+                assert tx.collection("t.docs").get("a") == {"v": 1}
+                assert not tx.collection("t.docs").exists("b")
+            assert journal.read_bytes() == good, "the torn tail is trimmed so later lines start clean"
+            with reopened.transaction_sync() as tx:
+                tx.collection("t.docs").put("c", {"v": 3})
+            assert sorted(d["v"] for d in stored(tmp_path).values()) == [1, 3]

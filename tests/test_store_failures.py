@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from store_kit import stored
+from store_kit import closing, stored
 
 from core.jsondb import JsonStore, StoreError
 
@@ -74,75 +74,74 @@ def test_a_short_write_fails_the_transaction_instead_of_acknowledging_it(tmp_pat
 @pytest.mark.gen_test(timeout=10)
 async def test_a_failed_write_never_makes_the_journal_longer(tmp_path):
     """A journal that shrank under us is reported, not padded with NUL bytes back to our offset."""
-    store = JsonStore(tmp_path).open()
-    docs = store.collection("t.docs")
-    await docs.put("a", {"v": 1})
-    journal = next(tmp_path.glob("journal.*.jsonl"))
-    first_line = journal.stat().st_size
-    await docs.put("b", {"v": 2})
-    os.truncate(journal, first_line)  # something outside the store cut the file short
-    with pytest.raises(StoreError, match="shrank"):
-        await docs.put("c", {"v": 3})
-    health = await store.check()
-    assert health.writable is False and health.error == "journal write failed: StoreCorrupt"
-    assert str(tmp_path) not in repr(health.public()), "the health check must not say where the data lives"
-    assert journal.stat().st_size == first_line
-    assert b"\0" not in journal.read_bytes()
-    await store.close()
+    async with closing(JsonStore(tmp_path).open()) as store:
+        docs = store.collection("t.docs")
+        await docs.put("a", {"v": 1})
+        journal = next(tmp_path.glob("journal.*.jsonl"))
+        first_line = journal.stat().st_size
+        await docs.put("b", {"v": 2})
+        os.truncate(journal, first_line)  # something outside the store cut the file short
+        with pytest.raises(StoreError, match="shrank"):
+            await docs.put("c", {"v": 3})
+        health = await store.check()
+        assert health.writable is False and health.error == "journal write failed: StoreCorrupt"
+        assert str(tmp_path) not in repr(health.public()), "the health check must not say where the data lives"
+        assert journal.stat().st_size == first_line
+        assert b"\0" not in journal.read_bytes()
 
 
 @pytest.mark.gen_test(timeout=15)
 async def test_a_transaction_committed_while_a_failed_write_is_cleaned_up_still_completes(tmp_path):
     """Entries queued during the trim after a failure are failed too; the lock is let go; writing resumes."""
-    store = JsonStore(tmp_path).open()
-    docs = store.collection("t.docs")
-    await docs.put("ok", {"v": 0})
+    async with closing(JsonStore(tmp_path).open()) as store:
+        docs = store.collection("t.docs")
+        await docs.put("ok", {"v": 0})
 
-    real_append, real_truncate = store._append, store._truncate_to
-    failures = iter([OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))])
-    trimming, may_finish = threading.Event(), threading.Event()
+        real_append, real_truncate = store._append, store._truncate_to
+        failures = iter([OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))])
+        trimming, may_finish = threading.Event(), threading.Event()
 
-    def append_failing_once(data: bytes) -> int:
-        exc = next(failures, None)
-        if exc is not None:
-            raise exc
-        return real_append(data)
+        def append_failing_once(data: bytes) -> int:
+            exc = next(failures, None)
+            if exc is not None:
+                raise exc
+            return real_append(data)
 
-    def slow_truncate(offset: int) -> None:
-        trimming.set()
-        may_finish.wait(5)
-        real_truncate(offset)
+        def slow_truncate(offset: int) -> None:
+            trimming.set()
+            may_finish.wait(5)
+            real_truncate(offset)
 
-    store._append = append_failing_once  # type: ignore[method-assign]
-    store._truncate_to = slow_truncate  # type: ignore[method-assign]
+        store._append = append_failing_once  # type: ignore[method-assign]
+        store._truncate_to = slow_truncate  # type: ignore[method-assign]
 
-    first = asyncio.ensure_future(docs.put("first", {"v": 1}))
-    while not trimming.is_set():
-        await asyncio.sleep(0.005)
-    second = asyncio.ensure_future(docs.put("second", {"v": 2}))
-    while not any("second" in e.changes.get("t.docs", {}) for e in store._pending):
-        await asyncio.sleep(0.005)  # committed: queued behind the failed batch
-    may_finish.set()
+        first = asyncio.ensure_future(docs.put("first", {"v": 1}))
+        while not trimming.is_set():
+            await asyncio.sleep(0.005)
+        second = asyncio.ensure_future(docs.put("second", {"v": 2}))
+        while not any("second" in e.changes.get("t.docs", {}) for e in store._pending):
+            await asyncio.sleep(0.005)  # committed: queued behind the failed batch
+        may_finish.set()
 
-    with pytest.raises(StoreError):
-        await asyncio.wait_for(first, 3)
-    try:
-        await asyncio.wait_for(second, 3)
-    except StoreError:
-        pass  # failing it is fine; hanging is not
-    await asyncio.wait_for(store.flush(), 3)
+        with pytest.raises(StoreError):
+            await asyncio.wait_for(first, 3)
+        try:
+            await asyncio.wait_for(second, 3)
+        except StoreError:
+            pass  # failing it is fine; hanging is not
+        await asyncio.wait_for(store.flush(), 3)
 
-    # The cross-process lock is free: another process (a separate open file) can take it.
-    fd = os.open(tmp_path / ".lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        # The cross-process lock is free: another process (a separate open file) can take it.
+        fd = os.open(tmp_path / ".lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
-    # A later write starts a fresh writer and is durable.
-    await asyncio.wait_for(docs.put("later", {"v": 3}), 3)
-    assert (await store.check()).writable is True
-    await asyncio.wait_for(store.close(), 3)
-    reopened = await asyncio.get_running_loop().run_in_executor(None, stored, tmp_path)
-    assert "ok" in reopened and "later" in reopened and "first" not in reopened
+        # A later write starts a fresh writer and is durable.
+        await asyncio.wait_for(docs.put("later", {"v": 3}), 3)
+        assert (await store.check()).writable is True
+        await asyncio.wait_for(store.close(), 3)
+        reopened = await asyncio.get_running_loop().run_in_executor(None, stored, tmp_path)
+        assert "ok" in reopened and "later" in reopened and "first" not in reopened

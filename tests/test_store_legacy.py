@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from store_kit import closing
+
 from core.jsondb import JsonStore, StoreCorrupt
 
 
@@ -23,19 +25,17 @@ def test_first_store_files_are_imported_once(tmp_path):
     employees = first_store_file(tmp_path, "employees.employees", {"1": {"id": 1, "firstname": "Zoë"}, "3": {"id": 3}}, 4)
 
     async def run() -> None:
-        store = JsonStore(tmp_path).open()
-        assert await store.collection("auth.users").get("alice") == {"username": "alice", "roles": [1]}
-        assert await store.collection("employees.employees").get(1) == {"id": 1, "firstname": "Zoë"}
-        assert (await store.collection("employees.employees").insert({"firstname": "Next"}))["id"] == 4
-        await store.close()
+        async with closing(JsonStore(tmp_path).open()) as store:
+            assert await store.collection("auth.users").get("alice") == {"username": "alice", "roles": [1]}
+            assert await store.collection("employees.employees").get(1) == {"id": 1, "firstname": "Zoë"}
+            assert (await store.collection("employees.employees").insert({"firstname": "Next"}))["id"] == 4
         assert not users.exists() and not employees.exists()
         assert users.with_name("auth.users.json.migrated").exists()
         # The .migrated files are never read again: the snapshot and journal hold everything.
         users.with_name("auth.users.json.migrated").write_text("garbage")
-        again = JsonStore(tmp_path).open()
-        assert sorted(d["id"] for d in await again.collection("employees.employees").all()) == [1, 3, 4]
-        assert await again.collection("auth.users").count() == 1
-        await again.close()
+        async with closing(JsonStore(tmp_path).open()) as again:
+            assert sorted(d["id"] for d in await again.collection("employees.employees").all()) == [1, 3, 4]
+            assert await again.collection("auth.users").count() == 1
 
     asyncio.run(run())
 

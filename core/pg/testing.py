@@ -7,7 +7,8 @@ CI they skip with a loud reason when there is none; with ``CI=true`` they
 fail, so CI never passes by skipping them.
 
 Every database made here is new (``turnstile_test_<pid>_<random>``) and is
-dropped afterwards, connections and all.
+dropped afterwards, connections and all. The fixtures (``pg_admin``,
+``pg_database``, ``pg_url``) are in `core.pytest_plugin`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import contextlib
 import os
 import secrets
 import warnings
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -115,16 +116,6 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
         await drop_database(admin_url, url)
 
 
-@contextlib.contextmanager
-def fresh_database_sync(admin_url: str) -> Iterator[str]:
-    """The same for synchronous fixtures (no event loop may be running)."""
-    url = asyncio.run(create_database(admin_url))
-    try:
-        yield url
-    finally:
-        asyncio.run(drop_database(admin_url, url))
-
-
 async def reset_database(admin_url: str, url: str) -> None:
     """Make the database of ``url`` empty again (its connections ended, schema ``public`` recreated).
 
@@ -152,3 +143,17 @@ async def terminate_connections(admin_url: str, url: str) -> int:
         )
     finally:
         await conn.close()
+
+
+def run_with_store(url: str, body: Callable[[Any], Awaitable[Any]], pool_size: int = 4) -> Any:
+    """Open a `PgStore` on ``url``, run ``body(store)`` on a fresh event loop, always close it."""
+    from . import PgStore
+
+    async def main() -> Any:
+        store = await PgStore.connect(url, pool_size=pool_size)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())

@@ -2,8 +2,6 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["core.pytest_plugin"]
-
 
 @pytest.fixture
 def extra_plugins():
