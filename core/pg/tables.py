@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import asyncpg
 
 from ..store import Cond, Doc, check_field, check_name
-from .jsoncodec import dumps
+from ..jsoncodec import dumps_str as dumps
 
 INT64 = 2**63
 TEXT, INT, JSON = "text", "int", "json"
