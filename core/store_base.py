@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any, AsyncContextManager
 
 from .jsoncodec import copy
-from .store import Cond, Doc, KeyExists, Namespace, Transaction, check_filter, check_name
+from .store import Cond, Doc, KeyExists, Namespace, Store, Transaction, check_filter, check_name
 
 MAX_ID = 2**53
 """Ids stay JSON-safe integers (exact in a double)."""
@@ -131,7 +131,7 @@ class Reads:
 class BaseCollection(Reads):
     """A collection outside any transaction: reads at once, and each write a transaction of its own."""
 
-    def __init__(self, store: "BaseStore", name: str) -> None:
+    def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
 

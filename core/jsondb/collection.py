@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..store import Cond, Doc
 from ..store_base import BaseCollection
-from .tables import EMPTY, Table, TableReader
-
-if TYPE_CHECKING:
-    from .store import JsonStore
+from .tables import Table, TableReader, TableSource
 
 
 class Collection(TableReader, BaseCollection):
     """A live collection: reads from memory (the ``async`` methods return at once), durable writes."""
 
-    store: "JsonStore"
+    store: TableSource  # type: ignore[assignment]
 
     def _base(self) -> Table:
         return self.store.table(self.name)

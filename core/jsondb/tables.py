@@ -8,7 +8,7 @@ what `core.store.matches` says.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, AsyncContextManager, Iterable, Iterator, Protocol
 
 from ..store import Cond, Doc, matches
 
@@ -91,6 +91,28 @@ def apply(tables: dict[str, Table], changes: Changes, ids: dict[str, int], index
         if table is None:
             table = tables[name] = Table(index_fields.get(name, ()))
         table.next_id = max(table.next_id, next_id)
+
+
+class TableSource(Protocol):
+    """What the collection views read from (`JsonStore`): committed tables, and changes still being fsynced."""
+
+    def table(self, name: str) -> Table:
+        """The committed table, after catching up with other processes."""
+        ...
+
+    def committed(self, name: str) -> Table:
+        """The committed table as it is (inside a transaction: caught up already)."""
+        ...
+
+    def in_flight(self, name: str) -> dict[str, Doc | None]:
+        """Committed changes still being fsynced, by key (``None``: deleted)."""
+        ...
+
+    def in_flight_next_id(self, name: str) -> int:
+        """The id counter as the changes still being fsynced leave it (0: they leave it alone)."""
+        ...
+
+    def transaction(self, prefix: str = "") -> AsyncContextManager[Any]: ...
 
 
 class TableReader:

@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from ..jsoncodec import dumps
 from ..store import Cond, Doc, check_name
 from ..store_base import BaseTxCollection
-from .tables import NO_CHANGES, Changes, Table, TableReader
-
-if TYPE_CHECKING:
-    from .store import JsonStore
+from .tables import NO_CHANGES, Changes, Table, TableReader, TableSource
 
 T = TypeVar("T")
 
@@ -109,7 +106,7 @@ class Entry:
 class Transaction:
     """Staged changes; applied by `JsonStore.transaction` on success."""
 
-    def __init__(self, store: "JsonStore", prefix: str = "") -> None:
+    def __init__(self, store: TableSource, prefix: str = "") -> None:
         self.store = store
         self.prefix = prefix
         self.staged: Changes = {}
