@@ -1,12 +1,14 @@
 """The store interface: the one way the core, the CLI and plugins reach persisted data.
 
-Two backends implement it, and nothing outside them imports a backend class:
+This module names no backend. Two implement it, on the shared base in
+`core.store_base`, and nothing outside them imports a backend class:
 
 * `core.jsondb`: the embedded JSON store in ``DATA_DIR`` (the default);
 * `core.pg`: PostgreSQL, selected by ``DATABASE_URL``.
 
-`open_store` picks one from the settings. The model is tinydb's: a `Store`
-holds named collections of JSON documents, each under a string key.
+`core.backends.open_store` picks one from the settings (docs/backends.md says
+how to add a third). The model is tinydb's: a `Store` holds named collections
+of JSON documents, each under a string key.
 
 * Every read is awaited, inside a transaction or not: ``await
   coll.get(key)``, ``await coll.find(username="alice")``.
@@ -15,7 +17,9 @@ holds named collections of JSON documents, each under a string key.
   equals ``None``), and `where` builds the few comparisons callers need,
   ``where("expires") < now``. A comparison holds only when the field has a
   value of the same kind (number with number, string with string), as in SQL.
-  ``ensure_index(field)`` makes equality on ``field`` cheap.
+  `matches` is that meaning, which every backend keeps (`check_filter`
+  refuses anything else). ``ensure_index(field)`` makes equality on
+  ``field`` cheap.
 * ``async with store.transaction() as tx:`` is the one read-modify-write
   path. Reads through ``tx.collection(name)`` see the transaction's own
   writes; the writes become durable and visible together when the block

@@ -160,7 +160,7 @@ class BaseCollection(Reads):
         """
         return self.store.transaction()
 
-    async def _alone(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def _alone(self, method: str, /, *args: Any, **kwargs: Any) -> Any:
         """A write outside a transaction is a transaction of its own: durable when this returns."""
         async with self._one_write() as tx:
             return await getattr(tx.collection(self.name), method)(*args, **kwargs)

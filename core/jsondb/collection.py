@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..store import Cond, Doc
+from ..store import Doc
 from ..store_base import BaseCollection
 from .tables import Table, TableReader, TableSource
 
@@ -22,8 +20,3 @@ class Collection(TableReader, BaseCollection):
 
     async def _exists(self, key: str) -> bool:
         return key in self.store.table(self.name).docs
-
-    async def _count(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> int:
-        if not conds and not equals:
-            return len(self.store.table(self.name).docs)
-        return len(self._matching(conds, equals))

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import asyncpg
 
 from ..store import Cond, Doc, check_field, check_name
-from ..jsoncodec import dumps_str as dumps
+from ..jsoncodec import dumps_str
 
 INT64 = 2**63
 TEXT, INT, JSON = "text", "int", "json"
@@ -56,7 +56,7 @@ def _jsonable(value: Any) -> bool:
     if isinstance(value, tuple):  # a tuple equals no JSON value, though it would encode as a list
         return False
     try:
-        dumps(value)
+        dumps_str(value)
     except TypeError:
         return False
     return True
@@ -398,7 +398,7 @@ def _array(cast: str) -> str:
 
 def json_array(values: Sequence[Any]) -> list[str | None]:
     """JSON values as the text array `Layout.flush_sql` expects for a ``jsonb[]`` (None stays NULL)."""
-    return [None if v is None else dumps(v) for v in values]
+    return [None if v is None else dumps_str(v) for v in values]
 
 
 def _fits(kind: str, value: Any) -> bool:
