@@ -52,7 +52,8 @@ def _int_value(value: Any) -> int | None:
     return None
 
 
-def _jsonable(value: Any) -> bool:
+def jsonable(value: Any) -> bool:
+    """Whether ``value`` can equal a JSON value (what a filter or a lock can name)."""
     if isinstance(value, tuple):  # a tuple equals no JSON value, though it would encode as a list
         return False
     try:
@@ -68,7 +69,7 @@ def json_equals(expr: str, value: Any, params: Params) -> str:
         return f"({expr} IS NULL OR {expr} = 'null'::jsonb)"
     if isinstance(value, float) and not math.isfinite(value):
         return "FALSE"
-    if not _jsonable(value):
+    if not jsonable(value):
         return "FALSE"
     if isinstance(value, bool):
         return f"{expr} IN ({params.add(value)}::jsonb, {params.add(int(value))}::jsonb)"

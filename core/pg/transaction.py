@@ -46,12 +46,12 @@ from typing import Any
 
 import asyncpg
 
-from ..jsoncodec import dumps, dumps_str
+from ..jsoncodec import dumps_str
 from ..store import Cond, Doc, StoreError, check_name
 from ..store_base import UNREAD, BaseTxCollection
 from .connections import is_closed, kill
 from .errors import connection_broken, translate, translated
-from .tables import Layout, Params, json_array, layout
+from .tables import Layout, Params, json_array, jsonable, layout
 
 ALLOCATE_ID = (
     "INSERT INTO id_counters AS c (collection, next_id) VALUES ($1, 2) "
@@ -66,16 +66,7 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # U+0000 in JSON text (an 
 
 def _lockable(equals: dict[str, Any]) -> dict[str, Any]:
     """The equality values a lock can name (a value JSON cannot hold matches nothing anyway)."""
-    out = {}
-    for name, value in equals.items():
-        if isinstance(value, tuple):
-            continue
-        try:
-            dumps(value)
-        except TypeError:
-            continue
-        out[name] = value
-    return out
+    return {name: value for name, value in equals.items() if jsonable(value)}
 
 
 class PgTransaction:
