@@ -36,7 +36,15 @@ MAX_ID = 2**53
 
 NO_FILTER = "delete_where needs a filter; delete documents one by one to empty a collection"
 
-UNREAD: Any = type("Unread", (), {"__repr__": lambda self: "UNREAD", "__slots__": ()})()
+
+class _Unread:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD: Any = _Unread()
 """``old`` of a write whose key was not read first (a put): the backend finds the old version itself."""
 
 
