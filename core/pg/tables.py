@@ -453,6 +453,12 @@ SESSIONS = TypedLayout(
 TYPED = {USERS.collection: USERS, SESSIONS.collection: SESSIONS}
 
 
+_DOCUMENT_LAYOUTS: dict[str, DocumentLayout] = {}
+
+
 def layout(collection: str) -> Layout:
-    """The layout of ``collection`` (a fresh `DocumentLayout` for any but users and sessions)."""
-    return TYPED.get(collection) or DocumentLayout(collection)
+    """The layout of ``collection`` (a `DocumentLayout` for any but users and sessions, made once per name)."""
+    found = TYPED.get(collection) or _DOCUMENT_LAYOUTS.get(collection)
+    if found is None:
+        found = _DOCUMENT_LAYOUTS[collection] = DocumentLayout(collection)
+    return found
