@@ -27,8 +27,8 @@ from pathlib import Path
 import asyncpg
 
 from bench.harness import cpu_steal_ms, lookup_latencies, pct, seed, user, write_latencies
+from core import jsoncodec
 from core.pg import PgStore
-from core.pg import jsoncodec
 from core.pg.tables import USERS
 from core.pg.testing import create_database, drop_database, find_server
 from core.store import Store, where
@@ -61,7 +61,7 @@ async def seed_by_copy(url: str, start: int, stop: int) -> None:
     try:
         await conn.set_type_codec(  # COPY speaks binary: jsonb is a version byte, then the text
             "jsonb",
-            encoder=lambda v: b"\x01" + jsoncodec.dumps(v).encode(),
+            encoder=lambda v: b"\x01" + jsoncodec.dumps(v),
             decoder=lambda b: jsoncodec.loads(b[1:]),
             schema="pg_catalog",
             format="binary",

@@ -22,11 +22,12 @@ import sys
 from typing import TextIO
 
 from .accounts import Accounts, KeyExists, check_password_length, check_username
+from .backends import open_store
 from .config import Settings, load_settings
 from .errors import APIError
 from .roles import parse_roles, role_names
 from .security import PasswordHasher
-from .store import StoreError, open_store
+from .store import StoreError
 
 
 class CLIError(Exception):

@@ -49,7 +49,6 @@ import json as jsonlib
 import os
 import secrets
 import threading
-from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, TypeVar
@@ -58,6 +57,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 
 from .app import create_app
+from .backends import open_at
 from .config import Settings
 from .lifecycle import TurnstileApplication
 from .loader import PROJECT_PLUGINS
@@ -301,32 +301,13 @@ def turnstile_settings(tmp_path: Path, request: pytest.FixtureRequest, turnstile
     return make_settings(tmp_path, **overrides)
 
 
-async def _open_json(location: str) -> Store:
-    from .jsondb import JsonStore
-
-    return JsonStore(Path(location)).open()
-
-
-async def _open_postgres(location: str) -> Store:
-    from .pg import PgStore
-
-    return await PgStore.connect(location, pool_size=4)
-
-
-@dataclass(frozen=True)
-class StoreBackend:
-    """What ``open_store`` needs to know of a backend: where a test's data lives, and how to open a store there."""
-
-    location: Callable[[pytest.FixtureRequest], str]
-    open: Callable[[str], Awaitable[Store]]
-
-
-# The backends the store contract tests run on. A new backend adds one line here, and then runs the contract suite:
-# every test that uses ``open_store`` (tests/test_store_interface.py, _filters, _ids, _lookups, _concurrency),
-# with ``--turnstile-backend=<name>``.
-STORE_BACKENDS: dict[str, StoreBackend] = {
-    "json": StoreBackend(lambda request: str(request.getfixturevalue("tmp_path") / "store"), _open_json),
-    "postgres": StoreBackend(lambda request: request.getfixturevalue("pg_url"), _open_postgres),
+# Where a test's data lives on each backend the store contract tests run on (a DATA_DIR or a database URL, opened by
+# `core.backends.open_at`). A new backend adds one line here, and then runs the contract suite: every test that uses
+# ``open_store`` (tests/test_store_interface.py, _filters, _ids, _lookups, _concurrency), with
+# ``--turnstile-backend=<name>``.
+STORE_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "json": lambda request: str(request.getfixturevalue("tmp_path") / "store"),
+    "postgres": lambda request: request.getfixturevalue("pg_url"),
 }
 
 
@@ -339,7 +320,7 @@ class StoreOpener:
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[Store]:
-        store = await STORE_BACKENDS[self.backend].open(self.location)
+        store = await open_at(self.location, pool_size=4)
         try:
             yield store
         finally:
@@ -353,7 +334,7 @@ def open_store(request: pytest.FixtureRequest, turnstile_backend: str) -> StoreO
     Parametrized like ``app``: with ``--turnstile-backend=both`` a test that uses
     it runs once per backend; ``@pytest.mark.backends("json")`` keeps it to one.
     """
-    return StoreOpener(turnstile_backend, STORE_BACKENDS[turnstile_backend].location(request))
+    return StoreOpener(turnstile_backend, STORE_BACKENDS[turnstile_backend](request))
 
 
 @pytest.fixture

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .accounts import Accounts
+from .backends import open_store
 from .config import Settings
 from .metrics import Metrics
 from .security import PasswordHasher, TokenSigner
-from .store import Store, open_store
+from .store import Store
 
 
 @dataclass

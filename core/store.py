@@ -1,12 +1,14 @@
 """The store interface: the one way the core, the CLI and plugins reach persisted data.
 
-Two backends implement it, and nothing outside them imports a backend class:
+This module names no backend. Two implement it, on the shared base in
+`core.store_base`, and nothing outside them imports a backend class:
 
 * `core.jsondb`: the embedded JSON store in ``DATA_DIR`` (the default);
 * `core.pg`: PostgreSQL, selected by ``DATABASE_URL``.
 
-`open_store` picks one from the settings. The model is tinydb's: a `Store`
-holds named collections of JSON documents, each under a string key.
+`core.backends.open_store` picks one from the settings (docs/backends.md says
+how to add a third). The model is tinydb's: a `Store` holds named collections
+of JSON documents, each under a string key.
 
 * Every read is awaited, inside a transaction or not: ``await
   coll.get(key)``, ``await coll.find(username="alice")``.
@@ -15,7 +17,9 @@ holds named collections of JSON documents, each under a string key.
   equals ``None``), and `where` builds the few comparisons callers need,
   ``where("expires") < now``. A comparison holds only when the field has a
   value of the same kind (number with number, string with string), as in SQL.
-  ``ensure_index(field)`` makes equality on ``field`` cheap.
+  `matches` is that meaning, which every backend keeps (`check_filter`
+  refuses anything else). ``ensure_index(field)`` makes equality on
+  ``field`` cheap.
 * ``async with store.transaction() as tx:`` is the one read-modify-write
   path. Reads through ``tx.collection(name)`` see the transaction's own
   writes; the writes become durable and visible together when the block
@@ -33,13 +37,9 @@ Documents handed out are private copies: changing one changes nothing stored.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncContextManager, Iterable, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from .config import Settings
+from typing import Any, AsyncContextManager, Iterable, Protocol, runtime_checkable
 
 Doc = dict[str, Any]
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
@@ -146,8 +146,31 @@ class where:  # noqa: N801 - reads as a keyword: where("expires") < now
 
 
 def matches(doc: Doc, conds: Iterable[Cond], equals: dict[str, Any]) -> bool:
-    """The reference meaning of a filter, for backends that test documents in Python."""
-    return all(doc.get(k) == v for k, v in equals.items()) and all(c.test(doc) for c in conds)
+    """The meaning of a filter: every ``field=value`` and every `Cond` holds (a missing field equals ``None``).
+
+    Backends that test documents in Python call this, once per document of a
+    scan; SQL backends compile filters to statements with the same meaning.
+    """
+    for name, value in equals.items():
+        if doc.get(name) != value:
+            return False
+    for cond in conds:
+        if not cond.test(doc):
+            return False
+    return True
+
+
+_CHECKED_FIELDS: set[str] = set()
+
+
+def check_filter(conds: tuple[Any, ...], equals: dict[str, Any]) -> None:
+    """Refuse what is not a filter (a Python callable, say) before it silently matches nothing."""
+    for cond in conds:
+        if not isinstance(cond, Cond):
+            raise TypeError(f"a filter is a Cond (where('field') < value) or field=value, not {type(cond).__name__}")
+    for name in equals:
+        if name not in _CHECKED_FIELDS:  # checked once per name: finds run on every request
+            _CHECKED_FIELDS.add(check_field(name))
 
 
 # -- the interface ---------------------------------------------------------------------
@@ -267,30 +290,6 @@ class Namespace:
         await self.store.ensure_index(self.prefix + collection, field)
 
 
-async def open_store(settings: "Settings") -> Store:
-    """The backend the settings select: PostgreSQL with ``DATABASE_URL``, else the JSON store in ``DATA_DIR``.
-
-    Raises `StoreError` with a one-line message (never a password) when it cannot start.
-    """
-    if settings.database_url:
-        from .pg import PgStore
-
-        return await PgStore.connect(settings.database_url, pool_size=settings.database_pool_size)
-    from .jsondb import JsonStore
-
-    return JsonStore(settings.data_dir).open()
-
-
-@contextlib.asynccontextmanager
-async def opened(settings: "Settings"):  # type: ignore[no-untyped-def]
-    """``async with opened(settings) as store:`` for scripts: open, then always close."""
-    store = await open_store(settings)
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 __all__ = [
     "Collection",
     "Cond",
@@ -304,9 +303,8 @@ __all__ = [
     "StoreUnavailable",
     "Transaction",
     "check_field",
+    "check_filter",
     "check_name",
     "matches",
-    "open_store",
-    "opened",
     "where",
 ]

@@ -23,36 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .backends import describe, is_url, open_at
 from .store import Store, StoreError
 
 USERS = "auth.users"
 SESSIONS = "auth.sessions"
 BATCH = 500  # documents per target transaction
-
-
-def _is_url(where: str) -> bool:
-    return where.startswith(("postgresql://", "postgres://"))
-
-
-def describe(where: str) -> str:
-    """Where a store is, for messages: a URL without its password."""
-    if _is_url(where):
-        from .pg.startup import parse_url
-
-        target = parse_url(where)
-        return f"PostgreSQL {target.host}:{target.port}/{target.database}"
-    return f"JSON store {where}"
-
-
-async def open_at(where: str) -> Store:
-    """The store at a data directory or a ``postgresql://`` URL."""
-    if _is_url(where):
-        from .pg import PgStore
-
-        return await PgStore.connect(where, pool_size=2)
-    from .jsondb import JsonStore
-
-    return JsonStore(where).open()
 
 
 def _order(names: list[str]) -> list[str]:
@@ -131,7 +107,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.source.rstrip("/") == args.target.rstrip("/"):
             raise StoreError("--from and --to name the same store")
-        if not _is_url(args.source) and not Path(args.source).is_dir():
+        if not is_url(args.source) and not Path(args.source).is_dir():
             raise StoreError(f"--from {args.source}: no such directory")
         source_name, target_name = describe(args.source), describe(args.target)
         counts = asyncio.run(_run(args.source, args.target, args.force))

@@ -8,7 +8,7 @@ import pytest
 
 from core.app import create_app
 from core.pytest_plugin import DEFAULT_PASSWORD
-from core.store import opened
+from core.backends import opened
 
 
 @pytest.mark.gen_test(timeout=120)

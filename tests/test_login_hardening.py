@@ -345,7 +345,7 @@ async def test_expired_entries_are_pruned(app):
 async def test_the_auth_plugin_prunes_at_start(turnstile_settings):
     """The periodic sweep (first run at start-up) deletes throttle entries that expired."""
     from core.app import create_app
-    from core.store import opened
+    from core.backends import opened
 
     async with opened(turnstile_settings) as store:
         await store.collection("auth.throttle").put("user:gone", {"failures": [1.0], "pending": {}, "locked_until": 0, "expires": 61.0})

@@ -20,13 +20,13 @@ from core.store import StoreUnavailable
 def _count_statements(store: PgStore) -> list[str]:
     """Spy on the statements `PgStore` sends for reads outside transactions."""
     sent: list[str] = []
-    read_now = store._read_now
+    read_now = store.connections.read_now
 
     async def spy(sql, args, one):  # type: ignore[no-untyped-def]
         sent.append(sql)
         return await read_now(sql, args, one)
 
-    store._read_now = spy  # type: ignore[method-assign]
+    store.connections.read_now = spy  # type: ignore[method-assign]
     return sent
 
 
@@ -86,15 +86,15 @@ def test_an_error_reaches_every_caller_of_a_shared_read(pg_url):
     async def body(store: PgStore) -> None:
         things = store.collection("things")
         await things.put("a", {"v": 1})
-        read_now = store._read_now
+        read_now = store.connections.read_now
 
         async def broken(sql, args, one):  # type: ignore[no-untyped-def]
             raise StoreUnavailable("PostgreSQL is unreachable")
 
-        store._read_now = broken  # type: ignore[method-assign]
+        store.connections.read_now = broken  # type: ignore[method-assign]
         results = await asyncio.gather(*(things.all() for _ in range(3)), return_exceptions=True)
         assert all(isinstance(r, StoreUnavailable) for r in results), results
-        store._read_now = read_now  # type: ignore[method-assign]
+        store.connections.read_now = read_now  # type: ignore[method-assign]
         assert await things.all() == [{"v": 1}]  # nothing is left half-gathered
 
     run_with_store(pg_url, body)

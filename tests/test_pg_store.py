@@ -240,7 +240,7 @@ def test_ensure_index_builds_a_partial_expression_index_once(pg_url):
         for i in range(200):
             await store.collection("notes.notes").put(str(i), {"owner": f"u{i % 20}"})
         assert len(await store.collection("notes.notes").find(owner="u3")) == 10
-        async with store._connection() as conn:
+        async with store.connections.connection() as conn:
             rows = await conn.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'documents' AND indexname LIKE 'ix_%'")
             assert len(rows) == 1
             assert "(doc -> 'owner'::text)" in rows[0][0] and "WHERE (collection = 'notes.notes'::text)" in rows[0][0]
@@ -283,7 +283,7 @@ def test_session_lookups_and_pruning_use_the_indexes(pg_url):
     from core.pg.tables import SESSIONS, Params
 
     async def body(store: PgStore) -> None:
-        async with store._connection() as conn:
+        async with store.connections.connection() as conn:
             await conn.execute("SET enable_seqscan = off")
             for conds, equals, index in [
                 ((where("expires") < 50,), {}, "sessions_expires"),
@@ -322,7 +322,7 @@ def test_two_instances_ensure_the_same_index_at_once(pg_url):
         stores = [await PgStore.connect(pg_url, pool_size=2) for _ in range(3)]
         try:
             await asyncio.gather(*(s.ensure_index("plug.items", "owner") for s in stores))
-            async with stores[0]._connection() as conn:
+            async with stores[0].connections.connection() as conn:
                 names = await conn.fetch("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'ix_plug_items_owner_%'")
                 fields = await conn.fetch("SELECT field FROM indexed_fields WHERE collection = 'plug.items'")
             assert len(names) == 1 and [r[0] for r in fields] == ["owner"]

@@ -10,7 +10,7 @@ import time
 
 from bench.harness import ServerProcess
 from core.pytest_plugin import make_settings
-from core.store import opened
+from core.backends import opened
 from worker_kit import read_message, read_response
 
 

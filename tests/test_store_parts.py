@@ -8,7 +8,7 @@ import os
 import pytest
 
 from core.jsondb import compaction, journal, snapshot
-from core.jsondb.codec import dumps
+from core.jsoncodec import dumps
 from core.jsondb.load import load
 from core.jsondb.shared import ChangeCounter, FileLock
 from core.jsondb.tables import Table, apply, index_key

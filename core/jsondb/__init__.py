@@ -27,9 +27,12 @@ one module each:
 * `load`: reading it all back at start-up (and `legacy`: the first store's
   ``<collection>.json`` files, imported once).
 
-In memory: `tables` (documents, id counters, indexes, filters), `transaction`
-and `collection` (the views callers use), and `store` (`JsonStore`, which ties
-them together: transactions, the writer, following other processes).
+In memory: `tables` (documents, id counters, indexes, and the read primitives
+over them), `transaction` and `collection` (the views callers use), and
+`store` (`JsonStore`, which ties them together: transactions, the writer,
+following other processes). Everything the backends share (the collection
+methods, names, filters, private copies, ids, a write outside a transaction
+being one) comes from `core.store_base`; JSON encoding from `core.jsoncodec`.
 
 A torn last journal line (a write that was never acknowledged) is ignored and
 trimmed; anything else unreadable raises `StoreCorrupt` naming the file, line
@@ -41,16 +44,16 @@ from __future__ import annotations
 from ..store import KeyExists, StoreCorrupt, StoreError
 from .collection import Collection
 from .store import JsonStore
-from .transaction import SyncTransaction, SyncTxCollection, Transaction, TxCollection
+from .transaction import BlockingCollection, SyncTransaction, Transaction, TxCollection
 
 __all__ = [
+    "BlockingCollection",
     "Collection",
     "JsonStore",
     "KeyExists",
     "StoreCorrupt",
     "StoreError",
     "SyncTransaction",
-    "SyncTxCollection",
     "Transaction",
     "TxCollection",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..store import NAME_PATTERN, StoreCorrupt
-from .codec import loads
+from ..jsoncodec import loads
 from .tables import Changes
 
 PATTERN = re.compile(r"^journal\.(\d{8,})\.jsonl$")

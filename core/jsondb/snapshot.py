@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..store import NAME_PATTERN, Doc, StoreCorrupt
-from .codec import dumps, loads
+from ..jsoncodec import dumps, loads
 from .journal import fsync_dir
 from .tables import Table
 

@@ -24,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from ..store import Health, Namespace, StoreError, StoreUnavailable, check_field, check_name
+from ..store import Doc, Health, StoreError, StoreUnavailable, check_field, check_name
+from ..store_base import BaseStore
 from . import compaction
 from .collection import Collection
 from .journal import Journals, replay
 from .load import Loaded, load
 from .shared import LOCK, ChangeCounter, FileLock
-from .tables import Changes, Table, apply
+from .tables import EMPTY, NO_CHANGES, Changes, Table, apply
 from .transaction import Entry, SyncTransaction, Transaction
 
 log = logging.getLogger("turnstile.store")
@@ -45,7 +46,7 @@ def _close_when_acquired(future: "asyncio.Future[int]") -> None:
         os.close(future.result())
 
 
-class JsonStore:
+class JsonStore(BaseStore):
     """Owns the data directory: loads it once, then serves reads from memory."""
 
     backend = "json"
@@ -57,6 +58,7 @@ class JsonStore:
         compact_min_bytes: int = 4 << 20,
         compact_ratio: float = 0.5,
     ) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir)
         self.compact_min_bytes = compact_min_bytes
         self.compact_ratio = compact_ratio
@@ -70,7 +72,6 @@ class JsonStore:
         self._compactor: ThreadPoolExecutor | None = None
         self._generation = 1
         self._watched_generation = 0
-        self._handles: dict[str, Collection] = {}
         self._watched: tuple[str, str] = ("", "")
         self._offset = 0
         self._seen_size = 0
@@ -155,15 +156,8 @@ class JsonStore:
 
     # -- public API ------------------------------------------------------------------
 
-    def collection(self, name: str) -> Collection:
-        handle = self._handles.get(name)
-        if handle is None:  # handlers ask on every request: check the name once, not each time
-            handle = self._handles[name] = Collection(self, check_name(name))
-        return handle
-
-    def namespace(self, prefix: str) -> Namespace:
-        """A plugin's view (`core.store.Namespace`): collection names prefixed with ``prefix.``."""
-        return Namespace(self, prefix)
+    def _open_collection(self, name: str) -> Collection:
+        return Collection(self, name)
 
     async def ensure_index(self, collection: str, field: str) -> None:
         """Index ``field`` so ``find(field=value)`` is O(1) plus the matches; kept across reloads."""
@@ -183,11 +177,6 @@ class JsonStore:
         self._refresh()
         table = self._tables.get(collection)
         return table.next_id if table is not None else 1
-
-    async def advance_id_counter(self, collection: str, at_least: int) -> None:
-        """A transaction of its own: durable once this returns, and a no-op if the counter is already there."""
-        async with self.transaction() as tx:
-            tx.sync_collection(collection).advance_ids(at_least)
 
     async def flush(self) -> None:
         """Wait until every transaction committed so far is durable."""
@@ -257,6 +246,25 @@ class JsonStore:
             self._start_compaction()
         assert self._compaction is not None
         await asyncio.shield(self._compaction)
+
+    # -- what the collections read -------------------------------------------------------
+
+    def table(self, name: str) -> Table:
+        """The committed table of ``name``, after catching up with other processes (free when nothing changed)."""
+        self._refresh()
+        return self._tables.get(name) or EMPTY
+
+    def committed(self, name: str) -> Table:
+        """The committed table of ``name`` as it is (a transaction holds the lock: it is caught up)."""
+        return self._tables.get(name) or EMPTY
+
+    def in_flight(self, name: str) -> dict[str, Doc | None]:
+        """Committed changes to ``name`` still being fsynced, by key (``None``: deleted)."""
+        return self._pending_view.get(name) or NO_CHANGES
+
+    def in_flight_next_id(self, name: str) -> int:
+        """The id counter of ``name`` as the changes still being fsynced leave it (0: they leave it alone)."""
+        return self._pending_ids.get(name, 0)
 
     # -- the cross-process lock ------------------------------------------------------
 

@@ -1,16 +1,16 @@
-"""The in-memory tables: documents by key, the id counter, secondary indexes, and filter evaluation.
+"""The in-memory tables: documents by key, the id counter, secondary indexes, and the reads over them.
 
 Nothing here touches a file. `TableReader` answers every read of a collection
 from a committed `Table` plus an overlay of changes not yet in it (a
-transaction's staged writes, or writes still being fsynced).
+transaction's staged writes, or writes still being fsynced); filters mean
+what `core.store.matches` says.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, AsyncContextManager, Iterable, Iterator, Protocol
 
-from ..store import Cond, Doc, check_field
-from .codec import copy
+from ..store import Cond, Doc, matches
 
 Changes = dict[str, dict[str, "Doc | None"]]
 """Per collection, per key: the new document, or ``None`` for a delete."""
@@ -74,6 +74,9 @@ class Table:
 EMPTY = Table()
 """What a collection that does not exist yet reads as (never written to)."""
 
+NO_CHANGES: dict[str, "Doc | None"] = {}
+"""The overlay of a view without changes of its own (never written to)."""
+
 
 def apply(tables: dict[str, Table], changes: Changes, ids: dict[str, int], index_fields: dict[str, set[str]]) -> None:
     """Apply one transaction's changes and id counters; a new table gets the indexes ``index_fields`` names."""
@@ -90,32 +93,34 @@ def apply(tables: dict[str, Table], changes: Changes, ids: dict[str, int], index
         table.next_id = max(table.next_id, next_id)
 
 
-_CHECKED_FIELDS: set[str] = set()
+class TableSource(Protocol):
+    """What the collection views read from (`JsonStore`): committed tables, and changes still being fsynced."""
 
+    def table(self, name: str) -> Table:
+        """The committed table, after catching up with other processes."""
+        ...
 
-def check_filter(conds: tuple[Cond, ...], equals: dict[str, Any]) -> None:
-    """Refuse what is not a filter (a Python callable, say) before it silently matches nothing."""
-    for cond in conds:
-        if not isinstance(cond, Cond):
-            raise TypeError(f"a filter is a Cond (where('field') < value) or field=value, not {type(cond).__name__}")
-    for field in equals:
-        if field not in _CHECKED_FIELDS:  # checked once per name: finds run on every request
-            _CHECKED_FIELDS.add(check_field(field))
+    def committed(self, name: str) -> Table:
+        """The committed table as it is (inside a transaction: caught up already)."""
+        ...
 
+    def in_flight(self, name: str) -> dict[str, Doc | None]:
+        """Committed changes still being fsynced, by key (``None``: deleted)."""
+        ...
 
-def matches(doc: Doc, conds: tuple[Cond, ...], equals: dict[str, Any]) -> bool:
-    """`core.store.matches`, inlined: it runs once per document of a scan."""
-    for field, value in equals.items():
-        if doc.get(field) != value:
-            return False
-    for cond in conds:
-        if not cond.test(doc):
-            return False
-    return True
+    def in_flight_next_id(self, name: str) -> int:
+        """The id counter as the changes still being fsynced leave it (0: they leave it alone)."""
+        ...
+
+    def transaction(self, prefix: str = "") -> AsyncContextManager[Any]: ...
 
 
 class TableReader:
-    """Blocking reads over a committed table plus an overlay of newer changes (all from memory)."""
+    """The read primitives (`core.store_base.Reads`) over a committed table plus an overlay of newer changes.
+
+    All from memory: the coroutines never wait. The documents are the stored
+    ones (shared): the base hands out copies.
+    """
 
     name: str
 
@@ -124,30 +129,32 @@ class TableReader:
 
     def _overlay(self) -> dict[str, Doc | None]:
         """Changes not yet in the committed table (newest wins); ``None`` marks a delete."""
-        return {}
+        return NO_CHANGES
 
-    def _lookup(self, key: str) -> Doc | None:
+    def _doc(self, key: str) -> Doc | None:
         overlay = self._overlay()
         if key in overlay:
             return overlay[key]
         return self._base().docs.get(key)
 
-    def _items(self) -> Iterator[tuple[str, Doc]]:
-        overlay = self._overlay()
-        for key, doc in self._base().docs.items():
+    def _pairs(self) -> Iterator[tuple[str, Doc]]:
+        base, overlay = self._base(), self._overlay()
+        if not overlay:
+            yield from base.docs.items()
+            return
+        for key, doc in base.docs.items():
             if key not in overlay:
                 yield key, doc
         for key, staged in overlay.items():
             if staged is not None:
                 yield key, staged
 
-    def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[tuple[str, Doc]]:
+    def _matching(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[tuple[str, Doc]]:
         """Matching ``(key, stored document)`` pairs; an indexed equality field avoids the scan."""
-        check_filter(conds, equals)
         base = self._base()
         field = next((f for f in equals if f in base.indexes), None)
         if field is None:
-            return [(k, d) for k, d in self._items() if matches(d, conds, equals)]
+            return [(k, d) for k, d in self._pairs() if matches(d, conds, equals)]
         try:
             indexed = base.indexes[field].get(index_key(equals[field]), ())
         except TypeError:  # an unhashable value (a set, say) equals no JSON value
@@ -161,27 +168,23 @@ class TableReader:
                 out.append((key, doc))
         return out
 
-    def _get(self, key: Any) -> Doc | None:
-        doc = self._lookup(str(key))
-        return copy(doc) if doc is not None else None
+    async def _lookup(self, key: str) -> tuple[Doc | None, bool]:
+        return self._doc(key), True
 
-    def _exists(self, key: Any) -> bool:
-        return self._lookup(str(key)) is not None
+    async def _select(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> tuple[list[Doc], bool]:
+        if not conds and not equals:
+            overlay = self._overlay()
+            if not overlay:  # a live collection: the table as it is
+                return list(self._base().docs.values()), True
+            return [doc for _, doc in self._pairs()], True
+        return [doc for _, doc in self._matching(conds, equals)], True
 
-    def _all(self) -> list[Doc]:
-        # One copy of the whole list: a round trip per document costs a call each.
-        return copy([doc for _, doc in self._items()])
+    async def _items(self) -> tuple[list[tuple[str, Doc]], bool]:
+        return list(self._pairs()), True
 
-    def _pairs(self) -> list[tuple[str, Doc]]:
-        pairs = list(self._items())
-        return list(zip([k for k, _ in pairs], copy([d for _, d in pairs])))
-
-    def _find(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> list[Doc]:
-        return copy([doc for _, doc in self._select(conds, equals)])
-
-    def _count(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> int:
+    async def _count(self, conds: tuple[Cond, ...], equals: dict[str, Any]) -> int:
         if conds or equals:
-            return len(self._select(conds, equals))
+            return len(self._matching(conds, equals))
         overlay = self._overlay()
         docs = self._base().docs
         return len(docs) + sum((doc is not None) - (key in docs) for key, doc in overlay.items())

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import asyncpg
 
 from ..store import Cond, Doc, check_field, check_name
-from .jsoncodec import dumps
+from ..jsoncodec import dumps_str
 
 INT64 = 2**63
 TEXT, INT, JSON = "text", "int", "json"
@@ -52,11 +52,12 @@ def _int_value(value: Any) -> int | None:
     return None
 
 
-def _jsonable(value: Any) -> bool:
+def jsonable(value: Any) -> bool:
+    """Whether ``value`` can equal a JSON value (what a filter or a lock can name)."""
     if isinstance(value, tuple):  # a tuple equals no JSON value, though it would encode as a list
         return False
     try:
-        dumps(value)
+        dumps_str(value)
     except TypeError:
         return False
     return True
@@ -68,7 +69,7 @@ def json_equals(expr: str, value: Any, params: Params) -> str:
         return f"({expr} IS NULL OR {expr} = 'null'::jsonb)"
     if isinstance(value, float) and not math.isfinite(value):
         return "FALSE"
-    if not _jsonable(value):
+    if not jsonable(value):
         return "FALSE"
     if isinstance(value, bool):
         return f"{expr} IN ({params.add(value)}::jsonb, {params.add(int(value))}::jsonb)"
@@ -398,7 +399,7 @@ def _array(cast: str) -> str:
 
 def json_array(values: Sequence[Any]) -> list[str | None]:
     """JSON values as the text array `Layout.flush_sql` expects for a ``jsonb[]`` (None stays NULL)."""
-    return [None if v is None else dumps(v) for v in values]
+    return [None if v is None else dumps_str(v) for v in values]
 
 
 def _fits(kind: str, value: Any) -> bool:
@@ -452,6 +453,12 @@ SESSIONS = TypedLayout(
 TYPED = {USERS.collection: USERS, SESSIONS.collection: SESSIONS}
 
 
+_DOCUMENT_LAYOUTS: dict[str, DocumentLayout] = {}
+
+
 def layout(collection: str) -> Layout:
-    """The layout of ``collection`` (a fresh `DocumentLayout` for any but users and sessions)."""
-    return TYPED.get(collection) or DocumentLayout(collection)
+    """The layout of ``collection`` (a `DocumentLayout` for any but users and sessions, made once per name)."""
+    found = TYPED.get(collection) or _DOCUMENT_LAYOUTS.get(collection)
+    if found is None:
+        found = _DOCUMENT_LAYOUTS[collection] = DocumentLayout(collection)
+    return found

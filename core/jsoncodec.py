@@ -1,4 +1,9 @@
-"""JSON encoding for the data files and for private copies: orjson when installed, else the standard library."""
+"""JSON for stored documents, data files and private copies, shared by every store backend.
+
+orjson when installed, else the standard library, with the same options
+either way, so a value comes back the same from any backend (non-string keys
+become strings, as in JSON; NaN and infinities are refused).
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,22 @@ try:  # orjson parses ~5x and encodes ~18x faster than json (see bench/db_scalin
     import orjson
 
     def dumps(obj: Any) -> bytes:
-        """One compact JSON value, as bytes."""
+        """One compact JSON value, as bytes; TypeError for what JSON cannot hold."""
         return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
     loads: Callable[[bytes | str], Any] = orjson.loads
 except ImportError:  # pragma: no cover - exercised only without orjson installed
 
     def dumps(obj: Any) -> bytes:
-        """One compact JSON value, as bytes."""
+        """One compact JSON value, as bytes; TypeError for what JSON cannot hold."""
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
     loads = json.loads
+
+
+def dumps_str(obj: Any) -> str:
+    """One compact JSON value, as text (what a database driver sends as ``json``/``jsonb``)."""
+    return dumps(obj).decode()
 
 
 def copy(value: Any) -> Any:
