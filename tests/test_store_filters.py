@@ -9,13 +9,10 @@ import pytest
 
 from core.store import Cond, Store, matches, where
 
-# Values chosen to trip equality up: 1 == 1.0 == True, [1] == [1.0], {"a": 1} == {"a": 1.0}, "1" != 1.
-VALUES = [0, 1, 1.0, 2.5, -3, True, False, "1", "a", "b", "", None, [1], [1.0], [True], ["1"], {"a": 1}, {"a": 1.0}, {"a": "1"}]
+# Values chosen to trip equality up: 1 == 1.0 == True, also inside lists and objects ([1] == [True]), "1" != 1.
+VALUES = [0, 1, 1.0, 2.5, -3, True, False, "1", "a", "b", "", None, [1], [1.0], [True], ["1"], [0], [False], [0.0, "x"],
+          {"a": 1}, {"a": 1.0}, {"a": True}, {"a": "1"}, {"a": {"b": [True]}}, {"a": {"b": [1.0]}}, {"a": None}, [None], [[]]]
 MISSING = object()
-# PostgreSQL compares lists and objects as jsonb, where [1] != [True] and {"a": 0} != {"a": False}; the reference
-# (Python's ==) has them equal, as it has 1 == True at the top level, which PostgreSQL does follow. Strict: once
-# PostgreSQL agrees, these tests pass there and the marks must go.
-NESTED_BOOLS_ON_POSTGRES = pytest.mark.xfail(reason="PostgreSQL: a bool inside a list or object never equals a number", strict=True)
 
 
 def docs() -> dict[str, dict]:
@@ -65,9 +62,7 @@ def test_comparisons_hold_only_between_values_of_one_kind(open_store):
     asyncio.run(run())
 
 
-def test_every_filter_agrees_with_the_reference_semantics(open_store, request):
-    if open_store.backend == "postgres":
-        request.applymarker(NESTED_BOOLS_ON_POSTGRES)
+def test_every_filter_agrees_with_the_reference_semantics(open_store):
     async def run() -> None:
         async with open_store() as store:
             await fill(store, ["t.docs"])
@@ -95,9 +90,7 @@ def test_a_missing_field_equals_none(open_store):
     asyncio.run(run())
 
 
-def test_indexed_and_unindexed_equality_give_the_same_results(open_store, request):
-    if open_store.backend == "postgres":
-        request.applymarker(NESTED_BOOLS_ON_POSTGRES)
+def test_indexed_and_unindexed_equality_give_the_same_results(open_store):
     async def run() -> None:
         async with open_store() as store:
             await fill(store, ["t.plain", "t.indexed"])

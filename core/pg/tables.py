@@ -75,7 +75,20 @@ def json_equals(expr: str, value: Any, params: Params) -> str:
         return f"{expr} IN ({params.add(value)}::jsonb, {params.add(int(value))}::jsonb)"
     if isinstance(value, (int, float)) and value in (0, 1):
         return f"{expr} IN ({params.add(value)}::jsonb, {params.add(bool(value))}::jsonb)"
+    if isinstance(value, (list, dict)) and _holds_bool_or_bit(value):
+        # jsonb's = tells true from 1 inside lists and objects; Python's == does not (0003_nested_equality.sql).
+        param = params.add(value)
+        return f"(jsonb_typeof({expr}) = jsonb_typeof({param}::jsonb) AND ts_canonical({expr}) = ts_canonical({param}::jsonb))"
     return f"{expr} = {params.add(value)}::jsonb"
+
+
+def _holds_bool_or_bit(value: Any) -> bool:
+    """Whether a list or object holds, at any depth, a value that equals a value of another JSON type (true, 1, 0.0...)."""
+    if isinstance(value, list):
+        return any(_holds_bool_or_bit(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool_or_bit(v) for v in value.values())
+    return isinstance(value, (bool, int, float)) and value in (0, 1)
 
 
 def _number(value: int | float, params: Params) -> str:
