@@ -39,7 +39,7 @@ import orjson
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
-from .bodies import BodyCheck, compile_body, request_schema
+from .bodies import NUL_MESSAGE, BodyCheck, compile_body, refuse_nul, request_schema
 from .errors import APIError
 from .headers import header
 from .lifecycle import RequestTracker, TurnstileApplication
@@ -151,7 +151,10 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
             if not isinstance(body, dict):
                 raise APIError(400, "Request body must be a JSON object.")
         check = self.body_checks.get(self.request.method or "")
-        return check(body) if check is not None else body
+        if check is not None:
+            check(body)
+        refuse_nul(self.request.body, body)
+        return body
 
     @staticmethod
     def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, default: Any = None) -> Any:
@@ -174,6 +177,8 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
     # -- request lifecycle --------------------------------------------------------------
 
     def prepare(self) -> None:
+        if "%00" in self.request.path:  # decoded, it would reach a handler's path arguments
+            raise APIError(400, f"The path {NUL_MESSAGE}.")
         self._gate()
 
     def _gate(self) -> None:

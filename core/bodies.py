@@ -13,6 +13,8 @@ A body that fails gets a 400 in the one error format, naming the field:
 * ``Field 'x' must be a string.`` for a wrong type;
 * ``Field 'x' must be at most N characters.`` for an over-long string;
 * ``Field 'x' is required.`` for a missing one; and so on per keyword.
+* ``Field 'x' must not contain the character U+0000.`` for a string (or a
+  name) holding it, after the schema passed (`refuse_nul`).
 
 Where a route's contract fixes a message, the schema declares it beside the
 keyword, with the ``x-message`` annotation on the schema node that fails:
@@ -28,6 +30,7 @@ it is shown in ``/openapi.json`` as declared.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Mapping
 
 import fastjsonschema
@@ -46,6 +49,8 @@ _TYPE_NAMES = {
     "null": "null",
 }
 _SHOWN_NAME = 64  # longest client-chosen field name echoed in a message
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 in JSON text: an escape not itself escaped
+NUL_MESSAGE = "must not contain the character U+0000"
 
 
 class BodyCheck:
@@ -128,7 +133,8 @@ def _field(path: list[Any]) -> str:
     """``data.a[0].b`` as ``a[0].b`` (the leading ``data`` is the body itself)."""
     out = ""
     for part in path[1:]:
-        out += f"[{part}]" if isinstance(part, int) else (f".{_shown(part)}" if out else _shown(str(part)))
+        text = str(part)
+        out += f"[{text}]" if isinstance(part, int) or text.isdigit() else (f".{_shown(text)}" if out else _shown(text))
     return out
 
 
@@ -138,3 +144,36 @@ def _join(parent: str, name: str) -> str:
 
 def _shown(name: str) -> str:
     return name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME] + "..."
+
+
+def refuse_nul(raw: bytes, body: Any) -> None:
+    """A 400 naming the field when a string of the body holds U+0000.
+
+    No store keeps that character the same way (PostgreSQL refuses it), so it is refused at
+    the door on every backend. JSON can only carry it as the escape ``\\u0000``, so a body
+    without one costs a single scan of its bytes.
+    """
+    if _NUL_ESCAPE.search(raw) is None:
+        return
+    where = _nul_path(body, "")
+    if where is not None:
+        raise APIError(400, f"Field '{where}' {NUL_MESSAGE}." if where else f"Request body {NUL_MESSAGE}.")
+
+
+def _nul_path(value: Any, where: str) -> str | None:
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            here = _join(where, _shown(name.replace("\x00", "\\u0000")))
+            if "\x00" in name:
+                return here
+            found = _nul_path(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
