@@ -19,9 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.jsondb import JsonStore  # noqa: E402
+from store_kit import closing  # noqa: E402
 
 
 async def write(data_dir: str) -> None:
+    """Never closes its store: the tests kill this process mid-write, which is what they test."""
     store = JsonStore(data_dir, compact_min_bytes=16_000, compact_ratio=0.3).open()
     docs = store.collection("t.docs")
 
@@ -47,32 +49,30 @@ async def increment(store: JsonStore, n: int) -> None:
 
 
 async def count(data_dir: str, n: int) -> None:
-    store = JsonStore(data_dir, compact_min_bytes=8_000, compact_ratio=0.3).open()
-    await increment(store, n)
-    await store.close()
+    async with closing(JsonStore(data_dir, compact_min_bytes=8_000, compact_ratio=0.3).open()) as store:
+        await increment(store, n)
 
 
 async def watch(data_dir: str) -> None:
-    store = JsonStore(data_dir).open()
-    await store.collection("t.docs").put("child", {"by": "child"})
-    deadline = time.monotonic() + 15
-    while await store.collection("t.docs").get("parent") is None:
-        if time.monotonic() > deadline:
-            sys.exit(3)
-        await asyncio.sleep(0.02)
-    print("seen", flush=True)
+    async with closing(JsonStore(data_dir).open()) as store:
+        await store.collection("t.docs").put("child", {"by": "child"})
+        deadline = time.monotonic() + 15
+        while await store.collection("t.docs").get("parent") is None:
+            if time.monotonic() > deadline:
+                sys.exit(3)
+            await asyncio.sleep(0.02)
+        print("seen", flush=True)
 
 
 async def compact(data_dir: str) -> None:
-    store = JsonStore(data_dir).open()
-    docs = store.collection("t.docs")
-    for round_ in range(2):
-        for i in range(20):
-            await docs.put(f"c{round_}-{i}", {"round": round_})
-        await store.compact()
-    await docs.delete("p0")
-    await docs.put("after", {"round": 2})
-    await store.close()
+    async with closing(JsonStore(data_dir).open()) as store:
+        docs = store.collection("t.docs")
+        for round_ in range(2):
+            for i in range(20):
+                await docs.put(f"c{round_}-{i}", {"round": round_})
+            await store.compact()
+        await docs.delete("p0")
+        await docs.put("after", {"round": 2})
 
 
 def hold_lock(data_dir: str) -> None:

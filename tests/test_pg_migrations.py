@@ -32,8 +32,7 @@ def test_instances_starting_at_once_migrate_once(pg_url):
             for store in stores:
                 await store.close()
         assert await versions(pg_url) == list(range(1, latest_version() + 1))
-        again = await PgStore.connect(pg_url, pool_size=1)  # a restart finds nothing to do
-        await again.close()
+        await (await PgStore.connect(pg_url, pool_size=1)).close()  # a restart finds nothing to do
         assert await versions(pg_url) == list(range(1, latest_version() + 1))
 
     asyncio.run(main())
@@ -41,8 +40,7 @@ def test_instances_starting_at_once_migrate_once(pg_url):
 
 def test_a_schema_newer_than_the_code_stops_start_up(pg_url):
     async def main() -> None:
-        store = await PgStore.connect(pg_url, pool_size=1)
-        await store.close()
+        await (await PgStore.connect(pg_url, pool_size=1)).close()  # migrated
         conn = await asyncpg.connect(pg_url)
         await conn.execute("INSERT INTO schema_version (version) VALUES (99)")
         await conn.close()
