@@ -203,12 +203,15 @@ def check_handler(ctx: PluginContext, handler: Any, where: str) -> None:
         raise PluginError(ctx.name, ctx.path, f"{where}: {handler.__qualname__}.public must be True or False, not {own!r}")
 
 
-def plugin_config(cand: Candidate, module: Any, env: Mapping[str, str]) -> Any:
-    """The plugin's typed settings if its module declares ``Config``, else its ``TURNSTILE_<NAME>_*`` strings."""
+def plugin_config(cand: Candidate, module: Any, env: Mapping[str, str], others: Iterable[str] = ()) -> Any:
+    """The plugin's typed settings if its module declares ``Config``, else its ``TURNSTILE_<NAME>_*`` strings.
+
+    ``others``: the other plugins' names, so that ``TURNSTILE_AUTH_RECOVERY_*`` is not read as ``auth``'s.
+    """
     declared = getattr(module, "Config", None)
     if declared is None:
-        return raw_config(cand.name, env)
-    return load_config(cand.name, cand.path, declared, env)
+        return raw_config(cand.name, env, others)
+    return load_config(cand.name, cand.path, declared, env, others)
 
 
 def find_plugins(
@@ -229,7 +232,9 @@ def load_plugins(
 ) -> list[PluginContext]:
     """Import every selected plugin and build its context."""
     contexts = []
-    for cand in find_plugins(plugins_dir, services.settings.plugins, extra, installed):
+    candidates = find_plugins(plugins_dir, services.settings.plugins, extra, installed)
+    names = [cand.name for cand in candidates]
+    for cand in candidates:
         module = import_plugin(cand)
         contexts.append(
             PluginContext(
@@ -239,7 +244,7 @@ def load_plugins(
                 services=services,
                 db=Namespace(services.store, cand.name),
                 log=logging.getLogger(f"turnstile.plugins.{cand.name}"),
-                config=plugin_config(cand, module, services.settings.extra),
+                config=plugin_config(cand, module, services.settings.extra, names),
                 source=cand.source,
             )
         )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .plugin_context import PluginError
 
@@ -48,14 +48,22 @@ def env_prefix(plugin: str) -> str:
     return f"TURNSTILE_{plugin.upper()}_"
 
 
-def raw_config(plugin: str, env: Mapping[str, str]) -> dict[str, str]:
-    """``TURNSTILE_<NAME>_<KEY>`` variables as ``{KEY: value}``: what a plugin without `Config` gets."""
+def raw_config(plugin: str, env: Mapping[str, str], others: Iterable[str] = ()) -> dict[str, str]:
+    """``TURNSTILE_<NAME>_<KEY>`` variables as ``{KEY: value}``: what a plugin without `Config` gets.
+
+    Variables of another plugin whose name extends this one's (``TURNSTILE_AUTH_RECOVERY_*`` of
+    ``auth_recovery``, beside ``auth``) are that plugin's, not this one's.
+    """
     prefix = env_prefix(plugin)
-    return {k[len(prefix) :]: v for k, v in env.items() if k.startswith(prefix)}
+    longer = [env_prefix(o) for o in others if o != plugin and env_prefix(o).startswith(prefix)]
+    return {k[len(prefix) :]: v for k, v in env.items() if k.startswith(prefix) and not any(k.startswith(p) for p in longer)}
 
 
-def load_config(plugin: str, path: Path | str, declared: type, env: Mapping[str, str]) -> Any:
-    """An instance of the plugin's ``Config`` dataclass, read from ``env``; a `PluginError` for any bad value."""
+def load_config(plugin: str, path: Path | str, declared: type, env: Mapping[str, str], others: Iterable[str] = ()) -> Any:
+    """An instance of the plugin's ``Config`` dataclass, read from ``env``; a `PluginError` for any bad value.
+
+    ``others``: the names of the other plugins, whose variables are theirs (see `raw_config`).
+    """
     if not (isinstance(declared, type) and dataclasses.is_dataclass(declared)):
         raise PluginError(plugin, path, "`Config` must be a dataclass (see docs/plugins.md, Settings)")
     try:
@@ -63,7 +71,7 @@ def load_config(plugin: str, path: Path | str, declared: type, env: Mapping[str,
     except Exception as exc:
         raise PluginError(plugin, path, f"`Config` has a type that cannot be resolved: {exc}") from None
     prefix = env_prefix(plugin)
-    given = raw_config(plugin, env)
+    given = raw_config(plugin, env, others)
     fields = {f.name.upper(): f for f in dataclasses.fields(declared) if f.init}
     unknown = sorted(set(given) - set(fields))
     if unknown:
@@ -81,9 +89,12 @@ def load_config(plugin: str, path: Path | str, declared: type, env: Mapping[str,
             raise PluginError(plugin, path, f"{variable}: type {hints.get(f.name)} cannot be read from text; give it a parse function")
         try:
             values[f.name] = parse(given[key])
-        except ValueError as exc:
-            raise PluginError(plugin, path, f"{variable}: {exc}") from None
-    return declared(**values)
+        except Exception as exc:  # a parse function's own mistake is still one line naming the variable
+            raise PluginError(plugin, path, f"{variable}: {exc or type(exc).__name__}") from None
+    try:
+        return declared(**values)
+    except Exception as exc:  # checks in Config.__post_init__
+        raise PluginError(plugin, path, f"Config: {exc or type(exc).__name__}") from None
 
 
 def _parser(kind: Any) -> Callable[[str], Any] | None:

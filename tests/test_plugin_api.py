@@ -188,6 +188,43 @@ def test_a_required_setting_that_is_missing_stops_start_up(tmp_path, turnstile_s
     assert start_error(turnstile_settings, tmp_path / "plugins").endswith(": TURNSTILE_NEEDY_URL is required")
 
 
+def test_a_plugin_whose_name_extends_another_keeps_its_own_settings(tmp_path, turnstile_settings):
+    """``TURNSTILE_NOTES_EXTRA_LIMIT`` belongs to ``notes_extra``: ``notes`` neither reads nor refuses it."""
+    config = "from dataclasses import dataclass\n@dataclass\nclass Config:\n    limit: int = 1\nroutes = []\n"
+    write_plugin(tmp_path / "plugins", "notes", config)
+    write_plugin(tmp_path / "plugins", "notes_extra", config)
+
+    async def started():
+        app = await create_app(
+            turnstile_settings.with_changes(extra={"TURNSTILE_NOTES_LIMIT": "2", "TURNSTILE_NOTES_EXTRA_LIMIT": "3"}), tmp_path / "plugins"
+        )
+        try:
+            return {p.name: p.config.limit for p in app.plugins if p.name.startswith("notes")}
+        finally:
+            await app.services.close()
+
+    assert asyncio.run(started()) == {"notes": 2, "notes_extra": 3}
+
+
+@pytest.mark.parametrize(
+    "config, value, expected",
+    [
+        ("    level: int = setting(1, parse=lambda text: {'low': 1}[text])\n", "high", ": TURNSTILE_PICKY_LEVEL: 'high'"),
+        (
+            "    level: int = 1\n    def __post_init__(self):\n        if self.level > 3:\n            raise ValueError('level is at most 3')\n",
+            "7",
+            ": Config: level is at most 3",
+        ),
+    ],
+    ids=["parse raises KeyError", "__post_init__ refuses"],
+)
+def test_any_failure_reading_a_setting_is_one_line(tmp_path, turnstile_settings, config, value, expected):
+    init = "from dataclasses import dataclass\nfrom core.plugin import setting\n@dataclass\nclass Config:\n" + config + "routes = []\n"
+    write_plugin(tmp_path / "plugins", "picky", init)
+    message = start_error(turnstile_settings.with_changes(extra={"TURNSTILE_PICKY_LEVEL": value}), tmp_path / "plugins")
+    assert message.startswith("plugin 'picky' (") and message.endswith(expected)
+
+
 def test_the_server_exits_1_with_the_one_line_setting_error(tmp_path):
     env = {
         "PATH": "/usr/bin:/bin",
