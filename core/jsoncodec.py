@@ -1,8 +1,10 @@
 """JSON for stored documents, data files and private copies, shared by every store backend.
 
-orjson when installed, else the standard library, with the same options
-either way, so a value comes back the same from any backend (non-string keys
-become strings, as in JSON; NaN and infinities are refused).
+orjson when installed (a requirement), else the standard library. Every
+backend encodes through here, so a value comes back the same from any of them:
+non-string keys become strings, as in JSON; NaN and infinities become ``null``
+with orjson (as JavaScript's ``JSON.stringify`` has them), and are refused
+with a ValueError by the standard library.
 """
 
 from __future__ import annotations

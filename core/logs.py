@@ -18,11 +18,13 @@ import queue
 import time
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
-
-from tornado.web import RequestHandler
+from typing import TYPE_CHECKING
 
 from .config import DEFAULT_LOG_FORMAT
 from .headers import header
+
+if TYPE_CHECKING:
+    from tornado.web import RequestHandler
 
 access_log = logging.getLogger("turnstile.access")
 #: A request line's message: method, origin, path, status, duration.

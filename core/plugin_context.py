@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from .config import Settings
 from .metrics import Metrics
 from .services import Services
-from .store import Namespace
+from .store import Namespace, check_name
 from .throttle import COLLECTION as THROTTLE_COLLECTION
 from .throttle import Throttle
 
@@ -55,11 +55,14 @@ class PluginContext:
         return PluginMetrics(self)
 
     def throttle(self, window: int, lockout: int, collection: str = THROTTLE_COLLECTION) -> Throttle:
-        """A `Throttle` over this plugin's namespace: ``limit`` failures of a key within ``window`` seconds lock it for ``lockout``.
+        """A `Throttle` over this plugin's namespace: failures of a key counted over ``window`` seconds, a
+        key over its limit (given per key to `Throttle.begin`) locked for ``lockout`` seconds.
 
         Its counts are in the store (``<plugin>.<collection>``), so every worker
         and instance on the same data shares them; build it as often as you like.
+        A bad ``collection`` name is refused here, at start-up, not at the first request.
         """
+        check_name(f"{self.name}.{collection}")
         return Throttle(self.db, window, lockout, collection=collection)
 
 

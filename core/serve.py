@@ -140,31 +140,32 @@ async def serve(settings: Settings | None = None, link: SupervisorLink | None = 
     )
     try:
         app = await create_app(settings)
-        server = make_server(app, settings)
-        if link is not None:
-            link.serve_connections(server)
-        else:
-            server.listen(settings.port, address=settings.host)
-            print(f"Server running on port {settings.port}", flush=True)
-        stop, hurry = asyncio.Event(), asyncio.Event()
+        async with app.services:  # closed however serving ends (a clean shutdown has closed them already)
+            server = make_server(app, settings)
+            if link is not None:
+                link.serve_connections(server)
+            else:
+                server.listen(settings.port, address=settings.host)
+                print(f"Server running on port {settings.port}", flush=True)
+            stop, hurry = asyncio.Event(), asyncio.Event()
 
-        def on_signal() -> None:
-            (hurry if stop.is_set() else stop).set()
+            def on_signal() -> None:
+                (hurry if stop.is_set() else stop).set()
 
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        if link is not None:
-            link.ready()
-        await stop.wait()
-        if link is not None:
-            link.stop_taking()
-        else:
-            print("Shutting down: finishing requests in progress", flush=True)
-        drained = await shutdown(server, app, settings.shutdown_timeout, hurry)
-        if not worker:
-            print("Stopped" + ("" if drained else " (some requests were cut off)"), flush=True)
-        elif not drained:
-            print(f"Worker {settings.worker_index}: some requests were cut off", flush=True)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM,) if worker else (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, on_signal)
+            if link is not None:
+                link.ready()
+            await stop.wait()
+            if link is not None:
+                link.stop_taking()
+            else:
+                print("Shutting down: finishing requests in progress", flush=True)
+            drained = await shutdown(server, app, settings.shutdown_timeout, hurry)
+            if not worker:
+                print("Stopped" + ("" if drained else " (some requests were cut off)"), flush=True)
+            elif not drained:
+                print(f"Worker {settings.worker_index}: some requests were cut off", flush=True)
     finally:
         logs.close()

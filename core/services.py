@@ -35,7 +35,7 @@ class Services:
     tokens: TokenSigner
     #: This app's Prometheus metrics (``GET /metrics``, the ``metrics`` plugin).
     metrics: Metrics = field(default_factory=Metrics)
-    #: What `close` undoes, newest first; `open_services` fills it.
+    #: What `close` undoes, newest first; `make_services` fills it.
     exits: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
     _closed: bool = field(default=False, repr=False)
 

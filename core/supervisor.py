@@ -48,6 +48,7 @@ from . import handoff
 from .config import ConfigError, Settings, read_settings
 from .dispatch import Dispatcher, Target
 from .handoff import Word
+from .logs import OneLineFormatter
 
 log = logging.getLogger("turnstile.supervisor")
 
@@ -163,7 +164,7 @@ class Supervisor:
         handler = RotatingFileHandler(
             settings.log_dir / "errLog.txt", maxBytes=settings.log_max_bytes, backupCount=settings.log_backups, encoding="utf-8"
         )
-        handler.setFormatter(logging.Formatter(settings.log_format))
+        handler.setFormatter(OneLineFormatter(settings.log_format))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         self.file_handler = handler

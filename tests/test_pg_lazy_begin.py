@@ -11,6 +11,7 @@ collection, a filtered read) runs inside BEGIN as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 import pytest
@@ -22,15 +23,14 @@ from core.store import StoreError
 
 def run_two(url: str, body) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
-        a = await PgStore.connect(url, pool_size=2)
-        b = await PgStore.connect(url, pool_size=2)
-        admin = await asyncpg.connect(url)
-        try:
+        async with contextlib.AsyncExitStack() as opened:  # each closed however the rest goes
+            a = await PgStore.connect(url, pool_size=2)
+            opened.push_async_callback(a.close)
+            b = await PgStore.connect(url, pool_size=2)
+            opened.push_async_callback(b.close)
+            admin = await asyncpg.connect(url)
+            opened.push_async_callback(admin.close)
             await body(a, b, admin)
-        finally:
-            await admin.close()
-            await a.close()
-            await b.close()
 
     asyncio.run(main())
 

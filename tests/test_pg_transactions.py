@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -15,13 +16,12 @@ def run_two(url: str, body) -> None:
     """``body(a, b)`` with two stores on one database, as two instances would have."""
 
     async def main() -> None:
-        a = await PgStore.connect(url, pool_size=4)
-        b = await PgStore.connect(url, pool_size=4)
-        try:
+        async with contextlib.AsyncExitStack() as opened:  # each store closed however the rest goes
+            a = await PgStore.connect(url, pool_size=4)
+            opened.push_async_callback(a.close)
+            b = await PgStore.connect(url, pool_size=4)
+            opened.push_async_callback(b.close)
             await body(a, b)
-        finally:
-            await a.close()
-            await b.close()
 
     asyncio.run(main())
 
