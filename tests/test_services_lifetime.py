@@ -94,3 +94,17 @@ def test_a_plugin_setup_failure_closes_what_create_app_opened(turnstile_settings
     with pytest.raises(Exception, match="setup failed"):
         asyncio.run(run())
     assert recorded == ["store closed", "hashing closed"]
+
+
+def test_a_server_that_cannot_listen_closes_its_services(turnstile_settings, recorded):
+    import socket
+
+    from core.serve import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = turnstile_settings.with_changes(host="127.0.0.1", port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            asyncio.run(serve(settings))
+    assert recorded == ["store closed", "hashing closed"]
