@@ -35,20 +35,20 @@ URL_SCHEMES: dict[str, str] = {
 """URL scheme -> the package of the backend that opens such URLs (imported only when used)."""
 
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")  # one slash too: ``mysql:/db`` is a mistyped URL, not a folder "mysql:"
 
 
 def is_url(where: str) -> bool:
-    """Whether ``where`` is a URL (``scheme://...``) rather than a data directory."""
+    """Whether ``where`` is a URL (``scheme://...``, or ``scheme:/...`` mistyped) rather than a data directory."""
     return bool(_URL.match(where.strip()))
 
 
 def backend_for(url: str, what: str = "") -> ModuleType:
     """The backend package for ``url``; a `StoreError` naming the known schemes (never the URL) if none opens it."""
     scheme = _URL.match(url.strip())
-    package = URL_SCHEMES.get(scheme.group(0)[:-3].lower()) if scheme else None
+    package = URL_SCHEMES.get(scheme.group(1).lower()) if scheme else None
     if package is None:
-        shown = f"{scheme.group(0)} URLs" if scheme else "a URL without a scheme"
+        shown = f"{scheme.group(1)}:// URLs" if scheme else "a URL without a scheme"
         known = " or ".join(f"{s}://" for s in URL_SCHEMES)
         raise StoreError(f"{what + ': ' if what else ''}no store backend opens {shown}; use {known}")
     return importlib.import_module(package)

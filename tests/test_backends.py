@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import subprocess
+import sys
 
 import pytest
 from plugin_kit import PROJECT
@@ -45,6 +47,26 @@ def test_store_copy_refuses_an_unknown_scheme(tmp_path, capsys):
     assert store_copy(["store", "copy", "--from", str(tmp_path), "--to", f"mysql://app:{SECRET}@db/x"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "turnstile: no store backend opens mysql:// URLs; use postgresql:// or postgres://"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--from", "data", "--to", f"mysql://app:{SECRET}@db/x"),
+        ("--from", "data", "--to", f"mysql:/app:{SECRET}@db/x"),  # one slash: still a URL, never a folder "mysql:"
+        ("--from", f"mysql://app:{SECRET}@db/x", "--to", "copy"),
+    ],
+)
+def test_server_py_store_copy_refuses_an_unknown_scheme_and_creates_nothing(tmp_path, args):
+    (tmp_path / "data").mkdir()
+    done = subprocess.run(
+        [sys.executable, str(PROJECT / "server.py"), "store", "copy", *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == "turnstile: no store backend opens mysql:// URLs; use postgresql:// or postgres://\n"
+    assert done.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and not any((tmp_path / "data").iterdir())
 
 
 def test_a_data_directory_opens_the_json_store(tmp_path):
