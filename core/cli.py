@@ -19,7 +19,7 @@ import argparse
 import asyncio
 import getpass
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from .accounts import Accounts, KeyExists, check_password_length, check_username
 from .backends import open_store
@@ -34,8 +34,34 @@ class CLIError(Exception):
     """A problem the operator can fix; printed without a traceback."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistyped or missing command is one line that lists the commands there are."""
+
+    def _commands(self) -> argparse._SubParsersAction | None:
+        return next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        if action is self._commands() and action.choices is not None and value not in action.choices:
+            where = self.prog.removeprefix("server.py").strip()
+            also = "" if where else " (without a command, server.py runs the server)"
+            raise argparse.ArgumentError(
+                None,
+                f"unknown command {f'{where} {value}'.strip()!r}; "
+                f"the {where + ' ' if where else ''}commands are {', '.join(action.choices)}{also}",
+            )
+        super()._check_value(action, value)
+
+    def error(self, message: str) -> NoReturn:
+        commands = self._commands()
+        if commands is not None and message == f"the following arguments are required: {commands.dest}":
+            message = f"{self.prog} needs a command: {', '.join(commands.choices or ())}"
+        if message.startswith(("unknown command ", f"{self.prog} needs a command")):
+            self.exit(2, f"turnstile: {message}\n")
+        super().error(message)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="server.py", description="Without arguments, run the server.")
+    top = Parser(prog="server.py", description="Without arguments, run the server.")
     groups = top.add_subparsers(dest="group", required=True)
     user = groups.add_parser("user", help="manage user accounts").add_subparsers(dest="command", required=True)
     add = user.add_parser("add", help="create a user (password read from stdin, or prompted on a terminal)")
@@ -63,8 +89,12 @@ def read_password(settings: Settings, stdin: TextIO) -> str:
     """One line from stdin when it is not a terminal; otherwise prompt twice without echo."""
     if not stdin.isatty():
         pwd = stdin.readline().rstrip("\r\n")
+        if not pwd:
+            raise CLIError("no password was given: pipe it as one line on stdin, or run on a terminal to be prompted")
     else:
         pwd = getpass.getpass("Password: ")
+        if not pwd:
+            raise CLIError("no password was given")
         if getpass.getpass("Again: ") != pwd:
             raise CLIError("the passwords differ")
     return checked(check_password_length, pwd, settings.password_min_length)

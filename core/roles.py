@@ -43,9 +43,14 @@ def role_codes(roles: Iterable[int | str]) -> list[int]:
         elif isinstance(role, int) and not isinstance(role, bool):
             code = role
         if code not in ROLES.values():
-            raise ValueError(f"unknown role {role!r}; known roles: {ROLES}")
+            raise ValueError(f"unknown role {role!r}; the roles are {known_roles()}")
         out.append(code)
     return out
+
+
+def known_roles() -> str:
+    """The roles for messages: ``User (2001), Editor (1984), Admin (5150)``."""
+    return ", ".join(f"{name} ({code})" for name, code in ROLES.items())
 
 
 async def user_roles(handler: Any) -> list[int]:

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,6 +82,10 @@ async def test_refusals_exit_1_with_a_message(run_cli, make_user):
         (("user", "add", "bad name"), DEFAULT_PASSWORD, "Username must be"),
         (("user", "add", "bob"), "short\n", "at least 8 characters"),
         (("user", "add", "bob", "--roles", "Root"), DEFAULT_PASSWORD, "unknown role 'Root'"),
+        (("user", "roles", "alice", "Admin,Boss"), "", "unknown role 'Boss'; the roles are User (2001), Editor (1984), Admin (5150)\n"),
+        (("user", "add", "bob"), "", "turnstile: no password was given: pipe it as one line on stdin"),
+        (("user", "add", "bob"), "\n", "turnstile: no password was given"),
+        (("user", "passwd", "alice"), "", "turnstile: no password was given"),
         (("user", "roles", "nobody", "Admin"), "", "no user nobody"),
         (("user", "revoke", "nobody"), "", "no user nobody"),
         (("user", "delete", "nobody"), "", "no user nobody"),
@@ -88,6 +93,21 @@ async def test_refusals_exit_1_with_a_message(run_cli, make_user):
     for args, stdin, message in cases:
         code, _, err = await run_cli(*args, stdin=stdin)
         assert code == 1 and message in err and "Traceback" not in err, args
+        assert err.count("\n") == 1 and "{" not in err and "length" not in err, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("bogus",), "turnstile: unknown command 'bogus'; the commands are user, store (without a command, server.py runs the server)"),
+        (("user", "bogus"), "turnstile: unknown command 'user bogus'; the user commands are add, list, roles, passwd, revoke, delete"),
+        (("store", "bogus"), "turnstile: unknown command 'store bogus'; the store commands are copy"),
+        (("user",), "turnstile: server.py user needs a command: add, list, roles, passwd, revoke, delete"),
+    ],
+)
+def test_an_unknown_or_missing_command_is_named_with_the_commands_there_are(tmp_path, args, message):
+    done = subprocess.run([sys.executable, str(SERVER), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n")
 
 
 class FakeTTY(io.StringIO):
