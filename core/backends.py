@@ -76,6 +76,17 @@ async def open_store(settings: "Settings") -> Store:
     return open_dir(settings.data_dir)
 
 
+def describe_store(settings: "Settings") -> str:
+    """The store the settings select, for the start-up line (never a password).
+
+    ``PostgreSQL app@db.internal:5432/app``, or ``JSON store in /srv/turnstile/data``
+    (absolute: the operator sees which folder, whatever directory the server was started in).
+    """
+    if settings.database_url:
+        return backend_for(settings.database_url, "DATABASE_URL").describe_url(settings.database_url)  # type: ignore[no-any-return]
+    return f"JSON store in {settings.data_dir.absolute()}"
+
+
 @contextlib.asynccontextmanager
 async def opened(settings: "Settings") -> AsyncIterator[Store]:
     """``async with opened(settings) as store:`` for scripts: open, then always close."""

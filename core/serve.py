@@ -29,6 +29,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
 
 from .app import create_app
+from .backends import describe_store
 from .config import Settings, load_settings
 from .lifecycle import RequestTracker, TurnstileApplication
 from .logs import LogSetup, setup_logging
@@ -146,7 +147,7 @@ async def serve(settings: Settings | None = None, link: SupervisorLink | None = 
                 link.serve_connections(server)
             else:
                 server.listen(settings.port, address=settings.host)
-                print(f"Server running on port {settings.port}", flush=True)
+                print(f"Server running on port {settings.port} ({describe_store(settings)})", flush=True)
             stop, hurry = asyncio.Event(), asyncio.Event()
 
             def on_signal() -> None:

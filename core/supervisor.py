@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import handoff
+from .backends import describe_store
 from .config import ConfigError, Settings, read_settings
 from .dispatch import Dispatcher, Target
 from .handoff import Word
@@ -269,7 +270,8 @@ class Supervisor:
         self.dispatcher.add(worker.target)
         if not self.announced and all(w is not None and w.ready for w in self.serving):
             self.announced = True
-            print(f"Server running on port {self.settings.port} with {len(self.serving)} workers", flush=True)
+            where = describe_store(self.settings)
+            print(f"Server running on port {self.settings.port} with {len(self.serving)} workers ({where})", flush=True)
 
     # -- exits ----------------------------------------------------------------------------
 

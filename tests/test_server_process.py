@@ -9,8 +9,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 SERVER = Path(__file__).resolve().parent.parent / "server.py"
+SECRET = "Hunter2-pw"
 
 
 def free_port() -> int:
@@ -72,3 +76,40 @@ def test_short_secret_stops_start_up_with_a_clear_error(tmp_path):
     assert result.returncode == 1
     assert "ACCESS_TOKEN_SECRET is 5 bytes; at least 32 are required" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def start_up_line(tmp_path: Path, **env: str) -> str:
+    """The server's "Server running" line, read from its stdout; the server is then stopped."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER)],
+        cwd=tmp_path,
+        env=clean_env(PORT=str(free_port()), HOST="127.0.0.1", BCRYPT_ROUNDS="4", **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("Server running"):
+                return line.rstrip("\n")
+        raise AssertionError("the server stopped before it said it was running")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_start_up_line_names_the_store_without_a_password(tmp_path, turnstile_settings, workers):
+    env = {"WORKERS": str(workers), "DATA_DIR": str(tmp_path / "store")}
+    if turnstile_settings.database_url:
+        url = urlsplit(turnstile_settings.database_url)
+        assert url.password is None  # the test server trusts its users: any password is accepted, and must not be shown
+        env["DATABASE_URL"] = urlunsplit(url._replace(netloc=f"{url.username}:{SECRET}@{url.hostname}:{url.port}"))
+        where = f"PostgreSQL {url.username}@{url.hostname}:{url.port}{url.path}"
+    else:
+        where = f"JSON store in {tmp_path / 'store'}"
+    line = start_up_line(tmp_path, **env)
+    port = int(line.split()[4])
+    also = f" with {workers} workers" if workers > 1 else ""
+    assert line == f"Server running on port {port}{also} ({where})"
+    assert SECRET not in line

@@ -21,9 +21,9 @@ async def open_url(url: str, pool_size: int) -> Store:
 
 
 def describe_url(url: str) -> str:
-    """Where ``url`` points, without its password."""
+    """Where ``url`` points and as whom, without its password: ``PostgreSQL app@db.internal:5432/app``."""
     target = parse_url(url)
-    return f"PostgreSQL {target.host}:{target.port}/{target.database}"
+    return f"PostgreSQL {target.user}@{target.host}:{target.port}/{target.database}"
 
 
 __all__ = ["BadDatabaseUrl", "DatabaseUnreachable", "LoginRefused", "PgStore", "SchemaTooNew", "describe_url", "open_url"]
