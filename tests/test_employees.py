@@ -1,5 +1,7 @@
 """The employees CRUD API: the tutorial's sample protected resource."""
 
+import json
+
 import pytest
 
 SAMPLE = [{"id": 1, "firstname": "Dave", "lastname": "Gray"}, {"id": 2, "firstname": "John", "lastname": "Smith"}]
@@ -83,3 +85,15 @@ async def test_ids_are_never_reused_after_delete(api, headers):
     await api.delete("/employees", json={"id": 3}, headers=headers)
     response = await api.post("/employees", json={"firstname": "B", "lastname": "B"}, headers=headers)
     assert [e["id"] for e in response.json()] == [1, 2, 4]
+
+
+@pytest.mark.gen_test
+async def test_fields_come_in_one_order_on_every_backend(app, api, headers):
+    """id, firstname, lastname, as the tutorial and the JSON store give them (PostgreSQL's jsonb would not)."""
+    await api.post("/employees", json={"lastname": "Lovelace", "firstname": "Ada"}, headers=headers)
+    await api.put("/employees", json={"id": 1, "lastname": "Grey"}, headers=headers)
+    for path in ("/employees", "/employees/1", "/employees/3"):
+        response = await api.get(path, headers=headers)
+        body = json.loads(response.body)
+        for row in body if isinstance(body, list) else [body]:
+            assert list(row) == ["id", "firstname", "lastname"], (app.services.store.backend, path, row)

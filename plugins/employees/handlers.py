@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Awaitable
+from typing import Any, Awaitable
 
 from core.plugin import MESSAGE_KEY as MESSAGE
 from core.plugin import APIError, BaseHandler, Collection, PluginContext, check_roles, error_response, json_body, json_response, protected
@@ -26,6 +26,12 @@ async def seed(plugin: PluginContext) -> None:
 
 
 by_id = itemgetter("id")
+FIELDS = ("id", "firstname", "lastname")
+
+
+def in_order(employee: dict[str, Any]) -> dict[str, Any]:
+    """The employee with its fields in one order on every backend (PostgreSQL's jsonb keeps keys in an order of its own)."""
+    return {**{k: employee[k] for k in FIELDS if k in employee}, **employee}
 NAMES_REQUIRED = "First and last names are required."
 NAME = {"type": "string", "minLength": 1, "maxLength": 100}
 NEW_NAME = {**NAME, MESSAGE: {"minLength": NAMES_REQUIRED}}
@@ -67,7 +73,7 @@ class EmployeesBase(BaseHandler):
         return self.db.collection("employees")
 
     async def send_all(self, status: int = 200) -> None:
-        self.send_json(sorted(await self.employees.all(), key=by_id), status)
+        self.send_json([in_order(e) for e in sorted(await self.employees.all(), key=by_id)], status)
 
 
 @protected
@@ -140,4 +146,4 @@ class EmployeeHandler(EmployeesBase):
         employee = await self.employees.get(parse_id(employee_id))
         if employee is None:
             raise APIError(400, f"Employee ID {employee_id} not found")
-        self.send_json(employee)
+        self.send_json(in_order(employee))
