@@ -11,7 +11,7 @@ what failures mean, `testing` fresh databases for tests.
 from __future__ import annotations
 
 from ..store import Store
-from .startup import BadDatabaseUrl, DatabaseUnreachable, LoginRefused, SchemaTooNew, parse_url
+from .startup import BadDatabaseUrl, DatabaseUnreachable, LoginRefused, PermissionDenied, SchemaTooNew, parse_url
 from .store import PgStore
 
 
@@ -26,4 +26,4 @@ def describe_url(url: str) -> str:
     return f"PostgreSQL {target.user}@{target.host}:{target.port}/{target.database}"
 
 
-__all__ = ["BadDatabaseUrl", "DatabaseUnreachable", "LoginRefused", "PgStore", "SchemaTooNew", "describe_url", "open_url"]
+__all__ = ["BadDatabaseUrl", "DatabaseUnreachable", "LoginRefused", "PermissionDenied", "PgStore", "SchemaTooNew", "describe_url", "open_url"]

@@ -7,6 +7,7 @@ and where (user, host, port, database), never the password or the URL.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,6 +30,10 @@ class DatabaseUnreachable(StoreError):
 
 class LoginRefused(StoreError):
     """The server refused the user, the password or the database."""
+
+
+class PermissionDenied(StoreError):
+    """The user may log in but lacks a privilege Turnstile needs; the message says which and how to grant it."""
 
 
 class SchemaTooNew(StoreError):
@@ -86,10 +91,52 @@ async def first_connection(target: Target, timeout: float = CONNECT_TIMEOUT) -> 
         raise BadDatabaseUrl(f"DATABASE_URL is malformed: {_no_secret(str(exc), target.dsn)}") from None
     except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
         raise DatabaseUnreachable(f"cannot reach PostgreSQL ({target.describe()}): {_reason(exc)}") from None
+    except asyncpg.InsufficientPrivilegeError as exc:  # no CONNECT on the database
+        raise permission_denied(target, exc) from None
     except asyncpg.PostgresError as exc:
         raise LoginRefused(f"PostgreSQL refused the connection of {target.describe()}: {_server_says(exc)}") from None
     except asyncpg.InterfaceError as exc:
         raise DatabaseUnreachable(f"cannot talk to PostgreSQL ({target.describe()}): {_no_secret(str(exc), target.dsn)}") from None
+
+
+def privilege_error(exc: BaseException | None) -> asyncpg.PostgresError | None:
+    """The "insufficient privilege" error (SQLSTATE 42501) behind ``exc``, if that is what it is."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate == "42501":
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def permission_denied(target: Target, exc: asyncpg.PostgresError) -> PermissionDenied:
+    """One line: what PostgreSQL denied to whom, on which database, and the statement that would allow it."""
+    said = _server_says(exc)
+    user, database = _ident(target.user), _ident(target.database)
+    named = re.search(r'for (database|schema|table|sequence) "?([^"\s]+)"?', said)
+    what, name = named.groups() if named else ("", "")
+    if what == "database":
+        hint = f"GRANT CONNECT ON DATABASE {database} TO {user}"
+    elif what == "schema":
+        hint = (
+            f"Turnstile creates and migrates its own tables: make the user own the database "
+            f"(ALTER DATABASE {database} OWNER TO {user}), or GRANT CREATE ON SCHEMA {_ident(name)} TO {user}"
+        )
+    elif what in ("table", "sequence") or "must be owner" in said:
+        hint = (
+            "Turnstile's tables belong to another role: run Turnstile as that role, or hand them over "
+            f"(as that role or a superuser: REASSIGN OWNED BY <that role> TO {user})"
+        )
+    elif "create database" in said:
+        hint = f"let the user create databases (as a superuser: ALTER ROLE {user} CREATEDB)"
+    else:
+        hint = "grant the user that privilege, or use the role that owns the database"
+    return PermissionDenied(f"PostgreSQL denied {target.describe()}: {said}; {hint}")
+
+
+def _ident(name: str) -> str:
+    """``name`` as an SQL identifier, ready to paste into psql."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from ..store_base import BaseCollection, BaseStore
 from .connections import Connections
 from .errors import translate, translated
 from .migrate import migrate
-from .startup import first_connection, parse_url
+from .startup import first_connection, parse_url, permission_denied, privilege_error
 from .tables import Layout, Params, layout
 from .transaction import PgTransaction
 
@@ -61,6 +61,11 @@ class PgStore(BaseStore):
         try:
             version = await migrate(conn)
             server_version = str(await conn.fetchval("SHOW server_version"))
+        except StoreError as exc:
+            denied = privilege_error(exc)
+            if denied is None:
+                raise
+            raise permission_denied(target, denied) from None
         finally:
             await conn.close()
         return cls(await Connections.open(target, pool_size), version, server_version)

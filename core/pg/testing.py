@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from .startup import parse_url, permission_denied
+
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PREFIX = "turnstile_test_"
 _found: tuple[str | None, str] | None = None
@@ -89,6 +91,8 @@ async def create_database(admin_url: str) -> str:
     conn = await asyncpg.connect(admin_url, timeout=5)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.InsufficientPrivilegeError as exc:  # TEST_DATABASE_URL names a role without CREATEDB
+        raise permission_denied(parse_url(admin_url), exc) from None
     finally:
         await conn.close()
     return database_url(admin_url, name)
