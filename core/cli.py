@@ -60,8 +60,60 @@ class Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+SECRET_NAMES = ("ACCESS_TOKEN_SECRET", "REFRESH_TOKEN_SECRET")
+
+
+class _Asked(dict):  # type: ignore[type-arg]
+    """An environment that notes every variable read from it, in order."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: list[str] = []
+
+    def _note(self, name: str) -> None:
+        if name not in self.asked:
+            self.asked.append(name)
+
+    def get(self, name: str, default: object = None) -> object:
+        self._note(name)
+        return super().get(name, default)
+
+    def __getitem__(self, name: str) -> str:
+        self._note(name)
+        return super().__getitem__(name)  # type: ignore[no-any-return]
+
+
+def environment_defaults() -> list[tuple[str, str]]:
+    """Every variable `Settings.from_env` reads, in its order, with the default it applies ("" for none).
+
+    Taken from a run of `Settings.from_env` itself, so the list cannot drift from the settings.
+    """
+    env = _Asked({name: name.lower() * 2 for name in SECRET_NAMES})  # any two valid secrets
+    defaults: dict[str, str] = {}
+    Settings.from_env(env, defaults)
+    return [(name, defaults.get(name, "")) for name in env.asked]
+
+
+def environment_help() -> str:
+    """The settings part of ``server.py --help``."""
+    lines = ["settings (environment variables, or lines in ./.env; README.md, Configuration, says what each does):"]
+    for name, default in environment_defaults():
+        if name in SECRET_NAMES:
+            shown = "(generated into .env on first run)"
+        else:
+            shown = default.encode("unicode_escape").decode() if default else "(unset)"
+        lines.append(f"  {name:<32} {shown}")
+    lines.append(f"  {'TURNSTILE_<PLUGIN>_<SETTING>':<32} a plugin's own settings (docs/plugins.md)")
+    return "\n".join(lines)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = Parser(prog="server.py", description="Without arguments, run the server.")
+    top = Parser(
+        prog="server.py",
+        description="Without arguments, run the server.",
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     groups = top.add_subparsers(dest="group", required=True)
     user = groups.add_parser("user", help="manage user accounts").add_subparsers(dest="command", required=True)
     add = user.add_parser("add", help="create a user (password read from stdin, or prompted on a terminal)")

@@ -183,10 +183,16 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Settings":
-        """Build settings from a mapping such as `os.environ`."""
+    def from_env(cls, env: Mapping[str, str], defaults: dict[str, str] | None = None) -> "Settings":
+        """Build settings from a mapping such as `os.environ`.
+
+        ``defaults``, if given, receives each variable's default text as it is applied, so
+        ``server.py --help`` lists the defaults from here and never from a copy (`environment_help`).
+        """
 
         def get(name: str, default: str) -> str:
+            if defaults is not None:
+                defaults[name] = default
             value = env.get(name, "")
             return value if value.strip() else default
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import cli
+from core.config import Settings
 from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient
 
 SERVER = Path(__file__).resolve().parent.parent / "server.py"
@@ -108,6 +109,30 @@ async def test_refusals_exit_1_with_a_message(run_cli, make_user):
 def test_an_unknown_or_missing_command_is_named_with_the_commands_there_are(tmp_path, args, message):
     done = subprocess.run([sys.executable, str(SERVER), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (2, "", message + "\n")
+
+
+def test_help_lists_every_setting_with_its_default(tmp_path):
+    done = subprocess.run([sys.executable, str(SERVER), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+    listed = dict(line.split(None, 1) for line in done.stdout.split("settings (", 1)[1].splitlines()[1:])
+    assert listed["PORT"] == "3500" and listed["ACCESS_TOKEN_TTL"] == "15m" and listed["WORKERS"] == "1"
+    assert listed["DATABASE_URL"] == "(unset)" and listed["ACCESS_TOKEN_SECRET"] == "(generated into .env on first run)"
+    # Every setting the README documents is listed, and nothing else (plugin settings have a line of their own).
+    table = (SERVER.parent / "README.md").read_text().split("## Configuration", 1)[1].split("\n\n## ", 1)[0]
+    documented = {
+        name.strip(" `")
+        for row in table.splitlines() if row.startswith("| `")
+        for name in row.split("|")[1].split(",")
+    }
+    assert set(listed) - {"TURNSTILE_<PLUGIN>_<SETTING>"} == {n for n in documented if not n.startswith("TURNSTILE_")}
+
+
+def test_the_defaults_help_lists_are_the_ones_applied():
+    secrets = {name: name * 2 for name in cli.SECRET_NAMES}
+    plain = Settings.from_env(secrets)
+    for name, default in cli.environment_defaults():
+        if name not in cli.SECRET_NAMES:
+            assert Settings.from_env({**secrets, name: default}) == plain, name
 
 
 class FakeTTY(io.StringIO):
