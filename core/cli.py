@@ -1,16 +1,16 @@
-"""Operator commands: ``python server.py user ...``.
+"""Operator commands: ``bin/turnstile user ...`` (``server.py`` on the project's ``.venv``).
 
 They work on the store the server uses, chosen the same way (``DATABASE_URL``,
 else ``DATA_DIR``), while it runs: every change is one store transaction, and
 the server sees it at its next read without a restart (roles reach a client's
 access token on its next ``/refresh``)::
 
-    python server.py user add NAME [--roles Admin,Editor]   # password from stdin, or prompted
-    python server.py user list
-    python server.py user roles NAME Editor,Admin            # set roles (User is always kept)
-    python server.py user passwd NAME                        # new password; ends all sessions
-    python server.py user revoke NAME                        # end all sessions
-    python server.py user delete NAME                        # delete the user and their sessions
+    bin/turnstile user add NAME [--roles Admin,Editor]   # password from stdin, or prompted
+    bin/turnstile user list
+    bin/turnstile user roles NAME Editor,Admin            # set roles (User is always kept)
+    bin/turnstile user passwd NAME                        # new password; ends all sessions
+    bin/turnstile user revoke NAME                        # end all sessions
+    bin/turnstile user delete NAME                        # delete the user and their sessions
 """
 
 from __future__ import annotations
