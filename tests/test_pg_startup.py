@@ -156,7 +156,11 @@ def test_tables_of_another_role_are_named_with_a_hint(weak_role):
     error = connect_error(_as(role, database))
     assert isinstance(error, PermissionDenied)
     assert f"PostgreSQL denied user '{role}' at " in str(error) and "permission denied for table schema_version" in str(error)
-    assert f'REASSIGN OWNED BY <that role> TO "{role}"' in str(error)
+    owner = urlsplit(database).username or "postgres"
+    assert str(error).endswith(
+        f'permission denied for table schema_version; Turnstile\'s tables belong to role "{owner}": run Turnstile as '
+        f'that role, or hand them over (as that role or a superuser: REASSIGN OWNED BY "{owner}" TO "{role}")'
+    )
 
 
 def test_a_test_server_role_without_createdb_is_named_with_the_hint(weak_role):
@@ -173,3 +177,15 @@ def test_a_test_server_role_without_createdb_is_named_with_the_hint(weak_role):
 async def _close(opening) -> None:
     store = await opening
     await store.close()
+
+
+def test_a_table_whose_owner_is_unknown_still_gets_a_hint():
+    from core.pg.startup import Target, permission_denied
+
+    target = Target("postgresql://app:x@db/app", "app", "db", 5432, "app")
+    error = permission_denied(target, asyncpg.InsufficientPrivilegeError("must be owner of table kv_auth_users"))
+    assert str(error) == (
+        "PostgreSQL denied user 'app' at db:5432/app: must be owner of table kv_auth_users; Turnstile's tables belong to "
+        "another role: run Turnstile as their owner, or hand them over (as that role or a superuser: "
+        'REASSIGN OWNED BY <their owner> TO "app")'
+    )

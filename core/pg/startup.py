@@ -109,12 +109,14 @@ def privilege_error(exc: BaseException | None) -> asyncpg.PostgresError | None:
     return None
 
 
-def permission_denied(target: Target, exc: asyncpg.PostgresError) -> PermissionDenied:
-    """One line: what PostgreSQL denied to whom, on which database, and the statement that would allow it."""
+def permission_denied(target: Target, exc: asyncpg.PostgresError, owner: str | None = None) -> PermissionDenied:
+    """One line: what PostgreSQL denied to whom, on which database, and the statement that would allow it.
+
+    ``owner``: the role that owns the table named in the error, when the caller could look it up.
+    """
     said = _server_says(exc)
     user, database = _ident(target.user), _ident(target.database)
-    named = re.search(r'for (database|schema|table|sequence) "?([^"\s]+)"?', said)
-    what, name = named.groups() if named else ("", "")
+    what, name = denied_object(exc)
     if what == "database":
         hint = f"GRANT CONNECT ON DATABASE {database} TO {user}"
     elif what == "schema":
@@ -122,16 +124,28 @@ def permission_denied(target: Target, exc: asyncpg.PostgresError) -> PermissionD
             f"Turnstile creates and migrates its own tables: make the user own the database "
             f"(ALTER DATABASE {database} OWNER TO {user}), or GRANT CREATE ON SCHEMA {_ident(name)} TO {user}"
         )
-    elif what in ("table", "sequence") or "must be owner" in said:
+    elif what in ("table", "sequence") and owner:
         hint = (
-            "Turnstile's tables belong to another role: run Turnstile as that role, or hand them over "
-            f"(as that role or a superuser: REASSIGN OWNED BY <that role> TO {user})"
+            f"Turnstile's tables belong to role {_ident(owner)}: run Turnstile as that role, or hand them over "
+            f"(as that role or a superuser: REASSIGN OWNED BY {_ident(owner)} TO {user})"
+        )
+    elif what in ("table", "sequence"):
+        hint = (
+            "Turnstile's tables belong to another role: run Turnstile as their owner, or hand them over "
+            f"(as that role or a superuser: REASSIGN OWNED BY <their owner> TO {user})"
         )
     elif "create database" in said:
         hint = f"let the user create databases (as a superuser: ALTER ROLE {user} CREATEDB)"
     else:
         hint = "grant the user that privilege, or use the role that owns the database"
     return PermissionDenied(f"PostgreSQL denied {target.describe()}: {said}; {hint}")
+
+
+def denied_object(exc: asyncpg.PostgresError) -> tuple[str, str]:
+    """``("table", "schema_version")`` from "permission denied for table schema_version" or "must be owner of
+    table ..."; ``("", "")`` when the message names no object."""
+    named = re.search(r'(?:for|of) (database|schema|table|sequence) "?([^"\s]+)"?', _server_says(exc))
+    return (named.group(1), named.group(2)) if named else ("", "")
 
 
 def _ident(name: str) -> str:

@@ -28,12 +28,21 @@ from ..store_base import BaseCollection, BaseStore
 from .connections import Connections
 from .errors import translate, translated
 from .migrate import migrate
-from .startup import first_connection, parse_url, permission_denied, privilege_error
+from .startup import denied_object, first_connection, parse_url, permission_denied, privilege_error
 from .tables import Layout, Params, layout
 from .transaction import PgTransaction
 
 CHECK_TIMEOUT = 2.0  # /healthz answers within this even when the database is gone
 DDL_LOCK = 7_305_514_002_931_110_002  # serializes CREATE INDEX between instances
+
+
+async def _owner(conn: asyncpg.Connection, relation: str) -> str | None:
+    """The role that owns ``relation``, for a start-up message; None if that cannot be told."""
+    try:
+        owner = await conn.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass($1)", relation)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return None
+    return owner if isinstance(owner, str) else None
 
 
 class PgStore(BaseStore):
@@ -65,7 +74,9 @@ class PgStore(BaseStore):
             denied = privilege_error(exc)
             if denied is None:
                 raise
-            raise permission_denied(target, denied) from None
+            what, name = denied_object(denied)
+            owner = await _owner(conn, name) if what in ("table", "sequence") else None
+            raise permission_denied(target, denied, owner) from None
         finally:
             await conn.close()
         return cls(await Connections.open(target, pool_size), version, server_version)
