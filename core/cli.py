@@ -107,7 +107,7 @@ def environment_help() -> str:
     return "\n".join(lines)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> Parser:
     top = Parser(
         prog="server.py",
         description="Without arguments, run the server.",
@@ -206,7 +206,12 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
 
 
 def main(argv: list[str], stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):  # argparse would ask for a command
+        commands = ", ".join(top._commands().choices or ())  # type: ignore[union-attr]
+        print(f"turnstile: unknown option {argv[0]!r}; server.py takes --help, or a command: {commands}", file=sys.stderr)
+        return 2
+    args = top.parse_args(argv)
     if args.group == "store":  # names both stores itself: needs no settings
         from .store_copy import main as store_copy
 

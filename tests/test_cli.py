@@ -104,6 +104,7 @@ async def test_refusals_exit_1_with_a_message(run_cli, make_user):
         (("user", "bogus"), "turnstile: unknown command 'user bogus'; the user commands are add, list, roles, passwd, revoke, delete"),
         (("store", "bogus"), "turnstile: unknown command 'store bogus'; the store commands are copy"),
         (("user",), "turnstile: server.py user needs a command: add, list, roles, passwd, revoke, delete"),
+        (("--port", "80"), "turnstile: unknown option '--port'; server.py takes --help, or a command: user, store"),
     ],
 )
 def test_an_unknown_or_missing_command_is_named_with_the_commands_there_are(tmp_path, args, message):
