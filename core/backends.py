@@ -35,7 +35,8 @@ URL_SCHEMES: dict[str, str] = {
 """URL scheme -> the package of the backend that opens such URLs (imported only when used)."""
 
 
-_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")  # one slash too: ``mysql:/db`` is a mistyped URL, not a folder "mysql:"
+# One slash is enough: ``mysql:/db`` is a mistyped URL, not a data directory to create as "mysql:".
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 
 
 def is_url(where: str) -> bool:
@@ -83,7 +84,8 @@ def describe_store(settings: "Settings") -> str:
     (absolute: the operator sees which folder, whatever directory the server was started in).
     """
     if settings.database_url:
-        return backend_for(settings.database_url, "DATABASE_URL").describe_url(settings.database_url)  # type: ignore[no-any-return]
+        backend = backend_for(settings.database_url, "DATABASE_URL")
+        return backend.describe_url(settings.database_url)  # type: ignore[no-any-return]
     return f"JSON store in {settings.data_dir.absolute()}"
 
 

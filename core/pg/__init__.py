@@ -26,4 +26,7 @@ def describe_url(url: str) -> str:
     return f"PostgreSQL {target.user}@{target.host}:{target.port}/{target.database}"
 
 
-__all__ = ["BadDatabaseUrl", "DatabaseUnreachable", "LoginRefused", "PermissionDenied", "PgStore", "SchemaTooNew", "describe_url", "open_url"]
+__all__ = [
+    "BadDatabaseUrl", "DatabaseUnreachable", "LoginRefused", "PermissionDenied", "PgStore", "SchemaTooNew",
+    "describe_url", "open_url",
+]

@@ -39,7 +39,9 @@ DDL_LOCK = 7_305_514_002_931_110_002  # serializes CREATE INDEX between instance
 async def _owner(conn: asyncpg.Connection, relation: str) -> str | None:
     """The role that owns ``relation``, for a start-up message; None if that cannot be told."""
     try:
-        owner = await conn.fetchval("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass($1)", relation)
+        owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass($1)", relation
+        )
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         return None
     return owner if isinstance(owner, str) else None

@@ -30,7 +30,7 @@ FIELDS = ("id", "firstname", "lastname")
 
 
 def in_order(employee: dict[str, Any]) -> dict[str, Any]:
-    """The employee with its fields in one order on every backend (PostgreSQL's jsonb keeps keys in an order of its own)."""
+    """The employee's fields in one order on every backend (PostgreSQL's jsonb keeps keys in an order of its own)."""
     return {**{k: employee[k] for k in FIELDS if k in employee}, **employee}
 NAMES_REQUIRED = "First and last names are required."
 NAME = {"type": "string", "minLength": 1, "maxLength": 100}
