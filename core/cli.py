@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .accounts import Accounts, KeyExists, check_password_length, check_username
 from .backends import open_store
@@ -37,26 +38,26 @@ class CLIError(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse, but a mistyped or missing command is one line that lists the commands there are."""
 
-    def _commands(self) -> argparse._SubParsersAction | None:
-        return next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+    commands: Any = None  # the sub-commands' action, from `add_commands`
 
-    def _check_value(self, action: argparse.Action, value: object) -> None:
-        if action is self._commands() and action.choices is not None and value not in action.choices:
-            where = self.prog.removeprefix("server.py").strip()
-            also = "" if where else " (without a command, server.py runs the server)"
-            raise argparse.ArgumentError(
-                None,
-                f"unknown command {f'{where} {value}'.strip()!r}; "
-                f"the {where + ' ' if where else ''}commands are {', '.join(action.choices)}{also}",
-            )
-        super()._check_value(action, value)
+    def add_commands(self, dest: str) -> Any:
+        """``add_subparsers`` for required commands, remembered so that `error` can name them."""
+        self.commands = self.add_subparsers(dest=dest, required=True)
+        return self.commands
+
+    def command_names(self) -> str:
+        return ", ".join(self.commands.choices) if self.commands is not None else ""
 
     def error(self, message: str) -> NoReturn:
-        commands = self._commands()
-        if commands is not None and message == f"the following arguments are required: {commands.dest}":
-            message = f"{self.prog} needs a command: {', '.join(commands.choices or ())}"
-        if message.startswith(("unknown command ", f"{self.prog} needs a command")):
-            self.exit(2, f"turnstile: {message}\n")
+        if self.commands is not None:
+            where = self.prog.removeprefix("server.py").strip()
+            unknown = re.search(r"invalid choice: '([^']*)'", message)
+            if unknown is not None:
+                also = "" if where else " (without a command, server.py runs the server)"
+                named = f"{where} {unknown.group(1)}".strip()
+                self.exit(2, f"turnstile: unknown command {named!r}; the {where + ' ' if where else ''}commands are {self.command_names()}{also}\n")
+            if message == f"the following arguments are required: {self.commands.dest}":
+                self.exit(2, f"turnstile: {self.prog} needs a command: {self.command_names()}\n")
         super().error(message)
 
 
@@ -114,8 +115,8 @@ def parser() -> Parser:
         epilog=environment_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    groups = top.add_subparsers(dest="group", required=True)
-    user = groups.add_parser("user", help="manage user accounts").add_subparsers(dest="command", required=True)
+    groups = top.add_commands("group")
+    user = groups.add_parser("user", help="manage user accounts").add_commands("command")
     add = user.add_parser("add", help="create a user (password read from stdin, or prompted on a terminal)")
     add.add_argument("name")
     add.add_argument("--roles", default="User", help="comma list of User, Editor, Admin (User is always included)")
@@ -129,7 +130,7 @@ def parser() -> Parser:
         ("delete", "delete a user and end their sessions"),
     ):
         user.add_parser(name, help=text).add_argument("name")
-    store = groups.add_parser("store", help="operate on whole stores").add_subparsers(dest="command", required=True)
+    store = groups.add_parser("store", help="operate on whole stores").add_commands("command")
     copy = store.add_parser("copy", help="copy every collection (users and live sessions included) between stores")
     copy.add_argument("--from", dest="source", required=True, metavar="DATA_DIR_OR_URL")
     copy.add_argument("--to", dest="target", required=True, metavar="DATA_DIR_OR_URL")
@@ -208,8 +209,7 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
 def main(argv: list[str], stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
     top = parser()
     if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):  # argparse would ask for a command
-        commands = ", ".join(top._commands().choices or ())  # type: ignore[union-attr]
-        print(f"turnstile: unknown option {argv[0]!r}; server.py takes --help, or a command: {commands}", file=sys.stderr)
+        print(f"turnstile: unknown option {argv[0]!r}; server.py takes --help, or a command: {top.command_names()}", file=sys.stderr)
         return 2
     args = top.parse_args(argv)
     if args.group == "store":  # names both stores itself: needs no settings
