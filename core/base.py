@@ -39,7 +39,7 @@ import orjson
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
-from .bodies import NUL_MESSAGE, BodyCheck, compile_body, refuse_nul, request_schema
+from .bodies import NUL_MESSAGE, BodyCheck, compile_body, refuse_duplicates, refuse_nul, request_schema, require_json_type
 from .errors import APIError
 from .headers import header
 from .lifecycle import RequestTracker, TurnstileApplication
@@ -137,11 +137,13 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         """The request body as a JSON object that passed the schema this method declares; else a 400.
 
         An empty body counts as ``{}``, so a schema's ``required`` answers it.
-        Without a declared schema, any JSON object passes.
+        Without a declared schema, any JSON object passes. A body not sent as
+        ``application/json`` is a 415; one repeating a name in an object, a 400.
         """
         if not self.request.body:
             body: Any = {}
         else:
+            require_json_type(self.request.headers.get("Content-Type"))
             try:
                 # orjson also refuses what json.loads lets through and later code
                 # would choke on: lone surrogates, integers past 64 bits, deep nesting.
@@ -150,6 +152,7 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
                 raise APIError(400, "Request body must be valid JSON.") from None
             if not isinstance(body, dict):
                 raise APIError(400, "Request body must be a JSON object.")
+            refuse_duplicates(self.request.body, body)
         check = self.body_checks.get(self.request.method or "")
         if check is not None:
             check(body)
