@@ -308,12 +308,38 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 BaseHandler.prepare._turnstile_gated = True  # type: ignore[attr-defined]
 
 
-class NotFoundHandler(BaseHandler):
-    """What the app answers when no route matches."""
+class UnknownPathHandler(BaseHandler):
+    """What a path no route matches answers to a method that may change something.
+
+    As in the Express original, where the token check comes before the
+    catch-all 404: ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` to an unknown
+    path is a 401 without a token (403 with a bad one) and a 404 with a valid
+    one, never a 405 that would tell an anonymous caller what exists. ``GET``
+    and ``HEAD`` stay public, for the site's pages and its 404 page. The app
+    gives a plugin's ``default_handler`` these methods unless it defines its own.
+    """
 
     public = True
 
-    def prepare(self) -> None:
-        super().prepare()
-        if self.request.method != "OPTIONS":
-            raise HTTPError(404)
+    def unknown_path(self, *args: Any, **kwargs: Any) -> None:
+        self.authenticate()
+        raise HTTPError(404)
+
+    post = put = patch = delete = unknown_path
+
+
+def answering_unknown_paths(handler: type[BaseHandler]) -> type[BaseHandler]:
+    """``handler``, given `UnknownPathHandler`'s answer for the methods it does not define itself."""
+    if issubclass(handler, UnknownPathHandler):
+        return handler
+    namespace = {"__module__": handler.__module__, "__doc__": handler.__doc__, "__qualname__": handler.__qualname__}
+    return type(handler.__name__, (handler, UnknownPathHandler), namespace)
+
+
+class NotFoundHandler(UnknownPathHandler):
+    """What the app answers when no route matches (and no plugin declares a ``default_handler``)."""
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        raise HTTPError(404)
+
+    head = get
