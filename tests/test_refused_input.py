@@ -27,7 +27,7 @@ def message(response, status):
 async def test_a_body_not_sent_as_json_is_415(app, api, path, content_type):
     """What a cross-site page can post without a preflight never reaches the handler."""
     headers = {"Content-Type": content_type} if content_type else {}
-    if content_type is None:  # none at all: the HTTP client would otherwise add a form type of its own
+    if content_type is None:  # an empty one (the client would add a form type in its place; see below for none)
         headers["Content-Type"] = ""
     response = await api.post(path, body=CREDENTIALS, headers=headers)
     assert message(response, 415) == "Content-Type must be application/json."
@@ -146,3 +146,21 @@ async def test_a_user_stored_with_capitals_by_an_earlier_build_still_logs_in(app
     assert (await api.post("/register", json={"user": "Legacy", "pwd": DEFAULT_PASSWORD})).code == 409
     assert await app.services.accounts.set_roles("Legacy", [2001, 1984])
     assert (await app.services.accounts.user("Legacy"))["roles"] == [2001, 1984]
+
+
+@pytest.mark.gen_test
+async def test_a_body_with_no_content_type_header_at_all_is_415(app, api, base_url):
+    """Sent on a bare socket: an HTTP client library would add a form type of its own."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    writer.write(
+        b"POST /register HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(CREDENTIALS) + CREDENTIALS
+    )
+    reply = await reader.read()
+    writer.close()
+    assert reply.startswith(b"HTTP/1.1 415 "), reply[:200]
+    assert reply.endswith(b'{"message": "Content-Type must be application/json."}')
+    assert not await app.services.accounts.exists("alice")
