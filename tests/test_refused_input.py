@@ -164,3 +164,26 @@ async def test_a_body_with_no_content_type_header_at_all_is_415(app, api, base_u
     assert reply.startswith(b"HTTP/1.1 415 "), reply[:200]
     assert reply.endswith(b'{"message": "Content-Type must be application/json."}')
     assert not await app.services.accounts.exists("alice")
+
+
+# -- what the declared schemas already refuse ------------------------------------------------
+
+
+@pytest.mark.gen_test
+async def test_a_900_kb_name_is_400_and_nothing_is_stored(app, api, headers):
+    """Under MAX_BODY_SIZE (1 MiB), so the declared maxLength is what refuses it."""
+    huge = "x" * 900_000
+    created = await api.post("/employees", json={"firstname": huge, "lastname": "B"}, headers=headers)
+    assert message(created, 400) == "Field 'firstname' must be at most 100 characters."
+    changed = await api.put("/employees", json={"id": 1, "lastname": huge}, headers=headers)
+    assert message(changed, 400) == "Field 'lastname' must be at most 100 characters."
+    assert (await api.post("/register", json={"user": huge, "pwd": DEFAULT_PASSWORD})).code == 400
+    assert all(len(e["firstname"]) <= 100 and len(e["lastname"]) <= 100 for e in (await api.get("/employees", headers=headers)).json())
+
+
+@pytest.mark.gen_test
+async def test_a_string_id_on_put_is_400_and_changes_nothing(api, headers):
+    before = (await api.get("/employees/1", headers=headers)).json()
+    response = await api.put("/employees", json={"id": "1", "firstname": "Mallory"}, headers=headers)
+    assert response.code == 400
+    assert (await api.get("/employees/1", headers=headers)).json() == before
