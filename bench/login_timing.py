@@ -38,7 +38,9 @@ async def main(rounds: int, n: int) -> None:
 
         async def post(path: str, body: dict) -> tuple[int, float]:
             start = time.perf_counter()
-            response = await client.fetch(base + path, method="POST", body=json.dumps(body), raise_error=False)
+            response = await client.fetch(
+                base + path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}, raise_error=False
+            )
             return response.code, time.perf_counter() - start
 
         assert (await post("/register", {"user": "alice", "pwd": "the right password"}))[0] == 201

@@ -4,7 +4,11 @@ Shared by the auth and users plugins and the command line, so the data
 layout lives in one place:
 
 * ``auth.users``, keyed by username: ``{username, password (bcrypt), roles
-  (codes, see core.roles), created}``.
+  (codes, see core.roles), created}``. Usernames are case-insensitive: a new
+  user is stored lower-cased (`fold_username`), and every lookup folds the name
+  it is given, so ``Alice`` and ``alice`` are one account and one throttle key.
+  A user stored with capitals by an earlier build is still found under the
+  exact name it was created with.
 * ``auth.sessions``, keyed by the SHA-256 of a refresh token (the raw token
   is never stored): ``{digest (the key again), username, family, created,
   expires, retired, successor}``. A *family* is one login; every ``/refresh``
@@ -44,6 +48,11 @@ def check_username(name: str) -> str:
     if not _USERNAME.match(name):
         raise APIError(400, USERNAME_RULE)
     return name
+
+
+def fold_username(name: str) -> str:
+    """The one spelling a username is stored and looked up under: lower case (usernames are ASCII)."""
+    return name.lower()
 
 
 def check_password_length(pwd: str, minimum: int) -> str:
@@ -125,12 +134,24 @@ class Accounts:
     # -- users --------------------------------------------------------------------------
 
     async def user(self, name: str) -> dict[str, Any] | None:
-        """The user as stored now (what another process or instance changed included)."""
-        return await self._users.get(name)
+        """The user as stored now (what another process or instance changed included), in any case."""
+        key = fold_username(name)
+        doc = await self._users.get(key)
+        if doc is None and key != name:  # stored with capitals by an earlier build
+            doc = await self._users.get(name)
+        return doc
 
     async def exists(self, name: str) -> bool:
-        """Whether a user ``name`` exists (a cheap check before the slow hashing of a registration)."""
-        return await self._users.exists(name)
+        """Whether a user ``name`` exists, in any case (a cheap check before the slow hashing of a registration)."""
+        key = fold_username(name)
+        return await self._users.exists(key) or (key != name and await self._users.exists(name))
+
+    async def _key(self, name: str) -> str:
+        """The key to change ``name`` under: folded, unless only an earlier build's capitalised record exists."""
+        key = fold_username(name)
+        if key == name or await self._users.exists(key) or not await self._users.exists(name):
+            return key
+        return name
 
     async def users(self) -> list[dict[str, Any]]:
         """Public views of every user with their live session count, sorted by name."""
@@ -142,13 +163,16 @@ class Accounts:
         return [public_user(u, len(counts.get(u["username"], ()))) for u in sorted(users, key=lambda u: u["username"])]
 
     async def create_user(self, name: str, hashed: str, roles: list[int]) -> dict[str, Any]:
-        """Insert a user; `KeyExists` if the name is taken."""
+        """Insert a user under its folded name; `KeyExists` if the name is taken in any case."""
+        if name != fold_username(name) and await self._users.exists(name):  # an earlier build's user
+            raise KeyExists(name)
+        name = fold_username(name)
         doc = {"username": name, "password": hashed, "roles": roles, "created": int(time.time())}
         await self._users.insert(doc, key=name)
         return doc
 
     async def set_roles(self, name: str, roles: list[int]) -> bool:
-        return await self._users.update(name, {"roles": roles}) is not None
+        return await self._users.update(await self._key(name), {"roles": roles}) is not None
 
     async def set_password(self, name: str, hashed: str, expected_old: str | None = None) -> bool:
         """Store a new hash and end every session of the user, atomically.
@@ -156,6 +180,7 @@ class Accounts:
         With ``expected_old``, refuse (False) if the stored hash changed since
         the caller checked the old password.
         """
+        name = await self._key(name)
         async with self.store.transaction() as tx:
             users = tx.collection(USERS)
             current = await users.get(name)
@@ -167,6 +192,7 @@ class Accounts:
 
     async def delete_user(self, name: str) -> int | None:
         """Delete the user and their sessions; the number of session records removed, or None if absent."""
+        name = await self._key(name)
         async with self.store.transaction() as tx:
             if not await tx.collection(USERS).delete(name):
                 return None
@@ -176,6 +202,7 @@ class Accounts:
 
     async def revoke_all(self, name: str) -> int:
         """End every session of ``name``; the number of session records removed."""
+        name = await self._key(name)
         return await self._sessions.delete_where(username=name)
 
     async def start_session(self, name: str, digest: str, ttl: int, password_hash: str) -> bool:
@@ -262,5 +289,6 @@ __all__ = [
     "USERNAME_PATTERN",
     "check_password_length",
     "check_username",
+    "fold_username",
     "public_user",
 ]

@@ -6,7 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from .base import NotFoundHandler
+from .base import NotFoundHandler, answering_unknown_paths
 from .config import Settings
 from .lifecycle import TurnstileApplication
 from .loader import PROJECT_PLUGINS, build_routes, load_plugins, run_setup
@@ -39,6 +39,7 @@ async def create_app(
             await run_setup(ctx)
         on_failure.pop_all()  # started: the application owns the services now
     handler, kwargs = default or (NotFoundHandler, {})
+    handler = answering_unknown_paths(handler)
     return TurnstileApplication(
         [(OPENAPI_ROUTE, OpenAPIHandler), *routes],
         services=services,

@@ -39,7 +39,7 @@ import orjson
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler
 
-from .bodies import NUL_MESSAGE, BodyCheck, compile_body, refuse_nul, request_schema
+from .bodies import NUL_MESSAGE, BodyCheck, compile_body, refuse_duplicates, refuse_nul, request_schema, require_json_type
 from .errors import APIError
 from .headers import header
 from .lifecycle import RequestTracker, TurnstileApplication
@@ -137,11 +137,13 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         """The request body as a JSON object that passed the schema this method declares; else a 400.
 
         An empty body counts as ``{}``, so a schema's ``required`` answers it.
-        Without a declared schema, any JSON object passes.
+        Without a declared schema, any JSON object passes. A body not sent as
+        ``application/json`` is a 415; one repeating a name in an object, a 400.
         """
         if not self.request.body:
             body: Any = {}
         else:
+            require_json_type(self.request.headers.get("Content-Type"))
             try:
                 # orjson also refuses what json.loads lets through and later code
                 # would choke on: lone surrogates, integers past 64 bits, deep nesting.
@@ -150,6 +152,7 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
                 raise APIError(400, "Request body must be valid JSON.") from None
             if not isinstance(body, dict):
                 raise APIError(400, "Request body must be a JSON object.")
+            refuse_duplicates(self.request.body, body)
         check = self.body_checks.get(self.request.method or "")
         if check is not None:
             check(body)
@@ -305,12 +308,38 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
 BaseHandler.prepare._turnstile_gated = True  # type: ignore[attr-defined]
 
 
-class NotFoundHandler(BaseHandler):
-    """What the app answers when no route matches."""
+class UnknownPathHandler(BaseHandler):
+    """What a path no route matches answers to a method that may change something.
+
+    As in the Express original, where the token check comes before the
+    catch-all 404: ``POST``, ``PUT``, ``PATCH`` or ``DELETE`` to an unknown
+    path is a 401 without a token (403 with a bad one) and a 404 with a valid
+    one, never a 405 that would tell an anonymous caller what exists. ``GET``
+    and ``HEAD`` stay public, for the site's pages and its 404 page. The app
+    gives a plugin's ``default_handler`` these methods unless it defines its own.
+    """
 
     public = True
 
-    def prepare(self) -> None:
-        super().prepare()
-        if self.request.method != "OPTIONS":
-            raise HTTPError(404)
+    def unknown_path(self, *args: Any, **kwargs: Any) -> None:
+        self.authenticate()
+        raise HTTPError(404)
+
+    post = put = patch = delete = unknown_path
+
+
+def answering_unknown_paths(handler: type[BaseHandler]) -> type[BaseHandler]:
+    """``handler``, given `UnknownPathHandler`'s answer for the methods it does not define itself."""
+    if issubclass(handler, UnknownPathHandler):
+        return handler
+    namespace = {"__module__": handler.__module__, "__doc__": handler.__doc__, "__qualname__": handler.__qualname__}
+    return type(handler.__name__, (handler, UnknownPathHandler), namespace)
+
+
+class NotFoundHandler(UnknownPathHandler):
+    """What the app answers when no route matches (and no plugin declares a ``default_handler``)."""
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        raise HTTPError(404)
+
+    head = get

@@ -15,6 +15,13 @@ A body that fails gets a 400 in the one error format, naming the field:
 * ``Field 'x' is required.`` for a missing one; and so on per keyword.
 * ``Field 'x' must not contain the character U+0000.`` for a string (or a
   name) holding it, after the schema passed (`refuse_nul`).
+* ``Field 'x' appears more than once.`` for a repeated name in one object
+  (`refuse_duplicates`): parsers disagree on which copy wins, so a body that
+  means different things to different readers is refused.
+
+A non-empty body must be sent as ``application/json`` (else 415,
+`require_json_type`): a form or ``text/plain`` POST is what a cross-site page
+can send without a CORS preflight.
 
 Where a route's contract fixes a message, the schema declares it beside the
 keyword, with the ``x-message`` annotation on the schema node that fails:
@@ -30,6 +37,7 @@ it is shown in ``/openapi.json`` as declared.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, Mapping
 
@@ -51,6 +59,7 @@ _TYPE_NAMES = {
 _SHOWN_NAME = 64  # longest client-chosen field name echoed in a message
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # \u0000 in JSON text: an escape not itself escaped
 NUL_MESSAGE = "must not contain the character U+0000"
+JSON_TYPE_MESSAGE = "Content-Type must be application/json."
 
 
 class BodyCheck:
@@ -177,3 +186,58 @@ def _nul_path(value: Any, where: str) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def require_json_type(content_type: str | None) -> None:
+    """415 unless ``content_type`` is ``application/json`` (parameters such as ``charset`` allowed).
+
+    Browsers send a form or ``text/plain`` body cross-site without a preflight;
+    requiring the JSON type makes such a request fail before any work is done.
+    """
+    if (content_type or "").split(";", 1)[0].strip().lower() != "application/json":
+        raise APIError(415, JSON_TYPE_MESSAGE)
+
+
+def refuse_duplicates(raw: bytes, body: Any) -> None:
+    """A 400 naming the field when an object of the body repeats a name.
+
+    orjson keeps the last copy silently. Every name in JSON text is followed by
+    one ``:``, so when the body has as many colons as its parsed objects have
+    names, no name was lost: one count of the bytes for most bodies. Only
+    otherwise (a colon inside a string, or a real duplicate) is the body parsed
+    again to find the name.
+    """
+    if raw.count(b":") == _name_count(body):
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _Repeated as exc:
+        raise APIError(400, f"Field '{_shown(exc.name)}' appears more than once.") from None
+    except (ValueError, RecursionError):  # orjson parsed it already; nesting too deep for this parser
+        pass
+
+
+class _Repeated(Exception):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise _Repeated(name)
+        seen[name] = value
+    return seen
+
+
+def _name_count(value: Any) -> int:
+    """How many names the objects in ``value`` hold, nested ones included."""
+    count = 0
+    items = value.values() if type(value) is dict else value
+    if type(value) is dict:
+        count = len(value)
+    for item in items:
+        if type(item) is dict or type(item) is list:
+            count += _name_count(item)
+    return count

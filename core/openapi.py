@@ -11,7 +11,9 @@ fills in what it knows better than the author:
   with 401 and 403 responses added;
 * ``x-required-roles`` and a 403 response for ``@require_roles`` methods;
 * a 400 response for operations with a ``requestBody``;
-* ``summary`` from the method's docstring, ``tags`` from the plugin name.
+* ``summary`` from the method's docstring, ``tags`` from the plugin name;
+* for an operation that declares no responses, a ``default`` response: the
+  document promises no status the handler may not keep.
 
 Every implemented method is documented, described or not; describing a method
 the handler does not implement stops start-up. The document is built once at
@@ -173,8 +175,8 @@ def operations(handler: type, plugin: str, template: str, params: list[tuple[str
         op.setdefault("operationId", f"{method}_{_slug(template)}")
         op.setdefault("tags", [plugin])
         responses = op.setdefault("responses", {})
-        if not responses:
-            responses["200"] = {"description": "OK"}
+        if not responses:  # undescribed: promise no particular status (a 201, a 400 are as likely as a 200)
+            responses["default"] = {"description": "Not described by its plugin."}
         roles = getattr(fn, "required_roles", None)
         if handler.public is True and not roles:
             op["security"] = []

@@ -35,6 +35,7 @@ from .accounts import (
     RefreshOutcome,
     check_password_length,
     check_username,
+    fold_username,
     public_user,
 )
 
@@ -109,6 +110,7 @@ __all__ = [
     "check_password_length",
     "check_username",
     "clear_cookie_header",
+    "fold_username",
     "public_user",
     "set_cookie_header",
     "token_digest",

@@ -215,9 +215,48 @@ def selected_backends(config: pytest.Config) -> list[str]:
     return names
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run each test that uses the app (or ``open_store``) on every selected backend."""
+#: pytest-tornado's fixtures that fetch the ``app`` fixture at run time (``request.getfixturevalue``).
+_SERVING_FIXTURES = frozenset({"http_server", "http_client", "https_server", "https_client"})
+
+
+def _uses_the_store(metafunc: pytest.Metafunc) -> bool:
+    """Whether the test reaches ``turnstile_backend``: directly, or through the app pytest-tornado serves.
+
+    ``metafunc.fixturenames`` is the static closure of the test's fixtures, but
+    pytest-tornado's ``http_server`` asks for ``app`` by name at run time, so a
+    test using only ``api`` (or ``http_client``) would not show it. For those,
+    the ``app`` fixture that applies to the test is followed through its own
+    dependencies: a test module's own ``app`` that needs no store is left alone.
+    """
     if "turnstile_backend" in metafunc.fixturenames:
+        return True
+    if not _SERVING_FIXTURES & set(metafunc.fixturenames):
+        return False
+    manager = metafunc.definition.session._fixturemanager
+    app_fixture = getattr(metafunc.config.option, "app_fixture", "app")
+    seen, todo = set(), [app_fixture]
+    while todo:
+        name = todo.pop()
+        if name == "turnstile_backend":
+            return True
+        if name in seen:
+            continue
+        seen.add(name)
+        definitions = manager.getfixturedefs(name, metafunc.definition)
+        if definitions:
+            todo.extend(definitions[-1].argnames)
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses the app (or ``open_store``) on every selected backend.
+
+    That includes tests that reach the app only through pytest-tornado's
+    server (``api``, ``http_client``): see `_uses_the_store`.
+    """
+    if _uses_the_store(metafunc):
+        if "turnstile_backend" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("turnstile_backend")
         backends = selected_backends(metafunc.config)
         only = metafunc.definition.get_closest_marker("backends")
         if only is not None:  # not generated at all elsewhere, rather than skipped there

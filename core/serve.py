@@ -33,6 +33,7 @@ from .backends import describe_store
 from .config import Settings, load_settings
 from .lifecycle import RequestTracker, TurnstileApplication
 from .logs import LogSetup, setup_logging
+from .raw_errors import answer_malformed_requests
 
 log = logging.getLogger("turnstile.server")
 AFTER_CLOSE_GRACE = 1.0
@@ -60,6 +61,7 @@ class Server(HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple) -> None:
         self.streams.add(stream)
+        answer_malformed_requests(stream)  # JSON, not Tornado's bare 400 or a silent close
         super().handle_stream(stream, address)
 
     def open_connections(self) -> int:

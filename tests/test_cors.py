@@ -38,7 +38,8 @@ async def test_default_allowed_origins_are_echoed(api, origin):
     ],
 )
 async def test_allowed_origin_gets_credentials_on_every_response(api, method, path, body, status):
-    response = await api.request(method, path, body=body, headers={"Origin": ALLOWED})
+    headers = {"Origin": ALLOWED, "Content-Type": "application/json"} if body else {"Origin": ALLOWED}
+    response = await api.request(method, path, body=body, headers=headers)
     assert response.code == status
     assert_cors(response, ALLOWED)
 

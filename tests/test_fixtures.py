@@ -120,3 +120,52 @@ async def test_the_app_runs_on_the_selected_backend(app, turnstile_backend):
     """With --turnstile-backend=both this runs twice: once on a DATA_DIR, once on PostgreSQL."""
     assert app.services.store.backend == turnstile_backend
     assert (await app.services.store.check()).writable
+
+
+def test_a_test_using_only_the_api_runs_on_every_backend(pytester):
+    """pytest-tornado asks for ``app`` at run time, so a test naming only ``api`` must be parametrized all the same.
+
+    A module with an ``app`` of its own that needs no store is not multiplied.
+    """
+    pytester.makepyfile(
+        test_through_api=textwrap.dedent(
+            """
+            import pytest
+
+            @pytest.mark.gen_test
+            async def test_api_only(api):
+                pass
+
+            @pytest.mark.gen_test
+            async def test_http_client_only(http_client):
+                pass
+
+            def test_no_app():
+                pass
+            """
+        ),
+        test_own_app=textwrap.dedent(
+            """
+            import pytest
+            import tornado.web
+
+            @pytest.fixture
+            def app():
+                return tornado.web.Application([])
+
+            @pytest.mark.gen_test
+            async def test_plain_tornado(http_client):
+                pass
+            """
+        ),
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", "--turnstile-backend=both")
+    collected = {line.strip() for line in result.outlines if "::" in line}
+    assert collected == {
+        "test_through_api.py::test_api_only[json]",
+        "test_through_api.py::test_api_only[postgres]",
+        "test_through_api.py::test_http_client_only[json]",
+        "test_through_api.py::test_http_client_only[postgres]",
+        "test_through_api.py::test_no_app",
+        "test_own_app.py::test_plain_tornado",
+    }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
 from bench.harness import ServerProcess
+from worker_kit import install_probe, probe_env, rewrite_probe
 
 MAX_BYTES, BACKUPS, REQUESTS = 3000, 40, 400
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\tINFO\tturnstile\.access\tGET\t-\t(/probe/\d{5}|/healthz)\t(?:404|200)\t\d+\.\dms")
@@ -40,3 +42,24 @@ def test_two_workers_log_every_request_once_in_whole_lines_and_rotate_by_size(tm
                     worker_paths += 1
         assert worker_paths > 0, f"worker {worker} logged nothing"
     assert seen == Counter({f"/probe/{i:05d}": 1 for i in range(REQUESTS)})
+
+
+def test_the_harness_waits_for_every_worker_before_the_test_starts(tmp_path):
+    """The cause of this file's old flakiness: the server counted as started once one worker answered.
+
+    Until the second is ready the first takes every connection, so on a busy machine one worker logged too
+    few requests to rotate twice. Here the second worker is held back on purpose: the very first two
+    requests after start-up must still reach both.
+    """
+    module = install_probe(tmp_path)
+    rewrite_probe(module, "v1", extra=SLOW_SECOND_WORKER)
+    with ServerProcess(tmp_path, WORKERS="2", **probe_env(tmp_path)) as server:
+        workers = {json.loads(server.request("GET", "/healthz")[2])["worker"]["index"] for _ in range(2)}
+    assert workers == {0, 1}
+
+
+SLOW_SECOND_WORKER = """
+async def setup(plugin):
+    if plugin.settings.worker_index == 1:
+        await asyncio.sleep(2)  # a worker slow to start, as on a loaded machine or a fresh clone compiling bytecode
+"""

@@ -39,6 +39,7 @@ from core.plugin import (
     check_password_length,
     clear_cookie_header,
     error_response,
+    fold_username,
     json_body,
     json_response,
     public,
@@ -141,7 +142,7 @@ class AuthBase(BaseHandler):
         throttle = self.throttle
         assert throttle is not None
         found, ok = None, False
-        wait, attempt = await throttle.begin(limits, f"user:{user}")
+        wait, attempt = await throttle.begin(limits, f"user:{fold_username(user)}")
         if not wait:
             try:
                 found = await self.accounts.user(user)
@@ -181,15 +182,15 @@ class RegisterHandler(AuthBase):
 
     async def post(self) -> None:
         user, pwd = self.credentials(register=True)
-        if await self.accounts.exists(user):
+        if await self.accounts.exists(user):  # in any case: usernames are case-insensitive
             raise APIError(409, f"Username {user} is already taken.")
         hashed = await self.services.passwords.hash(pwd)
         try:
-            await self.accounts.create_user(user, hashed, [USER])
+            created = await self.accounts.create_user(user, hashed, [USER])
         except KeyExists:
             raise APIError(409, f"Username {user} is already taken.") from None
         self.set_status(201)
-        self.finish({"success": f"New user {user} created!"})
+        self.finish({"success": f"New user {created['username']} created!"})
 
 
 @public
@@ -227,11 +228,13 @@ class AuthHandler(AuthBase):
     async def log_in(self) -> None:
         user, pwd = self.credentials()
         settings = self.services.settings
-        user_key, addr_key = f"user:{user}", f"addr:{self.request.remote_ip}"
+        # Usernames are case-insensitive: ``Alice`` and ``alice`` share one lockout.
+        user_key, addr_key = f"user:{fold_username(user)}", f"addr:{self.request.remote_ip}"
         limits = {user_key: settings.login_max_failures, addr_key: settings.login_max_failures_per_address}
         found = await self.check_password(user, pwd, limits, "Too many failed logins. Try again later.")
         if found is None:
             raise APIError(401, "Invalid username or password.")
+        user = found["username"]  # as stored, however it was typed
         tokens = self.services.tokens
         refresh = tokens.issue(REFRESH, user)
         hashed = found["password"]
@@ -352,7 +355,7 @@ class PasswordHandler(AuthBase):
         check_password_length(new, self.services.settings.password_min_length)
         user = self.username
         assert user is not None and self.throttle is not None
-        limits = {f"user:{user}": self.services.settings.login_max_failures}
+        limits = {f"user:{fold_username(user)}": self.services.settings.login_max_failures}
         found = await self.check_password(user, current, limits, "Too many failed attempts. Try again later.")
         if found is None:
             raise APIError(403, "Current password is incorrect.")
