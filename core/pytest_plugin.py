@@ -216,47 +216,16 @@ def selected_backends(config: pytest.Config) -> list[str]:
 
 
 #: pytest-tornado's fixtures that fetch the ``app`` fixture at run time (``request.getfixturevalue``).
-_SERVING_FIXTURES = frozenset({"http_server", "http_client", "https_server", "https_client"})
-
-
-def _uses_the_store(metafunc: pytest.Metafunc) -> bool:
-    """Whether the test reaches ``turnstile_backend``: directly, or through the app pytest-tornado serves.
-
-    ``metafunc.fixturenames`` is the static closure of the test's fixtures, but
-    pytest-tornado's ``http_server`` asks for ``app`` by name at run time, so a
-    test using only ``api`` (or ``http_client``) would not show it. For those,
-    the ``app`` fixture that applies to the test is followed through its own
-    dependencies: a test module's own ``app`` that needs no store is left alone.
-    """
-    if "turnstile_backend" in metafunc.fixturenames:
-        return True
-    if not _SERVING_FIXTURES & set(metafunc.fixturenames):
-        return False
-    manager = metafunc.definition.session._fixturemanager
-    app_fixture = getattr(metafunc.config.option, "app_fixture", "app")
-    seen, todo = set(), [app_fixture]
-    while todo:
-        name = todo.pop()
-        if name == "turnstile_backend":
-            return True
-        if name in seen:
-            continue
-        seen.add(name)
-        definitions = manager.getfixturedefs(name, metafunc.definition)
-        if definitions:
-            todo.extend(definitions[-1].argnames)
-    return False
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run each test that uses the app (or ``open_store``) on every selected backend.
 
-    That includes tests that reach the app only through pytest-tornado's
-    server (``api``, ``http_client``): see `_uses_the_store`.
+    A test is parametrized when ``turnstile_backend`` is in the static closure of
+    its fixtures: ``app``, and the fixtures that serve it (``api``,
+    ``auth_headers``) name ``app`` for that reason, since pytest-tornado's
+    ``http_server`` asks for it only at run time. A test module whose own ``app``
+    needs no store is left alone.
     """
-    if _uses_the_store(metafunc):
-        if "turnstile_backend" not in metafunc.fixturenames:
-            metafunc.fixturenames.append("turnstile_backend")
+    if "turnstile_backend" in metafunc.fixturenames:
         backends = selected_backends(metafunc.config)
         only = metafunc.definition.get_closest_marker("backends")
         if only is not None:  # not generated at all elsewhere, rather than skipped there
@@ -397,7 +366,7 @@ def app(io_loop, turnstile_settings: Settings, plugins_dir: Path, extra_plugins:
 
 
 @pytest.fixture
-def api(http_client: AsyncHTTPClient, base_url: str) -> ApiClient:
+def api(app: TurnstileApplication, http_client: AsyncHTTPClient, base_url: str) -> ApiClient:
     return ApiClient(http_client, base_url)
 
 
@@ -421,7 +390,7 @@ def make_user(app: TurnstileApplication, http_client: AsyncHTTPClient, base_url:
 
 
 @pytest.fixture
-def auth_headers(http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[dict[str, str]]]:
+def auth_headers(app: TurnstileApplication, http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[dict[str, str]]]:
     """``await auth_headers(name, pwd=...)`` logs ``name`` in and returns its Bearer header."""
 
     async def headers(name: str, pwd: str = DEFAULT_PASSWORD) -> dict[str, str]:

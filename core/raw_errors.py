@@ -57,8 +57,9 @@ def answer_malformed_requests(stream: IOStream) -> None:
 
     def answering_close(exc_info: Any = False) -> None:
         if isinstance(exc_info, UnsatisfiableReadError) and not stream.closed() and stream.socket is not None:
-            # Only the header block is read with ``read_until_regex``; a chunk-size line uses ``read_until``.
-            reply = JSON_431 if getattr(stream, "_read_regex", None) is not None else JSON_400
+            # Only the header block is read up to a regex (its error names the compiled pattern);
+            # a chunk-size line is read up to a plain delimiter.
+            reply = JSON_431 if "re.compile(" in str(exc_info) else JSON_400
             try:
                 stream.socket.send(reply)
                 stream.socket.shutdown(socket.SHUT_WR)

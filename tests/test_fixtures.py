@@ -123,9 +123,10 @@ async def test_the_app_runs_on_the_selected_backend(app, turnstile_backend):
 
 
 def test_a_test_using_only_the_api_runs_on_every_backend(pytester):
-    """pytest-tornado asks for ``app`` at run time, so a test naming only ``api`` must be parametrized all the same.
+    """pytest-tornado asks for ``app`` at run time, so ``api`` names ``app``: a test naming only ``api`` runs on each backend.
 
-    A module with an ``app`` of its own that needs no store is not multiplied.
+    A test naming only pytest-tornado's ``http_client`` stays on the default backend (it should name
+    ``app`` or ``api``), and a module with an ``app`` of its own that needs no store is not multiplied.
     """
     pytester.makepyfile(
         test_through_api=textwrap.dedent(
@@ -164,8 +165,7 @@ def test_a_test_using_only_the_api_runs_on_every_backend(pytester):
     assert collected == {
         "test_through_api.py::test_api_only[json]",
         "test_through_api.py::test_api_only[postgres]",
-        "test_through_api.py::test_http_client_only[json]",
-        "test_through_api.py::test_http_client_only[postgres]",
+        "test_through_api.py::test_http_client_only",
         "test_through_api.py::test_no_app",
         "test_own_app.py::test_plain_tornado",
     }
