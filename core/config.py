@@ -236,23 +236,81 @@ class Settings:
         )
 
 
-def ensure_secrets(env_file: Path, environ: dict[str, str] | None = None) -> list[str]:
-    """Generate missing token secrets into `env_file` (mode 0600).
+def read_env_text(env_file: Path) -> str:
+    """The text of ``env_file``; empty when there is none."""
+    try:
+        return env_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"{env_file} cannot be read: {exc.strerror or exc}") from None
 
-    Returns the names generated so the caller can say so. Secrets already in
-    the environment are left alone. The values are never logged.
+
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
+
+
+def env_file_names(env_file: Path, text: str) -> dict[str, str | None]:
+    """Each name ``text`` sets, with its raw value (None for a name without ``=``).
+
+    A line python-dotenv cannot parse stops start-up: dotenv would skip it, and a
+    secret on it would look missing and be generated anew over the real one. The
+    error names the line and the setting, never the value.
+    """
+    import io
+
+    from dotenv.parser import parse_stream
+
+    names: dict[str, str | None] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            first = binding.original.string.splitlines()[0] if binding.original.string else ""
+            match = _ASSIGNMENT.match(first)
+            what = f"the line setting {match.group(1)}; is a quote left open?" if match else "lines are NAME=value"
+            raise ConfigError(f"{env_file} line {binding.original.line} cannot be parsed ({what})")
+        if binding.key is not None:
+            names[binding.key] = binding.value
+    return names
+
+
+def check_secret_sources(env_file: Path, environ: Mapping[str, str], on_disk: Mapping[str, str | None]) -> None:
+    """An empty secret is an error, never a reason to generate one.
+
+    ``ACCESS_TOKEN_SECRET= ./bin/serve``, what an unset ``$VAR`` gives, would
+    otherwise hide the secret in ``.env`` and a new one would be written after it.
+    """
+    for name in _SECRET_NAMES:
+        if name in environ:
+            if not environ[name]:
+                raise ConfigError(
+                    f"{name} is set but empty in the environment (an unset shell variable?); "
+                    f"give it a value, or unset it to use {env_file}"
+                )
+        elif name in on_disk and not on_disk[name]:
+            raise ConfigError(f"{name} is empty in {env_file}; give it a value, or delete its line to have one generated")
+
+
+def ensure_secrets(env_file: Path, environ: dict[str, str] | None = None) -> list[str]:
+    """Generate the token secrets that are set nowhere into `env_file` (mode 0600).
+
+    Returns the names generated so the caller can say so. A secret that is set,
+    in the environment or in `env_file`, is never generated: an existing key is
+    never written again. The values are never logged.
     """
     environ = os.environ if environ is None else environ
-    missing = [name for name in _SECRET_NAMES if not environ.get(name)]
+    text = read_env_text(env_file)
+    on_disk = env_file_names(env_file, text)
+    missing = [name for name in _SECRET_NAMES if name not in environ and name not in on_disk]
     if not missing:
         return []
     lines = [f"{name}={secrets.token_hex(64)}" for name in missing]
-    existing = env_file.read_text() if env_file.exists() else ""
-    prefix = "" if not existing or existing.endswith("\n") else "\n"
-    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a") as handle:
-        handle.write(prefix + "\n".join(lines) + "\n")
-    os.chmod(env_file, 0o600)
+    prefix = "" if not text or text.endswith("\n") else "\n"
+    try:
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            handle.write(prefix + "\n".join(lines) + "\n")
+        os.chmod(env_file, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the generated {' and '.join(missing)} to {env_file}: {exc.strerror or exc}") from None
     for line in lines:
         name, value = line.split("=", 1)
         environ[name] = value
@@ -265,17 +323,25 @@ def read_settings(environ: Mapping[str, str], env_file: Path = Path(".env")) -> 
     The supervisor reads its new settings this way at ``SIGHUP``: its own
     ``os.environ`` already holds the ``.env`` of its start.
     """
+    import io
+
     from dotenv import dotenv_values
 
-    on_disk = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.exists() else {}
+    text = read_env_text(env_file)
+    check_secret_sources(env_file, environ, env_file_names(env_file, text))
+    on_disk = {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
     return Settings.from_env({**on_disk, **environ})
 
 
 def load_settings(env_file: Path = Path(".env")) -> Settings:
     """Read `.env` (without overriding real environment), generating secrets on first run."""
+    import io
+
     from dotenv import load_dotenv
 
-    load_dotenv(env_file, override=False)
+    text = read_env_text(env_file)
+    check_secret_sources(env_file, os.environ, env_file_names(env_file, text))
+    load_dotenv(stream=io.StringIO(text), override=False)
     generated = ensure_secrets(env_file)
     if generated:
         log.warning("Generated %s and wrote them to %s (mode 0600)", " and ".join(generated), env_file)

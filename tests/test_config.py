@@ -108,3 +108,11 @@ def test_each_worker_can_keep_every_core_hashing(monkeypatch):
     assert Settings.from_env(GOOD).hash_pool_size == 4
     assert Settings.from_env({**GOOD, "WORKERS": "2"}).hash_pool_size == 4
     assert Settings.from_env({**GOOD, "WORKERS": "2", "HASH_WORKERS": "3"}).hash_pool_size == 3
+
+
+def test_a_secret_set_in_env_file_is_never_generated_again_even_empty(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("ACCESS_TOKEN_SECRET=\nREFRESH_TOKEN_SECRET=" + "r" * 64 + "\n")
+    before = env_file.read_text()
+    assert ensure_secrets(env_file, {}) == []
+    assert env_file.read_text() == before
