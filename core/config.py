@@ -45,14 +45,21 @@ def parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
 
 
-def parse_int(name: str, value: str, minimum: int = 0) -> int:
+def parse_int(name: str, value: str, minimum: int = 0, maximum: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if maximum is not None and not minimum <= number <= maximum:
+        raise ConfigError(f"{name}={value!r} must be between {minimum} and {maximum}")
     if number < minimum:
         raise ConfigError(f"{name}={value!r} must be at least {minimum}")
     return number
+
+
+def parse_port(name: str, value: str) -> int:
+    """1 to 65535: a larger number would be silently wrapped by the socket layer onto another port."""
+    return parse_int(name, value, minimum=1, maximum=65535)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
@@ -198,7 +205,7 @@ class Settings:
             access_secret=env["ACCESS_TOKEN_SECRET"],
             refresh_secret=env["REFRESH_TOKEN_SECRET"],
             host=env.get("HOST", "").strip(),
-            port=parse_int("PORT", get("PORT", "3500")),
+            port=parse_port("PORT", get("PORT", "3500")),
             access_ttl=parse_duration("ACCESS_TOKEN_TTL", get("ACCESS_TOKEN_TTL", "15m")),
             refresh_ttl=parse_duration("REFRESH_TOKEN_TTL", get("REFRESH_TOKEN_TTL", "1d")),
             allowed_origins=origins,

@@ -116,3 +116,10 @@ def test_a_secret_set_in_env_file_is_never_generated_again_even_empty(tmp_path):
     before = env_file.read_text()
     assert ensure_secrets(env_file, {}) == []
     assert env_file.read_text() == before
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "69648"])
+def test_a_port_outside_1_to_65535_is_refused(port):
+    with pytest.raises(ConfigError, match=f"PORT='{port}' must be between 1 and 65535"):
+        Settings.from_env({**GOOD, "PORT": port})
+    assert Settings.from_env({**GOOD, "PORT": "65535"}).port == 65535 and Settings.from_env({**GOOD, "PORT": "1"}).port == 1

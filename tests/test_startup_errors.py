@@ -75,3 +75,13 @@ def test_an_empty_or_unparsable_secret_stops_start_up_and_leaves_env_file_alone(
 def test_an_unparsable_line_that_holds_no_secret_is_named_too(tmp_path):
     result = start(tmp_path, GOOD_ENV_FILE + "this is not a setting\n")
     one_line_error(result, ".env line 3", "NAME=value")
+
+
+# -- the port ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", ["69648", "65536", "0", "-1"])
+def test_a_port_outside_1_to_65535_stops_start_up(tmp_path, port):
+    # 69648 used to be announced as "running on port 69648" while the socket listened on 69648 - 65536 = 4112.
+    line = one_line_error(start(tmp_path, PORT=port), "PORT", port, "65535")
+    assert "between 1 and 65535" in line
