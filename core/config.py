@@ -249,6 +249,9 @@ def read_env_text(env_file: Path) -> str:
         return env_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         return ""
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{env_file} line {line} is not UTF-8 (byte {exc.object[exc.start]:#04x}); save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{env_file} cannot be read: {exc.strerror or exc}") from None
 

@@ -32,6 +32,7 @@ from .app import create_app
 from .config import Settings, load_settings
 from .lifecycle import RequestTracker, TurnstileApplication
 from .logs import LogSetup, setup_logging
+from .preflight import bind
 
 log = logging.getLogger("turnstile.server")
 AFTER_CLOSE_GRACE = 1.0
@@ -145,7 +146,7 @@ async def serve(settings: Settings | None = None, link: SupervisorLink | None = 
             if link is not None:
                 link.serve_connections(server)
             else:
-                server.listen(settings.port, address=settings.host)
+                server.add_sockets(bind(settings))  # a port in use or an unresolvable HOST: one ConfigError line
                 print(f"Server running on port {settings.port}", flush=True)
             stop, hurry = asyncio.Event(), asyncio.Event()
 

@@ -49,6 +49,7 @@ from .config import ConfigError, Settings, read_settings
 from .dispatch import Dispatcher, Target
 from .handoff import Word
 from .logs import OneLineFormatter
+from .preflight import bind, check_dirs
 
 log = logging.getLogger("turnstile.supervisor")
 
@@ -128,13 +129,11 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (0) or until the first workers cannot start (1)."""
-        from tornado.netutil import bind_sockets
-
         self.setup_log()
         try:
-            listeners = bind_sockets(self.settings.port, address=self.settings.host or None)
-        except OSError as exc:
-            print(f"turnstile: cannot listen on port {self.settings.port}: {exc.strerror or exc}", file=sys.stderr)
+            listeners = bind(self.settings)
+        except ConfigError as exc:
+            print(f"turnstile: {exc}", file=sys.stderr)
             return 1
         self.dispatcher = Dispatcher(listeners)
         self.metrics_dir = tempfile.mkdtemp(prefix="turnstile-metrics-")
@@ -366,6 +365,7 @@ class Supervisor:
             return
         try:
             settings = read_settings(self.environ)
+            check_dirs(settings)  # no new worker is started into a LOG_DIR or DATA_DIR it cannot write
         except ConfigError as exc:
             log.error("rolling restart failed: %s; the old workers keep serving", exc)
             return

@@ -7,6 +7,7 @@ serves, says why on one line, and leaves ``.env`` as it was.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -85,3 +86,77 @@ def test_a_port_outside_1_to_65535_stops_start_up(tmp_path, port):
     # 69648 used to be announced as "running on port 69648" while the socket listened on 69648 - 65536 = 4112.
     line = one_line_error(start(tmp_path, PORT=port), "PORT", port, "65535")
     assert "between 1 and 65535" in line
+
+
+# -- the port in use, HOST, the directories, .env's encoding: with one worker and with a supervisor --------------
+
+
+@pytest.fixture
+def taken_port():
+    """A port another process listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield str(taken.getsockname()[1])
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory no file can be created in (for root too: immutable, where the file system allows it)."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    path.chmod(0o555)
+    immutable = os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    try:
+        try:
+            (path / "probe").touch()
+        except OSError:
+            yield path
+        else:
+            pytest.skip("cannot make a directory read-only here")
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_stops_start_up(tmp_path, taken_port, workers):
+    line = one_line_error(start(tmp_path, PORT=taken_port, WORKERS=workers), f"PORT={taken_port}", "HOST='127.0.0.1'")
+    assert "in use" in line
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_host_that_does_not_resolve_stops_start_up(tmp_path, workers):
+    one_line_error(start(tmp_path, HOST="no-such-host.invalid", WORKERS=workers), "HOST='no-such-host.invalid'", "cannot be resolved")
+
+
+@pytest.mark.parametrize("name", ["DATA_DIR", "LOG_DIR"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_directory_setting_that_names_a_file_stops_start_up(tmp_path, name, workers):
+    (tmp_path / "a-file").write_text("")
+    one_line_error(start(tmp_path, WORKERS=workers, **{name: "a-file"}), f"{name}='a-file'", "not a directory")
+
+
+@pytest.mark.parametrize("name", ["DATA_DIR", "LOG_DIR"])
+def test_a_directory_setting_whose_parent_is_a_file_stops_start_up(tmp_path, name):
+    (tmp_path / "a-file").write_text("")
+    one_line_error(start(tmp_path, **{name: "a-file/sub"}), f"{name}='a-file/sub'", "cannot be created", "is a file")
+
+
+@pytest.mark.parametrize("name", ["DATA_DIR", "LOG_DIR"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_read_only_directory_setting_stops_start_up(tmp_path, read_only_dir, name, workers):
+    one_line_error(start(tmp_path, WORKERS=workers, **{name: str(read_only_dir)}), f"{name}='{read_only_dir}'", "not writable")
+
+
+def test_data_dir_is_not_checked_when_postgresql_holds_the_data(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    result = start(tmp_path, DATA_DIR="a-file", DATABASE_URL="postgresql://postgres@127.0.0.1:1/nothing")
+    line = one_line_error(result, "PostgreSQL")  # it got as far as the database
+    assert "DATA_DIR" not in line
+
+
+def test_an_env_file_that_is_not_utf8_stops_start_up(tmp_path):
+    result = start(tmp_path, GOOD_ENV_FILE.encode() + b"GREETING=caf\xe9\n")
+    one_line_error(result, ".env line 3", "not UTF-8", "0xe9")
