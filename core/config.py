@@ -98,6 +98,54 @@ def parse_workers(name: str, value: str) -> int:
     return parse_int(name, value, minimum=1)
 
 
+_ORIGIN = re.compile(
+    r"^([a-z][a-z0-9+.-]*)://(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::(\d{1,5}))?$",
+    re.IGNORECASE,
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(name: str, text: str) -> str:
+    """``scheme://host[:port]`` as a browser sends it in ``Origin``: lower case, without a default port.
+
+    Anything else would start fine and match no request, so it is refused
+    with the reason. ``*`` and ``null`` are refused outright: every CORS answer
+    allows credentials (the refresh cookie), and ``null`` is the origin of
+    sandboxed frames and ``file:`` pages, which any site can produce.
+    """
+    shown = f"{name}: {text!r}"
+    if text == "*":
+        raise ConfigError(f"{shown} is not allowed: CORS here always carries credentials, which '*' cannot; list each origin")
+    if text.lower() == "null":
+        raise ConfigError(f"{shown} is not allowed: any site can send Origin: null (sandboxed frames, file: pages); list each origin")
+    match = _ORIGIN.match(text[:-1] if text.endswith("/") else text)
+    if match is None:
+        if "*" in text:
+            why = "wildcards are not supported; list each origin"
+        elif any(c.isspace() for c in text):
+            why = "it contains a space; separate origins with commas"
+        elif "://" not in text:
+            why = f"it has no scheme; write e.g. https://{text}"
+        elif any(c in text.split("://", 1)[1].rstrip("/") for c in "/?#"):
+            why = "an origin has no path; write scheme://host[:port]"
+        else:
+            why = "write scheme://host[:port], e.g. https://app.example.com"
+        raise ConfigError(f"{shown} is not an origin: {why}")
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    if port is not None:
+        if not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{shown} is not an origin: the port must be between 1 and 65535")
+        if _DEFAULT_PORTS.get(scheme) == int(port):
+            port = None  # a browser leaves the default port out of Origin
+    return f"{scheme}://{host}" + (f":{int(port)}" if port else "")
+
+
+def parse_origins(name: str, value: str) -> tuple[str, ...]:
+    """A comma-separated list of origins, each checked by `parse_origin`."""
+    origins = (parse_origin(name, item.strip()) for item in value.split(",") if item.strip())
+    return tuple(dict.fromkeys(origins))
+
+
 def check_secret(name: str, value: str) -> str:
     if len(value.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
@@ -200,7 +248,6 @@ class Settings:
         for name in _SECRET_NAMES:
             if not env.get(name):
                 raise ConfigError(f"{name} is not set")
-        origins = tuple(o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS)).split(",") if o.strip())
         return cls(
             access_secret=env["ACCESS_TOKEN_SECRET"],
             refresh_secret=env["REFRESH_TOKEN_SECRET"],
@@ -208,7 +255,7 @@ class Settings:
             port=parse_port("PORT", get("PORT", "3500")),
             access_ttl=parse_duration("ACCESS_TOKEN_TTL", get("ACCESS_TOKEN_TTL", "15m")),
             refresh_ttl=parse_duration("REFRESH_TOKEN_TTL", get("REFRESH_TOKEN_TTL", "1d")),
-            allowed_origins=origins,
+            allowed_origins=parse_origins("ALLOWED_ORIGINS", get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
             data_dir=Path(get("DATA_DIR", "data")),
             log_dir=Path(get("LOG_DIR", "logs")),
             bcrypt_rounds=parse_int("BCRYPT_ROUNDS", get("BCRYPT_ROUNDS", "12"), minimum=4),

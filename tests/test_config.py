@@ -123,3 +123,28 @@ def test_a_port_outside_1_to_65535_is_refused(port):
     with pytest.raises(ConfigError, match=f"PORT='{port}' must be between 1 and 65535"):
         Settings.from_env({**GOOD, "PORT": port})
     assert Settings.from_env({**GOOD, "PORT": "65535"}).port == 65535 and Settings.from_env({**GOOD, "PORT": "1"}).port == 1
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("*", "is not allowed: CORS here always carries credentials"),
+        ("null", "is not allowed: any site can send Origin: null"),
+        ("https://a.example,null", "is not allowed: any site can send Origin: null"),
+        ("app.example.com", "no scheme"),
+        ("https://app.example.com/app", "no path"),
+        ("https://app.example.com/?x=1", "no path"),
+        ("https://*.example.com", "wildcards"),
+        ("https://a.example https://b.example", "space"),
+        ("https://a.example:70000", "between 1 and 65535"),
+        ("https://user@a.example", "scheme://host\\[:port\\]"),
+    ],
+)
+def test_an_origin_that_could_never_match_or_is_unsafe_is_refused(value, reason):
+    with pytest.raises(ConfigError, match=f"^ALLOWED_ORIGINS: '.+' .*{reason}"):
+        Settings.from_env({**GOOD, "ALLOWED_ORIGINS": value})
+
+
+def test_origins_are_kept_as_a_browser_sends_them():
+    settings = Settings.from_env({**GOOD, "ALLOWED_ORIGINS": "HTTPS://App.Example:443/, http://localhost:3500, http://[::1]:8080,https://app.example"})
+    assert settings.allowed_origins == ("https://app.example", "http://localhost:3500", "http://[::1]:8080")

@@ -160,3 +160,12 @@ def test_data_dir_is_not_checked_when_postgresql_holds_the_data(tmp_path):
 def test_an_env_file_that_is_not_utf8_stops_start_up(tmp_path):
     result = start(tmp_path, GOOD_ENV_FILE.encode() + b"GREETING=caf\xe9\n")
     one_line_error(result, ".env line 3", "not UTF-8", "0xe9")
+
+
+# -- ALLOWED_ORIGINS ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["*", "null", "app.example.com", "https://app.example.com/app", "https://*.example.com",
+                                   "https://a.example https://b.example"])
+def test_an_allowed_origin_that_matches_nothing_or_is_unsafe_stops_start_up(tmp_path, value):
+    one_line_error(start(tmp_path, ALLOWED_ORIGINS=value), "ALLOWED_ORIGINS", repr(value))
