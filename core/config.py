@@ -95,7 +95,27 @@ def parse_workers(name: str, value: str) -> int:
     """``auto`` is one worker per CPU; else a whole number of at least 1."""
     if value.strip().lower() == "auto":
         return cpu_count()
-    return parse_int(name, value, minimum=1)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number or auto (one worker per core)") from None
+    if number < 1:
+        raise ConfigError(f"{name}={value!r} must be at least 1, or auto (one worker per core)")
+    return number
+
+
+def too_many_workers(workers: int) -> str | None:
+    """A warning when ``workers`` exceeds the CPUs this process may use; None otherwise.
+
+    Not an error: a deliberate choice may have its reasons (workers that wait
+    on a slow database), but more workers than cores usually only add memory
+    and context switches.
+    """
+    cores = cpu_count()
+    if workers <= cores:
+        return None
+    return (f"WORKERS={workers} is more than the {cores} CPU core(s) this process may use; extra workers only add "
+            "memory and context switches (WORKERS=auto starts one per core)")
 
 
 _ORIGIN = re.compile(

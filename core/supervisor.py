@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import handoff
-from .config import ConfigError, Settings, read_settings
+from .config import ConfigError, Settings, read_settings, too_many_workers
 from .dispatch import Dispatcher, Target
 from .handoff import Word
 from .logs import OneLineFormatter
@@ -130,6 +130,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (0) or until the first workers cannot start (1)."""
         self.setup_log()
+        self.warn_if_too_many(self.settings.workers)
         try:
             listeners = bind(self.settings)
         except ConfigError as exc:
@@ -167,6 +168,11 @@ class Supervisor:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         self.file_handler = handler
+
+    def warn_if_too_many(self, workers: int) -> None:
+        warning = too_many_workers(workers)
+        if warning:
+            log.warning("%s", warning)
 
     def on_signal(self, signo: int, frame: Any) -> None:
         self.signals.append(signo)  # handled in the loop; the wakeup fd ends its select
@@ -372,6 +378,7 @@ class Supervisor:
         if (settings.host, settings.port) != (self.settings.host, self.settings.port):
             log.warning("PORT and HOST take a full restart; the new workers keep port %d", self.settings.port)
             settings = settings.with_changes(host=self.settings.host, port=self.settings.port)
+        self.warn_if_too_many(settings.workers)
         self.reload = Reload(settings)
         log.info("SIGHUP: starting %d new worker(s) one at a time", settings.workers)
         self.start_new_worker()

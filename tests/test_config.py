@@ -148,3 +148,18 @@ def test_an_origin_that_could_never_match_or_is_unsafe_is_refused(value, reason)
 def test_origins_are_kept_as_a_browser_sends_them():
     settings = Settings.from_env({**GOOD, "ALLOWED_ORIGINS": "HTTPS://App.Example:443/, http://localhost:3500, http://[::1]:8080,https://app.example"})
     assert settings.allowed_origins == ("https://app.example", "http://localhost:3500", "http://[::1]:8080")
+
+
+def test_a_workers_value_that_is_no_number_names_auto(monkeypatch):
+    for bad, reason in (("lots", "is not a whole number or auto"), ("0", "must be at least 1, or auto")):
+        with pytest.raises(ConfigError, match=f"WORKERS='{bad}' {reason}"):
+            Settings.from_env({**GOOD, "WORKERS": bad})
+
+
+def test_more_workers_than_cores_is_a_warning_naming_both(monkeypatch):
+    from core.config import too_many_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert too_many_workers(1) is None and too_many_workers(2) is None
+    warning = too_many_workers(1000)
+    assert warning is not None and "WORKERS=1000" in warning and "2 CPU core(s)" in warning and "auto" in warning

@@ -169,3 +169,10 @@ def test_an_env_file_that_is_not_utf8_stops_start_up(tmp_path):
                                    "https://a.example https://b.example"])
 def test_an_allowed_origin_that_matches_nothing_or_is_unsafe_stops_start_up(tmp_path, value):
     one_line_error(start(tmp_path, ALLOWED_ORIGINS=value), "ALLOWED_ORIGINS", repr(value))
+
+
+# -- WORKERS ------------------------------------------------------------------------------------------
+
+
+def test_a_workers_value_that_is_no_number_names_auto(tmp_path):
+    one_line_error(start(tmp_path, WORKERS="lots"), "WORKERS='lots'", "auto")
