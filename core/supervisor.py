@@ -130,12 +130,12 @@ class Supervisor:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (0) or until the first workers cannot start (1)."""
         self.setup_log()
-        self.warn_if_too_many(self.settings.workers)
         try:
             listeners = bind(self.settings)
         except ConfigError as exc:
             print(f"turnstile: {exc}", file=sys.stderr)
             return 1
+        self.warn_if_too_many(self.settings.workers)
         self.dispatcher = Dispatcher(listeners)
         self.metrics_dir = tempfile.mkdtemp(prefix="turnstile-metrics-")
         self.wake_r, self.wake_w = os.pipe()
