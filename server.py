@@ -7,6 +7,7 @@ import os
 import sys
 
 from core.config import ConfigError, Settings, load_settings
+from core.preflight import check_dirs
 
 
 def main(argv: list[str]) -> int:
@@ -18,6 +19,7 @@ def main(argv: list[str]) -> int:
     environ = dict(os.environ)  # before .env: workers and rolling restarts read .env as it is then
     try:
         settings = load_settings()  # before any worker starts: it writes generated secrets to .env for all of them
+        check_dirs(settings)  # before the supervisor or a worker writes there: one line, not a traceback per worker
     except ConfigError as exc:
         print(f"turnstile: {exc}", file=sys.stderr)
         return 1

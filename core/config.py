@@ -45,14 +45,21 @@ def parse_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean; use true or false")
 
 
-def parse_int(name: str, value: str, minimum: int = 0) -> int:
+def parse_int(name: str, value: str, minimum: int = 0, maximum: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if maximum is not None and not minimum <= number <= maximum:
+        raise ConfigError(f"{name}={value!r} must be between {minimum} and {maximum}")
     if number < minimum:
         raise ConfigError(f"{name}={value!r} must be at least {minimum}")
     return number
+
+
+def parse_port(name: str, value: str) -> int:
+    """1 to 65535: a larger number would be silently wrapped by the socket layer onto another port."""
+    return parse_int(name, value, minimum=1, maximum=65535)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)i?b?\s*$", re.IGNORECASE)
@@ -88,7 +95,75 @@ def parse_workers(name: str, value: str) -> int:
     """``auto`` is one worker per CPU; else a whole number of at least 1."""
     if value.strip().lower() == "auto":
         return cpu_count()
-    return parse_int(name, value, minimum=1)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number or auto (one worker per core)") from None
+    if number < 1:
+        raise ConfigError(f"{name}={value!r} must be at least 1, or auto (one worker per core)")
+    return number
+
+
+def too_many_workers(workers: int) -> str | None:
+    """A warning when ``workers`` exceeds the CPUs this process may use; None otherwise.
+
+    Not an error: a deliberate choice may have its reasons (workers that wait
+    on a slow database), but more workers than cores usually only add memory
+    and context switches.
+    """
+    cores = cpu_count()
+    if workers <= cores:
+        return None
+    return (f"WORKERS={workers} is more than the {cores} CPU core(s) this process may use; extra workers only add "
+            "memory and context switches (WORKERS=auto starts one per core)")
+
+
+_ORIGIN = re.compile(
+    r"^([a-z][a-z0-9+.-]*)://(\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::(\d{1,5}))?$",
+    re.IGNORECASE,
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(name: str, text: str) -> str:
+    """``scheme://host[:port]`` as a browser sends it in ``Origin``: lower case, without a default port.
+
+    Anything else would start fine and match no request, so it is refused
+    with the reason. ``*`` and ``null`` are refused outright: every CORS answer
+    allows credentials (the refresh cookie), and ``null`` is the origin of
+    sandboxed frames and ``file:`` pages, which any site can produce.
+    """
+    shown = f"{name}: {text!r}"
+    if text == "*":
+        raise ConfigError(f"{shown} is not allowed: CORS here always carries credentials, which '*' cannot; list each origin")
+    if text.lower() == "null":
+        raise ConfigError(f"{shown} is not allowed: any site can send Origin: null (sandboxed frames, file: pages); list each origin")
+    match = _ORIGIN.match(text[:-1] if text.endswith("/") else text)
+    if match is None:
+        if "*" in text:
+            why = "wildcards are not supported; list each origin"
+        elif any(c.isspace() for c in text):
+            why = "it contains a space; separate origins with commas"
+        elif "://" not in text:
+            why = f"it has no scheme; write e.g. https://{text}"
+        elif any(c in text.split("://", 1)[1].rstrip("/") for c in "/?#"):
+            why = "an origin has no path; write scheme://host[:port]"
+        else:
+            why = "write scheme://host[:port], e.g. https://app.example.com"
+        raise ConfigError(f"{shown} is not an origin: {why}")
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    if port is not None:
+        if not 1 <= int(port) <= 65535:
+            raise ConfigError(f"{shown} is not an origin: the port must be between 1 and 65535")
+        if _DEFAULT_PORTS.get(scheme) == int(port):
+            port = None  # a browser leaves the default port out of Origin
+    return f"{scheme}://{host}" + (f":{int(port)}" if port else "")
+
+
+def parse_origins(name: str, value: str) -> tuple[str, ...]:
+    """A comma-separated list of origins, each checked by `parse_origin`."""
+    origins = (parse_origin(name, item.strip()) for item in value.split(",") if item.strip())
+    return tuple(dict.fromkeys(origins))
 
 
 def check_secret(name: str, value: str) -> str:
@@ -199,15 +274,14 @@ class Settings:
         for name in _SECRET_NAMES:
             if not env.get(name):
                 raise ConfigError(f"{name} is not set")
-        origins = tuple(o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS)).split(",") if o.strip())
         return cls(
             access_secret=env["ACCESS_TOKEN_SECRET"],
             refresh_secret=env["REFRESH_TOKEN_SECRET"],
             host=env.get("HOST", "").strip(),
-            port=parse_int("PORT", get("PORT", "3500")),
+            port=parse_port("PORT", get("PORT", "3500")),
             access_ttl=parse_duration("ACCESS_TOKEN_TTL", get("ACCESS_TOKEN_TTL", "15m")),
             refresh_ttl=parse_duration("REFRESH_TOKEN_TTL", get("REFRESH_TOKEN_TTL", "1d")),
-            allowed_origins=origins,
+            allowed_origins=parse_origins("ALLOWED_ORIGINS", get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
             data_dir=Path(get("DATA_DIR", "data")),
             log_dir=Path(get("LOG_DIR", "logs")),
             bcrypt_rounds=parse_int("BCRYPT_ROUNDS", get("BCRYPT_ROUNDS", "12"), minimum=4),
@@ -242,23 +316,84 @@ class Settings:
         )
 
 
-def ensure_secrets(env_file: Path, environ: dict[str, str] | None = None) -> list[str]:
-    """Generate missing token secrets into `env_file` (mode 0600).
+def read_env_text(env_file: Path) -> str:
+    """The text of ``env_file``; empty when there is none."""
+    try:
+        return env_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{env_file} line {line} is not UTF-8 (byte {exc.object[exc.start]:#04x}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{env_file} cannot be read: {exc.strerror or exc}") from None
 
-    Returns the names generated so the caller can say so. Secrets already in
-    the environment are left alone. The values are never logged.
+
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
+
+
+def env_file_names(env_file: Path, text: str) -> dict[str, str | None]:
+    """Each name ``text`` sets, with its raw value (None for a name without ``=``).
+
+    A line python-dotenv cannot parse stops start-up: dotenv would skip it, and a
+    secret on it would look missing and be generated anew over the real one. The
+    error names the line and the setting, never the value.
+    """
+    import io
+
+    from dotenv.parser import parse_stream
+
+    names: dict[str, str | None] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            first = binding.original.string.splitlines()[0] if binding.original.string else ""
+            match = _ASSIGNMENT.match(first)
+            what = f"the line setting {match.group(1)}; is a quote left open?" if match else "lines are NAME=value"
+            raise ConfigError(f"{env_file} line {binding.original.line} cannot be parsed ({what})")
+        if binding.key is not None:
+            names[binding.key] = binding.value
+    return names
+
+
+def check_secret_sources(env_file: Path, environ: Mapping[str, str], on_disk: Mapping[str, str | None]) -> None:
+    """An empty secret is an error, never a reason to generate one.
+
+    ``ACCESS_TOKEN_SECRET= ./bin/serve``, what an unset ``$VAR`` gives, would
+    otherwise hide the secret in ``.env`` and a new one would be written after it.
+    """
+    for name in _SECRET_NAMES:
+        if name in environ:
+            if not environ[name]:
+                raise ConfigError(
+                    f"{name} is set but empty in the environment (an unset shell variable?); "
+                    f"give it a value, or unset it to use {env_file}"
+                )
+        elif name in on_disk and not on_disk[name]:
+            raise ConfigError(f"{name} is empty in {env_file}; give it a value, or delete its line to have one generated")
+
+
+def ensure_secrets(env_file: Path, environ: dict[str, str] | None = None) -> list[str]:
+    """Generate the token secrets that are set nowhere into `env_file` (mode 0600).
+
+    Returns the names generated so the caller can say so. A secret that is set,
+    in the environment or in `env_file`, is never generated: an existing key is
+    never written again. The values are never logged.
     """
     environ = os.environ if environ is None else environ
-    missing = [name for name in _SECRET_NAMES if not environ.get(name)]
+    text = read_env_text(env_file)
+    on_disk = env_file_names(env_file, text)
+    missing = [name for name in _SECRET_NAMES if name not in environ and name not in on_disk]
     if not missing:
         return []
     lines = [f"{name}={secrets.token_hex(64)}" for name in missing]
-    existing = env_file.read_text() if env_file.exists() else ""
-    prefix = "" if not existing or existing.endswith("\n") else "\n"
-    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a") as handle:
-        handle.write(prefix + "\n".join(lines) + "\n")
-    os.chmod(env_file, 0o600)
+    prefix = "" if not text or text.endswith("\n") else "\n"
+    try:
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            handle.write(prefix + "\n".join(lines) + "\n")
+        os.chmod(env_file, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the generated {' and '.join(missing)} to {env_file}: {exc.strerror or exc}") from None
     for line in lines:
         name, value = line.split("=", 1)
         environ[name] = value
@@ -271,17 +406,25 @@ def read_settings(environ: Mapping[str, str], env_file: Path = Path(".env")) -> 
     The supervisor reads its new settings this way at ``SIGHUP``: its own
     ``os.environ`` already holds the ``.env`` of its start.
     """
+    import io
+
     from dotenv import dotenv_values
 
-    on_disk = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.exists() else {}
+    text = read_env_text(env_file)
+    check_secret_sources(env_file, environ, env_file_names(env_file, text))
+    on_disk = {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
     return Settings.from_env({**on_disk, **environ})
 
 
 def load_settings(env_file: Path = Path(".env")) -> Settings:
     """Read `.env` (without overriding real environment), generating secrets on first run."""
+    import io
+
     from dotenv import load_dotenv
 
-    load_dotenv(env_file, override=False)
+    text = read_env_text(env_file)
+    check_secret_sources(env_file, os.environ, env_file_names(env_file, text))
+    load_dotenv(stream=io.StringIO(text), override=False)
     generated = ensure_secrets(env_file)
     if generated:
         log.warning("Generated %s and wrote them to %s (mode 0600)", " and ".join(generated), env_file)

@@ -33,6 +33,7 @@ from .backends import describe_store
 from .config import Settings, load_settings
 from .lifecycle import RequestTracker, TurnstileApplication
 from .logs import LogSetup, setup_logging
+from .preflight import bind
 from .raw_errors import answer_malformed_requests
 
 log = logging.getLogger("turnstile.server")
@@ -148,7 +149,7 @@ async def serve(settings: Settings | None = None, link: SupervisorLink | None = 
             if link is not None:
                 link.serve_connections(server)
             else:
-                server.listen(settings.port, address=settings.host)
+                server.add_sockets(bind(settings))  # a port in use or an unresolvable HOST: one ConfigError line
                 print(f"Server running on port {settings.port} ({describe_store(settings)})", flush=True)
             stop, hurry = asyncio.Event(), asyncio.Event()
 

@@ -46,10 +46,11 @@ from typing import Any, Mapping
 
 from . import handoff
 from .backends import describe_store
-from .config import ConfigError, Settings, read_settings
+from .config import ConfigError, Settings, read_settings, too_many_workers
 from .dispatch import Dispatcher, Target
 from .handoff import Word
 from .logs import OneLineFormatter
+from .preflight import bind, check_dirs
 
 log = logging.getLogger("turnstile.supervisor")
 
@@ -129,14 +130,13 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (0) or until the first workers cannot start (1)."""
-        from tornado.netutil import bind_sockets
-
         self.setup_log()
         try:
-            listeners = bind_sockets(self.settings.port, address=self.settings.host or None)
-        except OSError as exc:
-            print(f"turnstile: cannot listen on port {self.settings.port}: {exc.strerror or exc}", file=sys.stderr)
+            listeners = bind(self.settings)
+        except ConfigError as exc:
+            print(f"turnstile: {exc}", file=sys.stderr)
             return 1
+        self.warn_if_too_many(self.settings.workers)
         self.dispatcher = Dispatcher(listeners)
         self.metrics_dir = tempfile.mkdtemp(prefix="turnstile-metrics-")
         self.wake_r, self.wake_w = os.pipe()
@@ -169,6 +169,11 @@ class Supervisor:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         self.file_handler = handler
+
+    def warn_if_too_many(self, workers: int) -> None:
+        warning = too_many_workers(workers)
+        if warning:
+            log.warning("%s", warning)
 
     def on_signal(self, signo: int, frame: Any) -> None:
         self.signals.append(signo)  # handled in the loop; the wakeup fd ends its select
@@ -368,12 +373,14 @@ class Supervisor:
             return
         try:
             settings = read_settings(self.environ)
+            check_dirs(settings)  # no new worker is started into a LOG_DIR or DATA_DIR it cannot write
         except ConfigError as exc:
             log.error("rolling restart failed: %s; the old workers keep serving", exc)
             return
         if (settings.host, settings.port) != (self.settings.host, self.settings.port):
             log.warning("PORT and HOST take a full restart; the new workers keep port %d", self.settings.port)
             settings = settings.with_changes(host=self.settings.host, port=self.settings.port)
+        self.warn_if_too_many(settings.workers)
         self.reload = Reload(settings)
         log.info("SIGHUP: starting %d new worker(s) one at a time", settings.workers)
         self.start_new_worker()

@@ -108,3 +108,58 @@ def test_each_worker_can_keep_every_core_hashing(monkeypatch):
     assert Settings.from_env(GOOD).hash_pool_size == 4
     assert Settings.from_env({**GOOD, "WORKERS": "2"}).hash_pool_size == 4
     assert Settings.from_env({**GOOD, "WORKERS": "2", "HASH_WORKERS": "3"}).hash_pool_size == 3
+
+
+def test_a_secret_set_in_env_file_is_never_generated_again_even_empty(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("ACCESS_TOKEN_SECRET=\nREFRESH_TOKEN_SECRET=" + "r" * 64 + "\n")
+    before = env_file.read_text()
+    assert ensure_secrets(env_file, {}) == []
+    assert env_file.read_text() == before
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "69648"])
+def test_a_port_outside_1_to_65535_is_refused(port):
+    with pytest.raises(ConfigError, match=f"PORT='{port}' must be between 1 and 65535"):
+        Settings.from_env({**GOOD, "PORT": port})
+    assert Settings.from_env({**GOOD, "PORT": "65535"}).port == 65535 and Settings.from_env({**GOOD, "PORT": "1"}).port == 1
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("*", "is not allowed: CORS here always carries credentials"),
+        ("null", "is not allowed: any site can send Origin: null"),
+        ("https://a.example,null", "is not allowed: any site can send Origin: null"),
+        ("app.example.com", "no scheme"),
+        ("https://app.example.com/app", "no path"),
+        ("https://app.example.com/?x=1", "no path"),
+        ("https://*.example.com", "wildcards"),
+        ("https://a.example https://b.example", "space"),
+        ("https://a.example:70000", "between 1 and 65535"),
+        ("https://user@a.example", "scheme://host\\[:port\\]"),
+    ],
+)
+def test_an_origin_that_could_never_match_or_is_unsafe_is_refused(value, reason):
+    with pytest.raises(ConfigError, match=f"^ALLOWED_ORIGINS: '.+' .*{reason}"):
+        Settings.from_env({**GOOD, "ALLOWED_ORIGINS": value})
+
+
+def test_origins_are_kept_as_a_browser_sends_them():
+    settings = Settings.from_env({**GOOD, "ALLOWED_ORIGINS": "HTTPS://App.Example:443/, http://localhost:3500, http://[::1]:8080,https://app.example"})
+    assert settings.allowed_origins == ("https://app.example", "http://localhost:3500", "http://[::1]:8080")
+
+
+def test_a_workers_value_that_is_no_number_names_auto(monkeypatch):
+    for bad, reason in (("lots", "is not a whole number or auto"), ("0", "must be at least 1, or auto")):
+        with pytest.raises(ConfigError, match=f"WORKERS='{bad}' {reason}"):
+            Settings.from_env({**GOOD, "WORKERS": bad})
+
+
+def test_more_workers_than_cores_is_a_warning_naming_both(monkeypatch):
+    from core.config import too_many_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert too_many_workers(1) is None and too_many_workers(2) is None
+    warning = too_many_workers(1000)
+    assert warning is not None and "WORKERS=1000" in warning and "2 CPU core(s)" in warning and "auto" in warning

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from bench.harness import free_port
 from core.pg import BadDatabaseUrl, DatabaseUnreachable, LoginRefused, PermissionDenied, PgStore
 from core.store import StoreError
 
@@ -77,7 +78,7 @@ def test_server_py_with_a_bad_database_url_exits_1_with_one_line(tmp_path):
         "REFRESH_TOKEN_SECRET": "b" * 64,
         "DATA_DIR": str(tmp_path / "data"),
         "LOG_DIR": str(tmp_path / "logs"),
-        "PORT": "0",
+        "PORT": str(free_port()),
     }
     done = subprocess.run(
         [sys.executable, "server.py"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60

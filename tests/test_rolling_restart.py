@@ -137,3 +137,23 @@ def test_sighup_reads_env_again_and_a_bad_setting_keeps_the_old_workers(tmp_path
                  "the new .env to be served")
         code, output = server.stop()
     assert code == 0, output
+
+
+def test_a_data_dir_that_cannot_be_written_at_sighup_starts_no_new_worker(tmp_path):
+    install_probe(tmp_path)
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATA_DIR=data\n")
+    (tmp_path / "a-file").write_text("")
+    server = ServerProcess(tmp_path, WORKERS="2", **probe_env(tmp_path))
+    del server.env["DATA_DIR"]  # from .env, so that SIGHUP reads the new one
+    with server:
+        old = worker_pids(server)
+        env_file.write_text("DATA_DIR=a-file\n")
+        server.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_for(lambda: "rolling restart failed" in supervisor_log(server), 15, "the bad DATA_DIR to be reported")
+        failures = [line for line in supervisor_log(server).splitlines() if "rolling restart failed" in line]
+        assert len(failures) == 1 and "DATA_DIR='a-file' is not a directory" in failures[0], failures
+        assert set(children(server.pid)) == set(old.values())  # no new worker was started
+        assert worker_pids(server) == old
+        code, output = server.stop()
+    assert code == 0, output

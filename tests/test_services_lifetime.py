@@ -8,7 +8,7 @@ import pytest
 
 from core import services as services_module
 from core.app import create_app
-from core.config import Settings
+from core.config import ConfigError, Settings
 from core.security import PasswordHasher
 
 
@@ -105,6 +105,6 @@ def test_a_server_that_cannot_listen_closes_its_services(turnstile_settings, rec
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         settings = turnstile_settings.with_changes(host="127.0.0.1", port=taken.getsockname()[1])
-        with pytest.raises(OSError):
+        with pytest.raises(ConfigError, match="cannot listen on PORT"):
             asyncio.run(serve(settings))
     assert recorded == ["store closed", "hashing closed"]

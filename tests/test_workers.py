@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.harness import PASSWORD, SERVER, ServerProcess
 
 
@@ -248,3 +250,24 @@ def test_sigttin_adds_a_worker_and_sigttou_drains_one_but_never_the_last(tmp_pat
         assert all(healthz(server)["pid"] == last for _ in range(5))
         code, output = server.stop()
     assert code == 0, output
+
+
+def test_more_workers_than_cores_start_with_one_warning_naming_the_core_count(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    with ServerProcess(tmp_path, WORKERS=str(cores + 1)) as server:
+        assert len(worker_pids(server, count=cores + 1)) == cores + 1  # a warning, not a refusal
+        code, output = server.stop()
+    assert code == 0, output
+    warnings = [line for line in output.splitlines() if f"WORKERS={cores + 1} is more than the {cores} CPU core(s)" in line]
+    assert len(warnings) == 1 and "WORKERS=auto" in warnings[0], output
+    assert f"WORKERS={cores + 1} is more than" in (tmp_path / "logs" / "errLog.txt").read_text()
+
+
+def test_as_many_workers_as_cores_start_without_that_warning(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: WORKERS=1 runs no supervisor")
+    with ServerProcess(tmp_path, WORKERS=str(cores)) as server:
+        code, output = server.stop()
+    assert code == 0, output
+    assert "is more than the" not in output
