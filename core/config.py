@@ -344,6 +344,7 @@ def env_file_names(env_file: Path, text: str) -> dict[str, str | None]:
     from dotenv.parser import parse_stream
 
     names: dict[str, str | None] = {}
+    lines: dict[str, int] = {}
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             first = binding.original.string.splitlines()[0] if binding.original.string else ""
@@ -351,7 +352,14 @@ def env_file_names(env_file: Path, text: str) -> dict[str, str | None]:
             what = f"the line setting {match.group(1)}; is a quote left open?" if match else "lines are NAME=value"
             raise ConfigError(f"{env_file} line {binding.original.line} cannot be parsed ({what})")
         if binding.key is not None:
+            if binding.key in _SECRET_NAMES and binding.key in names and names[binding.key] != binding.value:
+                # What an earlier build's bug left behind: the last line would win silently, and instances disagree.
+                raise ConfigError(
+                    f"{binding.key} is set twice in {env_file} with different values (lines {lines[binding.key]} and "
+                    f"{binding.original.line}); keep the one the other instances use and delete the other line"
+                )
             names[binding.key] = binding.value
+            lines.setdefault(binding.key, binding.original.line)
     return names
 
 

@@ -73,6 +73,21 @@ def test_an_empty_or_unparsable_secret_stops_start_up_and_leaves_env_file_alone(
     assert ACCESS not in line and REFRESH not in line
 
 
+def test_a_secret_set_twice_with_different_values_stops_start_up(tmp_path):
+    """What the old bug left in a deployment's .env: the second line won silently, and instances disagreed."""
+    env_file = GOOD_ENV_FILE + "ACCESS_TOKEN_SECRET=" + "f" * 128 + "\n"
+    line = one_line_error(start(tmp_path, env_file), "ACCESS_TOKEN_SECRET", "twice", "lines 1 and 3")
+    assert ACCESS not in line and "f" * 16 not in line
+    assert (tmp_path / ".env").read_text() == env_file
+
+
+def test_a_secret_repeated_with_the_same_value_is_harmless(tmp_path):
+    from core.config import env_file_names
+
+    names = env_file_names(tmp_path / ".env", GOOD_ENV_FILE + f"ACCESS_TOKEN_SECRET={ACCESS}\n")
+    assert names["ACCESS_TOKEN_SECRET"] == ACCESS
+
+
 def test_an_unparsable_line_that_holds_no_secret_is_named_too(tmp_path):
     result = start(tmp_path, GOOD_ENV_FILE + "this is not a setting\n")
     one_line_error(result, ".env line 3", "NAME=value")
