@@ -78,7 +78,7 @@ def json_equals(expr: str, value: Any, params: Params) -> str:
     if isinstance(value, (list, dict)) and _holds_bool_or_bit(value):
         # jsonb's = tells true from 1 inside lists and objects; Python's == does not (0003_nested_equality.sql).
         param = params.add(value)
-        return f"(jsonb_typeof({expr}) = jsonb_typeof({param}::jsonb) AND ts_canonical({expr}) = ts_canonical({param}::jsonb))"
+        return f"(jsonb_typeof({expr}) = jsonb_typeof({param}::jsonb) AND ts_deep_canonical({expr}) = ts_deep_canonical({param}::jsonb))"
     return f"{expr} = {params.add(value)}::jsonb"
 
 

@@ -1,8 +1,10 @@
--- The store's equality holds inside lists and objects too: [true] equals [1], {"a": 1}
--- equals {"a": 1.0}, as `core.store.matches` (Python ==) has it. ts_canonical now recurses, so
--- equal compound values share one text: one field lock, and the test a filter on such a value
--- uses (core/pg/tables.py, json_equals). Scalars keep the text they had.
-CREATE OR REPLACE FUNCTION ts_canonical(v jsonb) RETURNS text
+-- The store's equality holds inside lists and objects too: [true] equals [1], {"a": 0} equals
+-- {"a": false}, as `core.store.matches` (Python ==) has it, where jsonb's = tells them apart.
+-- ts_deep_canonical is one text per class of equal values, at any depth; core/pg/tables.py
+-- (json_equals) compares with it only when a filter's list or object holds a boolean, a 0 or
+-- a 1, so other filters keep their plain, indexable test. ts_canonical, which the field locks
+-- of every write use, is left as it is: it is on every write's path.
+CREATE FUNCTION ts_deep_canonical(v jsonb) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $$
 BEGIN
@@ -15,11 +17,11 @@ BEGIN
         RETURN trim_scale(v::numeric)::text;
     WHEN 'array' THEN
         RETURN '[' || coalesce(
-            (SELECT string_agg(ts_canonical(e), ',' ORDER BY i) FROM jsonb_array_elements(v) WITH ORDINALITY AS a(e, i)),
+            (SELECT string_agg(ts_deep_canonical(e), ',' ORDER BY i) FROM jsonb_array_elements(v) WITH ORDINALITY AS a(e, i)),
             '') || ']';
     WHEN 'object' THEN
         RETURN '{' || coalesce(
-            (SELECT string_agg(to_jsonb(k)::text || ':' || ts_canonical(e), ',' ORDER BY k COLLATE "C") FROM jsonb_each(v) AS o(k, e)),
+            (SELECT string_agg(to_jsonb(k)::text || ':' || ts_deep_canonical(e), ',' ORDER BY k COLLATE "C") FROM jsonb_each(v) AS o(k, e)),
             '') || '}';
     ELSE
         RETURN v::text;
