@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from tornado.web import Application, RequestHandler
 
-from core.security import TokenInvalid
-from core.verify import JWKSAuthMixin, JWKSVerifier, KeysUnavailable, cache_seconds
+from core.verify import JWKSAuthMixin, JWKSVerifier, KeysUnavailable, TokenInvalid, cache_seconds
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "reports"
