@@ -7,8 +7,9 @@ checks every token against them with `core.verify`::
 
 Environment: ``JWKS_URL`` (required), ``PORT`` (3600), ``HOST`` (127.0.0.1),
 ``TOKEN_ISSUER`` and ``TOKEN_AUDIENCE`` (set them to what Turnstile has),
-``JWKS_REFETCH_INTERVAL`` (seconds between two fetches of the key set for an
-unknown ``kid``; 30).
+``TOKEN_LEEWAY`` (seconds of clock skew allowed on ``exp``; 0),
+``JWKS_REFETCH_INTERVAL`` (at most one fetch of the key set per this many
+seconds for an unknown ``kid``; 30).
 """
 
 from __future__ import annotations
@@ -56,15 +57,18 @@ def verifier_from_environment(env: dict[str, str]) -> JWKSVerifier:
     jwks_url = env.get("JWKS_URL", "").strip()
     if not jwks_url:
         raise SystemExit("resource-server: set JWKS_URL to Turnstile's key set, e.g. http://127.0.0.1:3500/.well-known/jwks.json")
-    try:
-        interval = float(env.get("JWKS_REFETCH_INTERVAL", "30"))
-    except ValueError:
-        raise SystemExit("resource-server: JWKS_REFETCH_INTERVAL must be a number of seconds") from None
+    seconds = {}
+    for name, default in (("JWKS_REFETCH_INTERVAL", "30"), ("TOKEN_LEEWAY", "0")):
+        try:
+            seconds[name] = float(env.get(name, default))
+        except ValueError:
+            raise SystemExit(f"resource-server: {name} must be a number of seconds") from None
     return JWKSVerifier(
         jwks_url,
         issuer=env.get("TOKEN_ISSUER") or None,
         audience=env.get("TOKEN_AUDIENCE") or None,
-        refetch_interval=interval,
+        refetch_interval=seconds["JWKS_REFETCH_INTERVAL"],
+        leeway=seconds["TOKEN_LEEWAY"],
     )
 
 
