@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import APIError
-from .security import ACCESS, TokenInvalid
+from .signing import ACCESS, TokenInvalid
 
 
 class VerifyJWTMixin:
