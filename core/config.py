@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from .signing import ALGORITHMS
+
 log = logging.getLogger("turnstile.config")
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:5500", "http://localhost:5500", "http://localhost:3500")
@@ -34,6 +36,13 @@ def parse_duration(name: str, value: str) -> int:
     if not match or int(match.group(1)) <= 0:
         raise ConfigError(f"{name}={value!r} is not a duration; use seconds or 30s/15m/2h/1d")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_optional_duration(name: str, value: str) -> int:
+    """A duration, or ``off`` (0)."""
+    if value.strip().lower() in ("off", "0", "false", "no", "none"):
+        return 0
+    return parse_duration(name, value)
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -183,6 +192,14 @@ class Settings:
     port: int = 3500
     access_ttl: int = 15 * 60
     refresh_ttl: int = 24 * 3600
+    # How access tokens are signed (core/signing.py, core/keyring.py); refresh tokens are always HS256.
+    access_algorithm: str = "HS256"
+    #: Stage a new signing key this often (seconds); 0: only ``keys rotate`` does.
+    key_rotation: int = 0
+    #: ``Cache-Control: max-age`` of ``/.well-known/jwks.json``; a staged key waits this long before it signs.
+    jwks_max_age: int = 300
+    token_issuer: str = ""
+    token_audience: str = ""
     allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
     data_dir: Path = Path("data")
     log_dir: Path = Path("logs")
@@ -226,6 +243,15 @@ class Settings:
         check_secret("REFRESH_TOKEN_SECRET", self.refresh_secret)
         if self.access_secret == self.refresh_secret:
             raise ConfigError("ACCESS_TOKEN_SECRET and REFRESH_TOKEN_SECRET must differ")
+        if self.access_algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"ACCESS_TOKEN_ALGORITHM={self.access_algorithm!r} is not supported; use one of {', '.join(ALGORITHMS)}"
+            )
+        if self.key_rotation and self.key_rotation <= self.jwks_max_age + self.access_ttl:
+            raise ConfigError(
+                f"KEY_ROTATION={self.key_rotation}s must be longer than JWKS_MAX_AGE plus ACCESS_TOKEN_TTL "
+                f"({self.jwks_max_age + self.access_ttl}s), or every key would still be published when the next replaces it"
+            )
         if self.workers < 1:
             raise ConfigError(f"WORKERS={self.workers} must be at least 1")
         if not 4 <= self.bcrypt_rounds <= 31:
@@ -281,6 +307,11 @@ class Settings:
             port=parse_port("PORT", get("PORT", "3500")),
             access_ttl=parse_duration("ACCESS_TOKEN_TTL", get("ACCESS_TOKEN_TTL", "15m")),
             refresh_ttl=parse_duration("REFRESH_TOKEN_TTL", get("REFRESH_TOKEN_TTL", "1d")),
+            access_algorithm=get("ACCESS_TOKEN_ALGORITHM", "HS256").strip(),
+            key_rotation=parse_optional_duration("KEY_ROTATION", get("KEY_ROTATION", "off")),
+            jwks_max_age=parse_duration("JWKS_MAX_AGE", get("JWKS_MAX_AGE", "5m")),
+            token_issuer=env.get("TOKEN_ISSUER", "").strip(),
+            token_audience=env.get("TOKEN_AUDIENCE", "").strip(),
             allowed_origins=parse_origins("ALLOWED_ORIGINS", get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
             data_dir=Path(get("DATA_DIR", "data")),
             log_dir=Path(get("LOG_DIR", "logs")),

@@ -49,7 +49,8 @@ from .openapi import error_response, json_body, json_response
 from .plugin_context import PluginContext, PluginError, PluginMetrics
 from .plugin_settings import setting
 from .roles import ADMIN, EDITOR, ROLES, USER, check_roles, require_roles, role_codes, stored_roles
-from .security import ACCESS, BCRYPT_MAX_BYTES, REFRESH, HashingBusy, TokenInvalid, token_digest
+from .security import BCRYPT_MAX_BYTES, HashingBusy, token_digest
+from .signing import ACCESS, REFRESH, TokenInvalid
 
 # The store, through the plugin's namespace (``plugin.db``, ``self.db``).
 from .store import Collection, Cond, Doc, Health, KeyExists, Namespace, StoreError, StoreUnavailable, where

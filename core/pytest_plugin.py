@@ -177,10 +177,15 @@ class ApiClient:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings for tests: random secrets, cheap bcrypt, everything under ``data_dir``."""
+    """Settings for tests: random secrets, cheap bcrypt, everything under ``data_dir``.
+
+    Access tokens are signed with ``ACCESS_TOKEN_ALGORITHM`` from the environment
+    (default HS256), so the whole suite can run under each algorithm.
+    """
     base = dict(
         access_secret=secrets.token_hex(32),
         refresh_secret=secrets.token_hex(32),
+        access_algorithm=os.environ.get("ACCESS_TOKEN_ALGORITHM", "").strip() or "HS256",
         data_dir=data_dir / "data",
         log_dir=data_dir / "logs",
         bcrypt_rounds=4,

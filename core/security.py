@@ -1,9 +1,7 @@
-"""Passwords and tokens.
+"""Passwords, and the digest of refresh tokens the store keeps.
 
 bcrypt is deliberately slow, so hashing and checking run in an executor and
-never on the event loop. JWTs are signed and verified with HS256 only (the
-algorithm is pinned on decode), and every token carries a ``typ`` claim so an
-access token is refused where a refresh token is expected, and vice versa.
+never on the event loop. Tokens are signed and verified in `core.signing`.
 """
 
 from __future__ import annotations
@@ -13,21 +11,15 @@ import hashlib
 import os
 import threading
 import secrets
-import time
-import uuid
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Callable, Protocol, TypeVar
 
 import bcrypt
-import jwt
 
 from .errors import APIError
 
 T = TypeVar("T")
 
-ALGORITHM = "HS256"
-ACCESS = "access"
-REFRESH = "refresh"
 BCRYPT_MAX_BYTES = 72
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -35,10 +27,6 @@ _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 class _Gauge(Protocol):
     def inc(self, amount: float = 1) -> None: ...
     def dec(self, amount: float = 1) -> None: ...
-
-
-class TokenInvalid(Exception):
-    """Expired, forged, malformed, or of the wrong type. Never says which to the client."""
 
 
 class HashingBusy(APIError):
@@ -130,43 +118,6 @@ class PasswordHasher:
             return bcrypt.checkpw(password.encode(), hashed.encode())
         except ValueError:  # over 72 bytes, or a hash that is not bcrypt
             return False
-
-
-class TokenSigner:
-    """Issues and verifies access and refresh JWTs with separate secrets."""
-
-    def __init__(self, access_secret: str, refresh_secret: str, access_ttl: int, refresh_ttl: int, leeway: int = 0) -> None:
-        self._secrets = {ACCESS: access_secret, REFRESH: refresh_secret}
-        self.ttl = {ACCESS: access_ttl, REFRESH: refresh_ttl}
-        self.leeway = leeway
-
-    def issue(self, typ: str, username: str, **claims: Any) -> str:
-        now = int(time.time())
-        payload = {
-            "typ": typ,
-            "jti": uuid.uuid4().hex,
-            "iat": now,
-            "exp": now + self.ttl[typ],
-            "username": username,
-            **claims,
-        }
-        return jwt.encode(payload, self._secrets[typ], algorithm=ALGORITHM)
-
-    def verify(self, typ: str, token: str) -> dict[str, Any]:
-        """Claims of a valid token of type ``typ``; raises `TokenInvalid` otherwise."""
-        try:
-            claims = jwt.decode(
-                token,
-                self._secrets[typ],
-                algorithms=[ALGORITHM],
-                leeway=self.leeway,
-                options={"require": ["exp", "iat", "typ", "jti", "username"]},
-            )
-        except jwt.PyJWTError as exc:
-            raise TokenInvalid(type(exc).__name__) from None
-        if claims.get("typ") != typ or not isinstance(claims.get("username"), str):
-            raise TokenInvalid("wrong token type")
-        return claims
 
 
 def token_digest(token: str) -> str:

@@ -20,7 +20,9 @@ from .accounts import Accounts
 from .backends import open_store
 from .config import Settings
 from .metrics import Metrics
-from .security import PasswordHasher, TokenSigner
+from .keyring import Keyring
+from .security import PasswordHasher
+from .signing import SecretKey, TokenSigner
 from .store import Store
 
 
@@ -33,6 +35,8 @@ class Services:
     accounts: Accounts
     passwords: PasswordHasher
     tokens: TokenSigner
+    #: The access-token keys: asymmetric ones in the store, or HS256 with ``ACCESS_TOKEN_SECRET`` (`core.keyring`).
+    keyring: Keyring
     #: This app's Prometheus metrics (``GET /metrics``, the ``metrics`` plugin).
     metrics: Metrics = field(default_factory=Metrics)
     #: What `close` undoes, newest first; `make_services` fills it.
@@ -80,6 +84,10 @@ async def make_services(settings: Settings) -> Services:
         store = await open_store(settings)
         exits.push_async_callback(store.close)
         accounts = await Accounts.open(store)
+        keyring = Keyring(store, settings)
+        await keyring.ensure()
+        keyring.start()
+        exits.push_async_callback(keyring.stop)
         if hasattr(store, "on_write"):
             store.on_write = metrics.store_write_seconds.observe
         services = Services(
@@ -88,8 +96,15 @@ async def make_services(settings: Settings) -> Services:
             accounts=accounts,
             passwords=passwords,
             tokens=TokenSigner(
-                settings.access_secret, settings.refresh_secret, settings.access_ttl, settings.refresh_ttl, settings.token_leeway
+                keyring,
+                SecretKey(settings.refresh_secret),
+                settings.access_ttl,
+                settings.refresh_ttl,
+                settings.token_leeway,
+                issuer=settings.token_issuer,
+                audience=settings.token_audience,
             ),
+            keyring=keyring,
             metrics=metrics,
             exits=exits.pop_all(),
         )

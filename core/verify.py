@@ -20,7 +20,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.web import RequestHandler
 
 from .errors import APIError
-from .security import ACCESS, TokenInvalid
+from .signing import ACCESS, TokenInvalid
 
 
 class VerifyJWTMixin:

@@ -6,7 +6,7 @@ import pytest
 
 from core.base import BaseHandler
 from core.roles import ROLES, parse_roles, require_roles, role_names, stored_roles
-from core.security import ACCESS
+from core.signing import ACCESS
 
 GUARDED_PLUGIN = '''
 from core.base import BaseHandler

@@ -5,7 +5,7 @@ import time
 import jwt
 import pytest
 
-from core.security import ACCESS, TokenInvalid, TokenSigner
+from core.signing import ACCESS, SecretKey, TokenInvalid, TokenSigner
 
 
 def access(secret, algorithm="HS256", **overrides):
@@ -76,7 +76,7 @@ async def test_leeway_is_configurable(api, turnstile_settings, status):
 
 
 def test_signer_requires_the_claims():
-    signer = TokenSigner("a" * 32, "b" * 32, 60, 60)
+    signer = TokenSigner(SecretKey("a" * 32), SecretKey("b" * 32), 60, 60)
     missing_jti = jwt.encode({"typ": "access", "iat": 1, "exp": 2**40, "username": "u"}, "a" * 32, algorithm="HS256")
     with pytest.raises(TokenInvalid):
         signer.verify(ACCESS, missing_jti)
