@@ -49,7 +49,7 @@ class VerifyJWTMixin:
 log = logging.getLogger("turnstile.jwks")
 
 #: The signing algorithms a key set may use; symmetric ones (HS*) and ``none`` are never accepted.
-ASYMMETRIC = ("EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+ASYMMETRIC_JWS = ("EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 
 
 class KeysUnavailable(TokenInvalid):
@@ -111,9 +111,9 @@ class JWKSVerifier:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        refused = [alg for alg in algorithms if alg not in ASYMMETRIC]
+        refused = [alg for alg in algorithms if alg not in ASYMMETRIC_JWS]
         if refused or not algorithms:
-            raise ValueError(f"algorithms must be asymmetric signing algorithms ({', '.join(ASYMMETRIC)}); refused: {refused or 'none given'}")
+            raise ValueError(f"algorithms must be asymmetric signing algorithms ({', '.join(ASYMMETRIC_JWS)}); refused: {refused or 'none given'}")
         self.jwks_url = jwks_url
         self.issuer = issuer
         self.audience = audience
