@@ -11,6 +11,8 @@ access token on its next ``/refresh``)::
     bin/turnstile user passwd NAME                        # new password; ends all sessions
     bin/turnstile user revoke NAME                        # end all sessions
     bin/turnstile user delete NAME                        # delete the user and their sessions
+    bin/turnstile keys rotate [--now]                     # stage a new signing key (asymmetric algorithms)
+    bin/turnstile keys list                               # the signing keys and their states
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import getpass
 import re
 import sys
+import time
 from typing import Any, NoReturn, TextIO
 
 from .accounts import Accounts, KeyExists, check_password_length, check_username
@@ -27,8 +30,9 @@ from .backends import open_store
 from .config import Settings, load_settings
 from .errors import APIError
 from .roles import parse_roles, role_names
+from .keyring import Entry, Keyring, KeyringError
 from .security import PasswordHasher
-from .store import StoreError
+from .store import Store, StoreError
 
 
 class CLIError(Exception):
@@ -130,6 +134,13 @@ def parser() -> Parser:
         ("delete", "delete a user and end their sessions"),
     ):
         user.add_parser(name, help=text).add_argument("name")
+    keys = groups.add_parser("keys", help="the access-token signing keys (ACCESS_TOKEN_ALGORITHM EdDSA, ES256, RS256)")
+    keys = keys.add_commands("command")
+    rotate = keys.add_parser(
+        "rotate", help="stage a new signing key: published at once, signing after one JWKS cache period (JWKS_MAX_AGE)"
+    )
+    rotate.add_argument("--now", action="store_true", help="sign with it within seconds (once every running server has it)")
+    keys.add_parser("list", help="kid, algorithm, state (next, current, retired) and dates of each key; never private material")
     store = groups.add_parser("store", help="operate on whole stores").add_commands("command")
     copy = store.add_parser("copy", help="copy every collection (users and live sessions included) between stores")
     copy.add_argument("--from", dest="source", required=True, metavar="DATA_DIR_OR_URL")
@@ -165,9 +176,37 @@ async def require_user(accounts: Accounts, name: str) -> None:
         raise CLIError(f"no user {name}")
 
 
+def _when(stamp: int | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(stamp))
+
+
+def print_keys(entries: list[Entry], out: TextIO) -> None:
+    """One line per key, tab-separated, with a header: what ``keys list`` shows (nothing private)."""
+    print("kid\talg\tstate\tcreated\tsigns from\tretired\tpublished until", file=out)
+    for e in entries:
+        since = "-" if e.active_from <= 0 else _when(e.active_from)
+        until = "-" if e.published_until is None else _when(e.published_until)
+        shown = "(not published: HS256 secret)" if e.jwk is None else until
+        print(f"{e.kid}\t{e.alg}\t{e.state}\t{_when(e.created)}\t{since}\t{_when(e.retired_at)}\t{shown}", file=out)
+
+
+async def run_keys(args: argparse.Namespace, store: Store, settings: Settings, out: TextIO) -> None:
+    keyring = Keyring(store, settings)
+    if args.command == "rotate":
+        try:
+            entry = await keyring.rotate(now_=args.now)
+        except KeyringError as exc:
+            raise CLIError(str(exc)) from None
+        print(f"staged {entry.kid} ({entry.alg}): published now, signs from {_when(entry.active_from)}", file=out)
+    await keyring.load()
+    print_keys(keyring.entries(), out)
+
+
 async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: TextIO) -> None:
     store = await open_store(settings)
     try:
+        if args.group == "keys":
+            return await run_keys(args, store, settings, out)
         accounts = await Accounts.open(store)
         name = getattr(args, "name", None)
         if args.command == "add":

@@ -250,7 +250,7 @@ class Settings:
         if self.key_rotation and self.key_rotation <= self.jwks_max_age + self.access_ttl:
             raise ConfigError(
                 f"KEY_ROTATION={self.key_rotation}s must be longer than JWKS_MAX_AGE plus ACCESS_TOKEN_TTL "
-                f"({self.jwks_max_age + self.access_ttl}s), or every key would still be published when the next replaces it"
+                f"({self.jwks_max_age + self.access_ttl}s): a key should sign for longer than it takes to publish one and retire one"
             )
         if self.workers < 1:
             raise ConfigError(f"WORKERS={self.workers} must be at least 1")

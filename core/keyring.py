@@ -38,7 +38,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
 
@@ -67,13 +67,13 @@ class Entry:
 
     kid: str
     alg: str
-    created: int
-    active_from: int
+    created: float
+    active_from: float
     jwk: dict[str, Any] | None
     sealed: str | None
     state: str = ""
-    retired_at: int | None = None
-    published_until: int | None = None
+    retired_at: float | None = None
+    published_until: float | None = None
 
     @classmethod
     def from_doc(cls, doc: Doc) -> "Entry":
@@ -114,8 +114,19 @@ def states(entries: list[Entry], now: float, lifetime: int) -> list[Entry]:
     return out
 
 
-def _with(entry: Entry, state: str, retired_at: int | None = None, until: int | None = None) -> Entry:
+def _with(entry: Entry, state: str, retired_at: float | None = None, until: float | None = None) -> Entry:
     return Entry(entry.kid, entry.alg, entry.created, entry.active_from, entry.jwk, entry.sealed, state, retired_at, until)
+
+
+@dataclass(frozen=True)
+class _View:
+    """The keyring's states from ``start`` until ``end`` (the next time one changes)."""
+
+    entries: list[Entry]
+    keys: dict[str, Key]
+    signer: Key
+    start: float
+    end: float
 
 
 class Keyring:
@@ -134,6 +145,9 @@ class Keyring:
         self._task: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self._last_load = 0.0
+        self._cached: _View | None = None
+        #: Wall-clock seconds; the tests move it to see a staged key take over, or a retired one drop.
+        self.clock: Callable[[], float] = time.time
 
     # -- timing -------------------------------------------------------------------------------------
 
@@ -156,13 +170,7 @@ class Keyring:
 
     def signing_key(self) -> Key:
         """The current key; HS256 with the secret while the keyring is empty or its current entry is HS256."""
-        for entry in self.entries():
-            if entry.state != "current" and entry.state != "retired":
-                continue
-            key = self._signing(entry)
-            if key is not None:
-                return key
-        return self.secret.key
+        return self._view().signer
 
     def find(self, kid: str | None) -> Key | None:
         """The key ``kid`` names while it is published (an HS256 entry: while it may have signed a live token)."""
@@ -170,11 +178,10 @@ class Keyring:
             return self.secret.find(kid)
         if kid is None:
             kid = self.secret.key.kid  # a token from before ``kid`` headers was signed with the secret
-        for entry in self.entries():
-            if entry.kid == kid:
-                return self.secret.key if entry.alg == HS256 else self._keys.get(kid)
-        self.reload_soon()
-        return None
+        key = self._view().keys.get(kid)
+        if key is None:
+            self.reload_soon()
+        return key
 
     def _signing(self, entry: Entry) -> Key | None:
         if entry.alg == HS256:
@@ -185,12 +192,38 @@ class Keyring:
     # -- state --------------------------------------------------------------------------------------
 
     def entries(self, now: float | None = None) -> list[Entry]:
-        """The loaded keys with their states now, newest first."""
-        return states(self._entries, time.time() if now is None else now, self.lifetime)
+        """The loaded keys with their states now (or at ``now``), newest first."""
+        if now is not None:
+            return states(self._entries, now, self.lifetime)
+        return self._view().entries
 
-    def jwks(self, now: float | None = None) -> dict[str, Any]:
+    def _view(self) -> "_View":
+        """The states now, computed again only when the time passes a boundary (a key takes over or drops)."""
+        t = self.clock()
+        view = self._cached
+        if view is None or not view.start <= t < view.end:
+            view = self._cached = self._compute(t)
+        return view
+
+    def _compute(self, t: float) -> "_View":
+        entries = states(self._entries, t, self.lifetime)
+        keys: dict[str, Key] = {}
+        for entry in entries:
+            if entry.alg == HS256:
+                if entry.kid == self.secret.key.kid:
+                    keys[entry.kid] = self.secret.key
+            elif entry.kid in self._keys:
+                keys[entry.kid] = self._keys[entry.kid]
+        signer = next((k for e in entries if e.state == "current" and (k := self._signing(e)) is not None), None)
+        if signer is None:  # none, or sealed under another secret: the newest key this process can sign with
+            signer = next((k for e in entries if e.state == "retired" and (k := self._signing(e)) is not None), self.secret.key)
+        ends = [e.active_from for e in entries if e.state == "next"]
+        ends += [e.published_until + 1 for e in entries if e.published_until is not None]
+        return _View(entries, keys, signer, t, min(ends, default=float("inf")))
+
+    def jwks(self) -> dict[str, Any]:
         """The public key set: next, current and retired asymmetric keys, public members only."""
-        return {"keys": [dict(e.jwk) for e in self.entries(now) if e.jwk is not None]}
+        return {"keys": [dict(e.jwk) for e in self.entries() if e.jwk is not None]}
 
     async def load(self) -> None:
         """Read the keyring from the store into this process's snapshot."""
@@ -209,6 +242,7 @@ class Keyring:
             keys[entry.kid] = key_from_jwk(entry.jwk, self._open(entry))
         self._entries = entries
         self._keys = keys
+        self._cached = None
         self._last_load = time.monotonic()
 
     def _open(self, entry: Entry) -> Any:
@@ -226,7 +260,7 @@ class Keyring:
 
     # -- changes ------------------------------------------------------------------------------------
 
-    def _new_doc(self, alg: str, active_from: int, now: int) -> Doc:
+    def _new_doc(self, alg: str, active_from: float, now: float) -> Doc:
         private = generate_private_key(alg)
         jwk = public_jwk(alg, private.public_key())
         pem = private.private_bytes(
@@ -234,7 +268,7 @@ class Keyring:
         )
         return {"kid": jwk["kid"], "alg": alg, "created": now, "active_from": active_from, "jwk": jwk, "private": self._box.seal(pem)}
 
-    async def _read(self, tx: Transaction, now: int) -> list[Entry]:
+    async def _read(self, tx: Transaction, now: float) -> list[Entry]:
         """All entries, read in ``tx`` (which locks the collection), after deleting those past their time."""
         coll = tx.collection(COLLECTION)
         entries = [Entry.from_doc(doc) for doc in await coll.all()]
@@ -265,7 +299,7 @@ class Keyring:
         first keyring also records the HS256 secret as retired now, so access
         tokens signed with it before the change stay good too.
         """
-        now = int(time.time())
+        now = round(self.clock(), 3)
         if self.alg == HS256:
             await self.load()
             if not self._entries:  # the default: nothing to write, tokens are signed with the secret as ever
@@ -288,7 +322,7 @@ class Keyring:
             docs = await coll.all()
         self._install([Entry.from_doc(doc) for doc in docs])
 
-    def _hs_doc(self, active_from: int, now: int) -> Doc:
+    def _hs_doc(self, active_from: float, now: float) -> Doc:
         return {"kid": self.secret.key.kid, "alg": HS256, "created": now, "active_from": active_from}
 
     async def rotate(self, now_: bool = False) -> Entry:
@@ -302,7 +336,7 @@ class Keyring:
                 f"keys rotate needs an asymmetric ACCESS_TOKEN_ALGORITHM ({', '.join(ASYMMETRIC)}); "
                 "with HS256 the key is ACCESS_TOKEN_SECRET"
             )
-        now = int(time.time())
+        now = round(self.clock(), 3)
         active_from = now + (self.switch_delay if now_ else self.stage_delay)
         async with self.store.transaction() as tx:
             coll = tx.collection(COLLECTION)
@@ -323,7 +357,7 @@ class Keyring:
     async def maintain(self) -> None:
         """Reload; stage the next key when ``KEY_ROTATION`` says it is due; drop keys past their time."""
         await self.load()
-        now = int(time.time())
+        now = round(self.clock(), 3)
         all_entries = self._entries
         live = self.entries(now)
         rotation = self.settings.key_rotation

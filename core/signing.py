@@ -39,6 +39,8 @@ ASYMMETRIC = ALGORITHMS[1:]
 #: JWK members that are private in some key type: never published.
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _REQUIRED = ["exp", "iat", "typ", "jti", "username"]
+#: Distinct verified token headers remembered (a few per key: one per token kind and algorithm).
+HEADER_CACHE = 64
 _THUMBPRINT_MEMBERS = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
 
 
@@ -157,6 +159,7 @@ class TokenSigner:
         self.leeway = leeway
         self.issuer = issuer
         self.audience = audience
+        self._headers: dict[str, dict[str, Any]] = {}  # header segment -> parsed header, of verified tokens only
 
     def claims(self, typ: str, username: str, **extra: Any) -> dict[str, Any]:
         """The claims `issue` signs: the standard ones for ``typ``, then ``extra``."""
@@ -182,10 +185,13 @@ class TokenSigner:
 
     def verify(self, typ: str, token: str) -> dict[str, Any]:
         """Claims of a valid token of type ``typ``; raises `TokenInvalid` otherwise."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenInvalid(type(exc).__name__) from None
+        segment = token.partition(".")[0]
+        header = self._headers.get(segment)
+        if header is None:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.PyJWTError as exc:
+                raise TokenInvalid(type(exc).__name__) from None
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise TokenInvalid("malformed kid")
@@ -209,4 +215,9 @@ class TokenSigner:
             raise TokenInvalid(type(exc).__name__) from None
         if claims.get("typ") != typ or not isinstance(claims.get("username"), str):
             raise TokenInvalid("wrong token type")
+        if segment not in self._headers:
+            # Every token a key signs has the same header: remember it once verified, to parse it once.
+            if len(self._headers) >= HEADER_CACHE:
+                self._headers.clear()
+            self._headers[segment] = header
         return claims

@@ -1,8 +1,6 @@
 """`python server.py user ...`: works against a running server, which sees the change without a restart."""
 
-import asyncio
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,28 +14,6 @@ from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient
 SERVER = Path(__file__).resolve().parent.parent / "server.py"
 
 
-@pytest.fixture
-def run_cli(turnstile_settings, tmp_path):
-    """Runs the CLI in its own process on the app's store (DATA_DIR or DATABASE_URL), without blocking the server's loop."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN_SECRET") and k != "DATABASE_URL"}
-    env.update(
-        ACCESS_TOKEN_SECRET=turnstile_settings.access_secret,
-        REFRESH_TOKEN_SECRET=turnstile_settings.refresh_secret,
-        DATA_DIR=str(turnstile_settings.data_dir),
-        BCRYPT_ROUNDS="4",
-    )
-    if turnstile_settings.database_url:
-        env["DATABASE_URL"] = turnstile_settings.database_url
-
-    async def run(*args, stdin=""):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(SERVER), *args, cwd=tmp_path, env=env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
-        return proc.returncode, out.decode(), err.decode()
-
-    return run
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -100,11 +76,11 @@ async def test_refusals_exit_1_with_a_message(run_cli, make_user):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("bogus",), "turnstile: unknown command 'bogus'; the commands are user, store (without a command, server.py runs the server)"),
+        (("bogus",), "turnstile: unknown command 'bogus'; the commands are user, keys, store (without a command, server.py runs the server)"),
         (("user", "bogus"), "turnstile: unknown command 'user bogus'; the user commands are add, list, roles, passwd, revoke, delete"),
         (("store", "bogus"), "turnstile: unknown command 'store bogus'; the store commands are copy"),
         (("user",), "turnstile: server.py user needs a command: add, list, roles, passwd, revoke, delete"),
-        (("--port", "80"), "turnstile: unknown option '--port'; server.py takes --help, or a command: user, store"),
+        (("--port", "80"), "turnstile: unknown option '--port'; server.py takes --help, or a command: user, keys, store"),
     ],
 )
 def test_an_unknown_or_missing_command_is_named_with_the_commands_there_are(tmp_path, args, message):

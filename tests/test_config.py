@@ -163,3 +163,29 @@ def test_more_workers_than_cores_is_a_warning_naming_both(monkeypatch):
     assert too_many_workers(1) is None and too_many_workers(2) is None
     warning = too_many_workers(1000)
     assert warning is not None and "WORKERS=1000" in warning and "2 CPU core(s)" in warning and "auto" in warning
+
+
+def test_signing_settings_are_read_and_checked():
+    settings = Settings.from_env({**GOOD, "ACCESS_TOKEN_ALGORITHM": "EdDSA", "KEY_ROTATION": "30d", "JWKS_MAX_AGE": "10m",
+                                  "TOKEN_ISSUER": "https://auth.example.com", "TOKEN_AUDIENCE": "reports"})
+    assert (settings.access_algorithm, settings.key_rotation, settings.jwks_max_age) == ("EdDSA", 30 * 86400, 600)
+    assert (settings.token_issuer, settings.token_audience) == ("https://auth.example.com", "reports")
+    default = Settings.from_env(GOOD)
+    assert (default.access_algorithm, default.key_rotation, default.jwks_max_age) == ("HS256", 0, 300)
+    assert Settings.from_env({**GOOD, "KEY_ROTATION": "off"}).key_rotation == 0
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"ACCESS_TOKEN_ALGORITHM": "HS512"}, "ACCESS_TOKEN_ALGORITHM='HS512' is not supported; use one of HS256, EdDSA, ES256, RS256"),
+        ({"ACCESS_TOKEN_ALGORITHM": "none"}, "ACCESS_TOKEN_ALGORITHM='none' is not supported"),
+        ({"KEY_ROTATION": "soon"}, "KEY_ROTATION='soon' is not a duration"),
+        ({"KEY_ROTATION": "10m"}, "KEY_ROTATION=600s must be longer than JWKS_MAX_AGE plus ACCESS_TOKEN_TTL (1200s)"),
+        ({"JWKS_MAX_AGE": "0"}, "JWKS_MAX_AGE='0' is not a duration"),
+    ],
+)
+def test_bad_signing_settings_are_one_line_naming_the_setting(env, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**GOOD, **env})
+    assert str(raised.value).startswith(message)

@@ -1,4 +1,4 @@
-"""Accounts and sessions: register, log in, refresh, log out (one device or all), change password."""
+"""Accounts and sessions: register, log in, refresh, log out (one device or all), change password; the public key set."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .handlers import (
     RegisterHandler,
 )
 from .metrics import AuthMetrics
+from .wellknown import DiscoveryHandler, JWKSHandler
 
 PRUNE_EVERY = 600  # seconds between sweeps of expired session records and throttle entries
 
@@ -37,6 +38,8 @@ def routes(plugin: PluginContext) -> list:
         (r"/logout", LogoutHandler),
         (r"/logout-all", LogoutAllHandler),
         (r"/password", PasswordHandler, {"throttle": throttle}),
+        (r"/\.well-known/jwks\.json", JWKSHandler),
+        (r"/\.well-known/openid-configuration", DiscoveryHandler),
     ]
 
 
