@@ -28,6 +28,12 @@ Fixtures:
 * ``make_user``: ``await make_user("alice", roles=[ADMIN])`` registers a user
   and gives it exactly those roles (codes or names; default: the store's default).
 * ``auth_headers``: ``await auth_headers("alice")`` logs in and returns the Bearer header.
+* ``tokens``: the app's `core.signing.TokenSigner`, to mint and read tokens
+  as the app does under whatever ``ACCESS_TOKEN_ALGORITHM``:
+  ``tokens.issue(ACCESS, "alice", roles=[ADMIN])``, ``tokens.verify(ACCESS,
+  token)``, and ``tokens.sign(typ, claims)`` for odd claims (expired, another
+  ``typ``) signed with the current key. Never write an algorithm or a secret
+  into a test: the suite runs under each algorithm.
 * ``logged_in``: ``client = await logged_in("alice", roles=["Editor"])`` makes the
   user if needed and returns an `ApiClient` that sends its access token on every
   request and keeps the refresh cookie (``await client.refresh()``).
@@ -62,6 +68,7 @@ from .config import Settings
 from .lifecycle import TurnstileApplication
 from .loader import PROJECT_PLUGINS
 from .roles import role_codes
+from .signing import TokenSigner
 from .store import Store
 
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -182,14 +189,16 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     Access tokens are signed with ``ACCESS_TOKEN_ALGORITHM`` from the environment
     (default HS256), so the whole suite can run under each algorithm.
     """
-    base = dict(
+    base: dict[str, Any] = dict(
         access_secret=secrets.token_hex(32),
         refresh_secret=secrets.token_hex(32),
-        access_algorithm=os.environ.get("ACCESS_TOKEN_ALGORITHM", "").strip() or "HS256",
         data_dir=data_dir / "data",
         log_dir=data_dir / "logs",
         bcrypt_rounds=4,
     )
+    algorithm = os.environ.get("ACCESS_TOKEN_ALGORITHM", "").strip()
+    if algorithm:  # unset: the settings' default
+        base["access_algorithm"] = algorithm
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
 
@@ -403,6 +412,12 @@ def auth_headers(app: TurnstileApplication, http_client: AsyncHTTPClient, base_u
         return {"Authorization": f"Bearer {token}"}
 
     return headers
+
+
+@pytest.fixture
+def tokens(app: TurnstileApplication) -> TokenSigner:
+    """The app's token signer: tests mint and read tokens through it, so they hold under every algorithm."""
+    return app.services.tokens
 
 
 @pytest.fixture

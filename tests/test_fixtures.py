@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 from core.plugin import ADMIN, EDITOR
+from core.signing import ACCESS, REFRESH, TokenInvalid
 
 # Every test here runs with these settings, unless a closer marker or a parameter says otherwise.
 pytestmark = pytest.mark.settings(refresh_reuse_grace=7, password_min_length=9)
@@ -27,6 +28,19 @@ async def test_make_user_refuses_unknown_roles(make_user):
 async def test_auth_headers_open_a_protected_route(api, make_user, auth_headers):
     await make_user("alice")
     assert (await api.get("/employees", headers=await auth_headers("alice"))).code == 200
+
+
+@pytest.mark.gen_test
+async def test_tokens_mints_and_reads_the_apps_tokens(api, app, make_user, tokens):
+    """``tokens`` is the app's own signer: what it issues opens a route, what the app issues it reads."""
+    assert tokens is app.services.tokens
+    await make_user("ed", roles=[EDITOR])
+    assert (await api.get("/employees", headers={"Authorization": f"Bearer {tokens.issue(ACCESS, 'ed')}"})).code == 200
+    access = await api.login("ed")
+    assert tokens.verify(ACCESS, access)["username"] == "ed"
+    assert tokens.verify(REFRESH, api.cookies["jwt"])["username"] == "ed"
+    with pytest.raises(TokenInvalid):
+        tokens.verify(REFRESH, access)
 
 
 @pytest.mark.gen_test

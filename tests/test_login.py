@@ -1,10 +1,10 @@
 """POST /auth: credentials, the access token, and the refresh cookie."""
 
-import jwt
 import pytest
 
 from core.pytest_plugin import DEFAULT_PASSWORD
 from core.security import token_digest
+from core.signing import ACCESS, REFRESH
 
 
 @pytest.mark.gen_test
@@ -31,12 +31,12 @@ async def test_wrong_password_is_401(api, make_user):
 
 
 @pytest.mark.gen_test
-async def test_success_returns_access_token_and_refresh_cookie(api, app, make_user, turnstile_settings):
+async def test_success_returns_access_token_and_refresh_cookie(api, app, make_user, tokens, turnstile_settings):
     await make_user("alice")
     response = await api.post("/auth", json={"user": "alice", "pwd": DEFAULT_PASSWORD})
     assert response.code == 200
     access = response.json()["accessToken"]
-    claims = jwt.decode(access, turnstile_settings.access_secret, algorithms=["HS256"])
+    claims = tokens.verify(ACCESS, access)
     assert claims["username"] == "alice" and claims["typ"] == "access"
     assert claims["exp"] - claims["iat"] == turnstile_settings.access_ttl
 
@@ -46,7 +46,7 @@ async def test_success_returns_access_token_and_refresh_cookie(api, app, make_us
     assert name == "jwt" and refresh
     for attribute in ("HttpOnly", "Secure", "SameSite=None", "Path=/", f"Max-Age={turnstile_settings.refresh_ttl}"):
         assert attribute in parts
-    assert jwt.decode(refresh, turnstile_settings.refresh_secret, algorithms=["HS256"])["typ"] == "refresh"
+    assert tokens.verify(REFRESH, refresh)["typ"] == "refresh"
 
     sessions = app.services.store.collection("auth.sessions")
     assert (await sessions.get(token_digest(refresh)))["username"] == "alice"

@@ -2,10 +2,11 @@
 
 import time
 
-import jwt
 import pytest
+from token_kit import foreign
 
 from core.security import token_digest
+from core.signing import ACCESS, REFRESH
 
 
 async def login(api, make_user):
@@ -21,12 +22,8 @@ async def test_refresh_without_cookie_is_401(api):
 
 
 @pytest.mark.gen_test
-async def test_refresh_with_unknown_token_is_403(api, turnstile_settings):
-    forged_but_valid = jwt.encode(
-        {"typ": "refresh", "jti": "x", "iat": int(time.time()), "exp": int(time.time()) + 60, "username": "alice"},
-        turnstile_settings.refresh_secret,
-        algorithm="HS256",
-    )
+async def test_refresh_with_unknown_token_is_403(api, tokens):
+    forged_but_valid = tokens.issue(REFRESH, "alice")
     response = await api.get("/refresh", headers={"Cookie": f"jwt={forged_but_valid}"}, cookies=False)
     assert response.code == 403
 
@@ -44,34 +41,30 @@ def session_record(digest, username):
 
 
 @pytest.mark.gen_test
-async def test_refresh_with_stored_but_badly_signed_token_is_403(api, app, make_user):
+async def test_refresh_with_stored_but_badly_signed_token_is_403(api, app, make_user, tokens):
     """A token whose digest is on record still has to verify with the refresh secret."""
     await make_user("alice")
-    token = jwt.encode({"typ": "refresh", "jti": "x", "iat": 1, "exp": 2**40, "username": "alice"}, "k" * 64, algorithm="HS256")
+    token = foreign(tokens, tokens.claims(REFRESH, "alice"), REFRESH)
     await app.services.store.collection("auth.sessions").put(token_digest(token), session_record(token_digest(token), "alice"))
     response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
     assert response.code == 403
 
 
 @pytest.mark.gen_test
-async def test_refresh_with_username_mismatch_is_403(api, app, make_user, turnstile_settings):
+async def test_refresh_with_username_mismatch_is_403(api, app, make_user, tokens):
     await make_user("alice")
-    token = jwt.encode(
-        {"typ": "refresh", "jti": "x", "iat": int(time.time()), "exp": int(time.time()) + 60, "username": "mallory"},
-        turnstile_settings.refresh_secret,
-        algorithm="HS256",
-    )
+    token = tokens.issue(REFRESH, "mallory")
     await app.services.store.collection("auth.sessions").put(token_digest(token), session_record(token_digest(token), "alice"))
     response = await api.get("/refresh", headers={"Cookie": f"jwt={token}"}, cookies=False)
     assert response.code == 403
 
 
 @pytest.mark.gen_test
-async def test_refresh_ok_returns_new_access_token(api, make_user, turnstile_settings):
+async def test_refresh_ok_returns_new_access_token(api, make_user, tokens):
     await login(api, make_user)
     response = await api.get("/refresh")
     assert response.code == 200
-    claims = jwt.decode(response.json()["accessToken"], turnstile_settings.access_secret, algorithms=["HS256"])
+    claims = tokens.verify(ACCESS, response.json()["accessToken"])
     assert claims["username"] == "alice" and claims["typ"] == "access"
 
 

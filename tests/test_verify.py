@@ -2,14 +2,10 @@
 
 import time
 
-import jwt
 import pytest
+from token_kit import foreign, hmac_forgery, unsigned
 
-
-def token(secret, **overrides):
-    now = int(time.time())
-    claims = {"typ": "access", "jti": "j", "iat": now, "exp": now + 60, "username": "alice", **overrides}
-    return jwt.encode(claims, secret, algorithm="HS256")
+from core.signing import ACCESS, REFRESH
 
 
 @pytest.mark.gen_test
@@ -22,42 +18,43 @@ async def test_missing_or_non_bearer_header_is_401(api, header):
 
 
 @pytest.mark.gen_test
-async def test_valid_token_is_accepted(api, turnstile_settings):
-    response = await api.get("/employees", headers={"Authorization": f"Bearer {token(turnstile_settings.access_secret)}"})
+async def test_valid_token_is_accepted(api, tokens):
+    response = await api.get("/employees", headers={"Authorization": f"Bearer {tokens.issue(ACCESS, 'alice')}"})
     assert response.code == 200
 
 
 @pytest.mark.gen_test
-async def test_expired_token_is_403(api, turnstile_settings):
-    expired = token(turnstile_settings.access_secret, iat=int(time.time()) - 120, exp=int(time.time()) - 60)
+async def test_expired_token_is_403(api, tokens):
+    expired = tokens.sign(ACCESS, tokens.claims(ACCESS, "alice", iat=int(time.time()) - 120, exp=int(time.time()) - 60))
     response = await api.get("/employees", headers={"Authorization": f"Bearer {expired}"})
     assert response.code == 403
 
 
 @pytest.mark.gen_test
-async def test_wrong_secret_is_403(api):
-    response = await api.get("/employees", headers={"Authorization": f"Bearer {token('x' * 64)}"})
+async def test_wrong_key_is_403(api, tokens):
+    """The configured algorithm and the current kid, but a key Turnstile does not hold."""
+    response = await api.get("/employees", headers={"Authorization": f"Bearer {foreign(tokens, tokens.claims(ACCESS, 'alice'))}"})
     assert response.code == 403
 
 
 @pytest.mark.gen_test
-async def test_refresh_token_is_refused_as_access_token(api, turnstile_settings):
-    refresh_typed = token(turnstile_settings.access_secret, typ="refresh")
+async def test_refresh_token_is_refused_as_access_token(api, tokens):
+    refresh_typed = tokens.sign(ACCESS, tokens.claims(REFRESH, "alice"))
     response = await api.get("/employees", headers={"Authorization": f"Bearer {refresh_typed}"})
     assert response.code == 403
-    signed_with_refresh_secret = token(turnstile_settings.refresh_secret)
-    response = await api.get("/employees", headers={"Authorization": f"Bearer {signed_with_refresh_secret}"})
+    signed_with_refresh_key = tokens.sign(REFRESH, tokens.claims(ACCESS, "alice"))
+    response = await api.get("/employees", headers={"Authorization": f"Bearer {signed_with_refresh_key}"})
     assert response.code == 403
 
 
 @pytest.mark.gen_test
-async def test_algorithm_is_pinned(api, turnstile_settings):
-    """An unsigned ("alg": "none") or HS512 token is refused even with correct claims."""
-    now = int(time.time())
-    claims = {"typ": "access", "jti": "j", "iat": now, "exp": now + 60, "username": "alice"}
-    unsigned = jwt.encode(claims, None, algorithm="none")
-    hs512 = jwt.encode(claims, turnstile_settings.access_secret, algorithm="HS512")
-    for bad in (unsigned, hs512):
+async def test_algorithm_is_pinned(api, tokens):
+    """An unsigned ("alg": "none") or HS512 token is refused even with correct claims and the current kid.
+
+    The HS512 token is keyed with what verifies the current key: the secret, or the public key.
+    """
+    claims = tokens.claims(ACCESS, "alice")
+    for bad in (unsigned(tokens, claims), hmac_forgery(tokens, claims, "HS512")):
         response = await api.get("/employees", headers={"Authorization": f"Bearer {bad}"})
         assert response.code == 403
 
