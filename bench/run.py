@@ -8,11 +8,14 @@ median is reported; ratios are taken between runs made side by side in this
 same invocation, because the machine is shared and absolute numbers drift.
 
 Measures
-1. protected GET /employees: requests/s, p50, p99, and the bare ceiling's, with their ratio;
+1. protected GET /employees: requests/s, p50, p99, and the bare ceiling's, with their ratio; the same on a
+   second server with ``ACCESS_TOKEN_ALGORITHM=EdDSA``, in the same rounds, with the ratio EdDSA / HS256;
 2. GET /refresh: requests/s (rotation followed per connection when the server rotates);
 3. POST /auth: logins/s at the default cost, against one core's bcrypt rate;
-4. p99 of protected GETs during a login storm, against the idle p99.
+4. p99 of protected GETs during a login storm, against the idle p99;
+5. µs per access-token sign and verify for every ``ACCESS_TOKEN_ALGORITHM`` (bench/signing.py), which explains 1.
 
+``--quick`` is a fast check (one repeat of 2 s) that prints the tables and writes nothing.
 Prints a table and writes bench/results.md and bench/results.png (matplotlib,
 from bench/requirements.txt; installed on first use if missing).
 """
@@ -20,6 +23,7 @@ from bench/requirements.txt; installed on first use if missing).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -35,8 +39,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import bcrypt  # noqa: E402
+import jwt  # noqa: E402
 import tornado  # noqa: E402
 
+from bench import signing  # noqa: E402
 from bench.harness import PASSWORD, WRK, Load, ServerProcess, cpu_seconds, cpu_steal_ms, free_port, one_core_bcrypt_rate  # noqa: E402
 from core.config import Settings  # noqa: E402
 
@@ -63,6 +69,87 @@ def med(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
+def get_load(port: int, pid: int, headers: dict[str, str], length: float, scratch: Path) -> dict[str, Any]:
+    """One protected GET /employees run, with the server's CPU time per request when /proc tells it."""
+    before = cpu_seconds(pid)
+    run = Load(port, "GET", "/employees", headers, seconds=length, scratch=scratch).run()
+    used = cpu_seconds(pid)
+    if before is not None and used is not None and run["rps"] > 0:
+        run["cpu_us"] = (used - before) / (run["rps"] * length) * 1e6
+    return run
+
+
+def get_rounds(server: ServerProcess, bearer: dict[str, str], bare_port: int, bare_pid: int, rounds: int,
+               scratch: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Protected GET on ``server`` (HS256), on a second server with ``ACCESS_TOKEN_ALGORITHM=EdDSA`` and on the bare ceiling.
+
+    All three are warmed up first, then measured in many short rounds, one run
+    each, in an order that goes through every permutation in turn, so drift on
+    a shared machine hits them alike and a burst of stolen CPU spoils a few
+    rounds rather than the median. Returns the HS256-against-ceiling figures
+    (as before) and the EdDSA-against-HS256 ones.
+    """
+    with ServerProcess(scratch / "server-eddsa", BCRYPT_ROUNDS="12", ACCESS_TOKEN_ALGORITHM="EdDSA") as eddsa:
+        eddsa_token, _ = eddsa.login("bench")
+        for token, alg in ((bearer["Authorization"].split()[1], "HS256"), (eddsa_token, "EdDSA")):
+            assert jwt.get_unverified_header(token)["alg"] == alg, f"expected an {alg} access token"
+        targets = {
+            "HS256": (server.port, server.pid, bearer),
+            "EdDSA": (eddsa.port, eddsa.pid, {"Authorization": f"Bearer {eddsa_token}"}),
+            "bare": (bare_port, bare_pid, bearer),
+        }
+        for port, pid, headers in targets.values():
+            get_load(port, pid, headers, 1.0, scratch)
+        orders = list(itertools.permutations(targets))
+        runs: list[dict[str, dict[str, Any]]] = []
+        for i in range(rounds):
+            runs.append({name: get_load(*targets[name], GET_PAIR_SECONDS, scratch) for name in orders[i % len(orders)]})
+        code, _ = eddsa.stop()
+
+    pairs = []
+    for run in runs:
+        ours, ceiling = run["HS256"], run["bare"]
+        pair = {"ours": ours, "bare": ceiling, "ratio": ours["rps"] / ceiling["rps"]}
+        if "cpu_us" in ours and "cpu_us" in ceiling:
+            pair["cpu_ratio"] = ceiling["cpu_us"] / ours["cpu_us"]
+        pairs.append(pair)
+    get = {
+        "rps": med([p["ours"] for p in pairs], "rps"), "p50_ms": med([p["ours"] for p in pairs], "p50_ms"),
+        "p99_ms": med([p["ours"] for p in pairs], "p99_ms"), "bare_rps": med([p["bare"] for p in pairs], "rps"),
+        "bare_p50_ms": med([p["bare"] for p in pairs], "p50_ms"), "bare_p99_ms": med([p["bare"] for p in pairs], "p99_ms"),
+        "ratio": statistics.median(p["ratio"] for p in pairs), "ratios": [round(p["ratio"], 3) for p in pairs],
+        "pair_seconds": GET_PAIR_SECONDS,
+    }
+    if all("cpu_ratio" in p for p in pairs):
+        get.update({
+            "cpu_us": med([p["ours"] for p in pairs], "cpu_us"), "bare_cpu_us": med([p["bare"] for p in pairs], "cpu_us"),
+            "cpu_ratio": statistics.median(p["cpu_ratio"] for p in pairs),
+        })
+
+    def figures(name: str) -> dict[str, Any]:
+        mine = [run[name] for run in runs]
+        out = {"rps": med(mine, "rps"), "worst_rps": min(r["rps"] for r in mine), "p50_ms": med(mine, "p50_ms"),
+               "p99_ms": med(mine, "p99_ms"), "worst_p99_ms": max(r["p99_ms"] for r in mine)}
+        if all("cpu_us" in r for r in mine):
+            out.update(cpu_us=med(mine, "cpu_us"), worst_cpu_us=max(r["cpu_us"] for r in mine))
+        return out
+
+    def ratios(key: str) -> list[float]:
+        return [run["EdDSA"][key] / run["HS256"][key] for run in runs]
+
+    algorithms: dict[str, Any] = {"HS256": figures("HS256"), "EdDSA": figures("EdDSA"), "rounds": rounds,
+                                  "run_seconds": GET_PAIR_SECONDS, "eddsa_exit_code": code}
+    for key, worst in (("rps", min), ("p50_ms", max), ("p99_ms", max), ("cpu_us", max)):
+        if key == "cpu_us" and not all("cpu_us" in r for run in runs for r in run.values()):
+            continue
+        each = ratios(key)
+        algorithms[f"{key}_ratio"] = statistics.median(each)
+        algorithms[f"worst_{key}_ratio"] = worst(each)
+        algorithms[f"{key}_ratios"] = [round(r, 3) for r in each]
+    algorithms["eddsa_ceiling_ratio"] = statistics.median(run["EdDSA"]["rps"] / run["bare"]["rps"] for run in runs)
+    return get, algorithms
+
+
 def benchmark(repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
     res: dict[str, Any] = {"repeats": repeats, "seconds": seconds}
     with ServerProcess(scratch / "server", BCRYPT_ROUNDS="12") as server:
@@ -73,41 +160,8 @@ def benchmark(repeats: int, seconds: float, scratch: Path) -> dict[str, Any]:
         settings = Settings.from_env(server.env)
         capacity = settings.hash_pool_size + settings.hash_queue_size  # every login in flight has a slot: no 503s
         try:
-            # 1. protected GET vs the bare ceiling. Both are warmed up first, then
-            # measured in many short pairs whose order alternates (ours first, then
-            # the ceiling first), so drift on a shared machine hits both sides alike
-            # and a burst of stolen CPU spoils a few pairs rather than the median.
-            def get_load(port: int, pid: int, length: float) -> dict[str, Any]:
-                before = cpu_seconds(pid)
-                run = Load(port, "GET", "/employees", bearer, seconds=length, scratch=scratch).run()
-                used = cpu_seconds(pid)
-                if before is not None and used is not None and run["rps"] > 0:
-                    run["cpu_us"] = (used - before) / (run["rps"] * length) * 1e6
-                return run
-
-            get_load(server.port, server.pid, 1.0), get_load(bare_port, bare.pid, 1.0)
-            pairs = []
-            for i in range(GET_PAIRS_PER_REPEAT * repeats):
-                if i % 2 == 0:
-                    ours, ceiling = get_load(server.port, server.pid, GET_PAIR_SECONDS), get_load(bare_port, bare.pid, GET_PAIR_SECONDS)
-                else:
-                    ceiling, ours = get_load(bare_port, bare.pid, GET_PAIR_SECONDS), get_load(server.port, server.pid, GET_PAIR_SECONDS)
-                pair = {"ours": ours, "bare": ceiling, "ratio": ours["rps"] / ceiling["rps"]}
-                if "cpu_us" in ours and "cpu_us" in ceiling:
-                    pair["cpu_ratio"] = ceiling["cpu_us"] / ours["cpu_us"]
-                pairs.append(pair)
-            res["get"] = {
-                "rps": med([p["ours"] for p in pairs], "rps"), "p50_ms": med([p["ours"] for p in pairs], "p50_ms"),
-                "p99_ms": med([p["ours"] for p in pairs], "p99_ms"), "bare_rps": med([p["bare"] for p in pairs], "rps"),
-                "bare_p50_ms": med([p["bare"] for p in pairs], "p50_ms"), "bare_p99_ms": med([p["bare"] for p in pairs], "p99_ms"),
-                "ratio": statistics.median(p["ratio"] for p in pairs), "ratios": [round(p["ratio"], 3) for p in pairs],
-                "pair_seconds": GET_PAIR_SECONDS,
-            }
-            if all("cpu_ratio" in p for p in pairs):
-                res["get"].update({
-                    "cpu_us": med([p["ours"] for p in pairs], "cpu_us"), "bare_cpu_us": med([p["bare"] for p in pairs], "cpu_us"),
-                    "cpu_ratio": statistics.median(p["cpu_ratio"] for p in pairs),
-                })
+            # 1. protected GET vs the bare ceiling, and on a second server signing access tokens with EdDSA.
+            res["get"], res["get_algorithms"] = get_rounds(server, bearer, bare_port, bare.pid, GET_PAIRS_PER_REPEAT * repeats, scratch)
 
             # 2. refresh; with rotation each connection follows its own session's cookie.
             status, headers, _ = server.request("GET", "/refresh", headers={"Cookie": f"jwt={cookie}"})
@@ -225,6 +279,38 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def algorithms_table(res: dict[str, Any]) -> str:
+    """Protected GET per ``ACCESS_TOKEN_ALGORITHM``: one row each, medians of the rounds and the worst round."""
+    a = res["get_algorithms"]
+    lines = ["| access tokens | req/s (worst round) | p50 | p99 (worst round) | server CPU per GET (worst round) | EdDSA / HS256, median of rounds (worst round) |",
+             "|---|---|---|---|---|---|"]
+    for alg, label in (("HS256", "HS256 (default)"), ("EdDSA", "EdDSA")):
+        f = a[alg]
+        cpu = f"{f['cpu_us']:.0f} us ({f['worst_cpu_us']:.0f} us)" if "cpu_us" in f else "n/a"
+        ratio = ""
+        if alg == "EdDSA":
+            ratio = (f"req/s {a['rps_ratio']:.3f} ({a['worst_rps_ratio']:.3f}); p50 {a['p50_ms_ratio']:.2f} ({a['worst_p50_ms_ratio']:.2f}); "
+                     f"p99 {a['p99_ms_ratio']:.2f} ({a['worst_p99_ms_ratio']:.2f})")
+            if "cpu_us_ratio" in a:
+                ratio += f"; CPU per GET {a['cpu_us_ratio']:.3f} ({a['worst_cpu_us_ratio']:.3f})"
+        lines.append(f"| {label} | {f['rps']:.0f} ({f['worst_rps']:.0f}) | {f['p50_ms']:.2f} ms | {f['p99_ms']:.2f} ms ({f['worst_p99_ms']:.2f} ms) "
+                     f"| {cpu} | {ratio} |")
+    return "\n".join(lines)
+
+
+def algorithms_text(res: dict[str, Any]) -> str:
+    """The access-token algorithms section: protected GET side by side, then µs per sign and verify."""
+    a = res["get_algorithms"]
+    text = [f"Protected GET /employees on two servers, one per algorithm, and the bare ceiling: {a['rounds']} rounds of one "
+            f"{a['run_seconds']:.0f} s run each, their order going through every permutation in turn; medians of the rounds, "
+            f"and the worst round. EdDSA / ceiling: {a['eddsa_ceiling_ratio']:.3f}.", "", algorithms_table(res)]
+    if "signing" in res:
+        text += ["", f"One `TokenSigner.sign` and one `TokenSigner.verify` of an access token (bench/signing.py), all algorithms in "
+                     f"this process, {res['signing']['rounds']} rounds in rotating order; median us per call and the worst round:",
+                 "", signing.table(res["signing"])]
+    return "\n".join(text)
+
+
 def plot(res: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
@@ -240,7 +326,9 @@ def plot(res: dict[str, Any], path: Path) -> bool:
 
     g, l, s = res["get"], res["login"], res["storm"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    axes[0].bar(["Turnstile", "bare Tornado"], [g["rps"], g["bare_rps"]], color=["tab:blue", "tab:gray"])
+    a = res["get_algorithms"]
+    axes[0].bar(["Turnstile\nHS256", "Turnstile\nEdDSA", "bare Tornado"], [g["rps"], a["EdDSA"]["rps"], g["bare_rps"]],
+                color=["tab:blue", "tab:cyan", "tab:gray"])
     axes[0].axhline(g["bare_rps"] * TARGETS["get_ratio"], color="tab:red", ls="--", label="target 0.85 x ceiling")
     axes[0].set_title(f"Protected GET: req/s (ratio {g['ratio']:.2f})")
     axes[0].legend(loc="lower right")
@@ -265,12 +353,14 @@ def write_results(res: dict[str, Any], path: Path, plotted: bool) -> None:
     env = (f"{os.cpu_count()} cores, Python {platform.python_version()}, Tornado {tornado.version}, bcrypt {bcrypt.__version__}, "
            f"load from {'wrk (`' + (subprocess.run([WRK, '--version'], capture_output=True, text=True).stdout.split()[1] if WRK else '') + '`)' if WRK else 'bench/load.py (asyncio)'}"
            f" in a separate process on 127.0.0.1; {res['repeats']} runs of {res['seconds']:.0f} s per measure, medians; "
-           f"the GET ratio is the median of {GET_PAIRS_PER_REPEAT * res['repeats']} pairs of {GET_PAIR_SECONDS:.0f} s runs, after a warm-up, "
-           f"in alternating order; ratios from runs made side by side in the same invocation.")
+           f"the GET ratio is the median of {GET_PAIRS_PER_REPEAT * res['repeats']} rounds of {GET_PAIR_SECONDS:.0f} s runs (Turnstile, "
+           f"Turnstile with EdDSA access tokens, the ceiling), after a warm-up, in rotating order; ratios from runs made side by side "
+           f"in the same invocation.")
     text = [
         "# Benchmark results", "",
         f"Written by `python bench/run.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {env}", "",
         table(res), "",
+        "## Access-token algorithms", "", algorithms_text(res), "",
     ]
     if plotted:
         text += ["![benchmark](results.png)", ""]
@@ -295,6 +385,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Turnstile benchmark (loopback only, bounded).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4)
+    parser.add_argument("--quick", action="store_true", help="a fast check: 1 repeat of 2 s per measure (7 GET rounds), "
+                                                             "3 signing rounds; prints the tables, writes no results file")
     parser.add_argument("--store", choices=("json", "postgres"), default="json",
                         help="postgres: compare PostgreSQL with the JSON store, side by side (bench/stores.py)")
     parser.add_argument("--database-url", help="the PostgreSQL server for --store postgres (a fresh database is made there "
@@ -318,9 +410,17 @@ def main() -> int:
                 res = stores.compare(args.database_url, args.repeats, args.seconds, Path(scratch))
         write_side_by_side(kind, res, flags, title)
         return 0
+    if args.quick:
+        args.repeats, args.seconds = 1, 2
     with tempfile.TemporaryDirectory() as scratch:
         res = benchmark(args.repeats, args.seconds, Path(scratch))
+        res["signing"] = signing.measure(3 if args.quick else 7, Path(scratch) / "signing")
     print(table(res))
+    print()
+    print(algorithms_text(res))
+    if args.quick:
+        print("\n(--quick: no results file written)")
+        return 0
     plotted = plot(res, HERE / "results.png")
     write_results(res, HERE / "results.md", plotted)
     print(f"\nwrote {HERE / 'results.md'}" + (f" and {HERE / 'results.png'}" if plotted else ""))
