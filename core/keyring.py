@@ -260,13 +260,21 @@ class Keyring:
 
     # -- changes ------------------------------------------------------------------------------------
 
-    def _new_doc(self, alg: str, active_from: float, now: float) -> Doc:
+    async def _new_key(self) -> Doc:
+        """A new key of the configured algorithm, sealed, made on a thread: an RSA key takes a tenth of a second."""
+        return await asyncio.to_thread(self._make_key, self.alg)
+
+    def _make_key(self, alg: str) -> Doc:
         private = generate_private_key(alg)
         jwk = public_jwk(alg, private.public_key())
         pem = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        return {"kid": jwk["kid"], "alg": alg, "created": now, "active_from": active_from, "jwk": jwk, "private": self._box.seal(pem)}
+        return {"kid": jwk["kid"], "alg": alg, "jwk": jwk, "private": self._box.seal(pem)}
+
+    def _current_is_good(self, entries: list[Entry], now: float) -> bool:
+        current = next((e for e in states(entries, now, self.lifetime) if e.state == "current"), None)
+        return current is not None and current.alg == self.alg and self._can_sign(current)
 
     async def _read(self, tx: Transaction, now: float) -> list[Entry]:
         """All entries, read in ``tx`` (which locks the collection), after deleting those past their time."""
@@ -300,20 +308,21 @@ class Keyring:
         tokens signed with it before the change stay good too.
         """
         now = round(self.clock(), 3)
-        if self.alg == HS256:
-            await self.load()
-            if not self._entries:  # the default: nothing to write, tokens are signed with the secret as ever
-                return
+        await self.load()
+        if self.alg == HS256 and not self._entries:  # the default: nothing to write, signed with the secret as ever
+            return
+        fresh = None
+        if self.alg in ASYMMETRIC and not self._current_is_good(self._entries, now):
+            fresh = await self._new_key()  # before the transaction, which holds the keyring's lock
         async with self.store.transaction() as tx:
             coll = tx.collection(COLLECTION)
             entries = await self._read(tx, now)
-            current = next((e for e in states(entries, now, self.lifetime) if e.state == "current"), None)
-            if current is not None and current.alg == self.alg and self._can_sign(current):
-                pass
+            if self._current_is_good(entries, now):
+                pass  # another process made it meanwhile
             elif self.alg in ASYMMETRIC:
                 if not entries:
                     await coll.put(self.secret.key.kid, self._hs_doc(active_from=0, now=now))
-                doc = self._new_doc(self.alg, now, now)
+                doc = {**(fresh or self._make_key(self.alg)), "created": now, "active_from": now}
                 await coll.put(doc["kid"], doc)
                 log.warning("signing key %s (%s) generated; it signs access tokens from now on", doc["kid"], self.alg)
             elif entries:  # HS256 again after a keyring: the secret signs, the keys keep verifying their tokens
@@ -336,6 +345,7 @@ class Keyring:
                 f"keys rotate needs an asymmetric ACCESS_TOKEN_ALGORITHM ({', '.join(ASYMMETRIC)}); "
                 "with HS256 the key is ACCESS_TOKEN_SECRET"
             )
+        fresh = await self._new_key()  # unused if a key is staged already
         now = round(self.clock(), 3)
         active_from = now + (self.switch_delay if now_ else self.stage_delay)
         async with self.store.transaction() as tx:
@@ -348,7 +358,7 @@ class Keyring:
                     doc["active_from"] = active_from
                     await coll.put(doc["kid"], doc)
             else:
-                doc = self._new_doc(self.alg, active_from, now)
+                doc = {**fresh, "created": now, "active_from": active_from}
                 await coll.put(doc["kid"], doc)
             docs = await coll.all()
         self._install([Entry.from_doc(d) for d in docs])
@@ -370,11 +380,12 @@ class Keyring:
             and current.active_from + rotation - self.stage_delay <= now
         )
         if due:
+            fresh = await self._new_key()
             async with self.store.transaction() as tx:  # re-checked under the lock: one process stages it
                 entries = await self._read(tx, now)
                 latest = max((e.active_from for e in entries), default=0)
                 if latest <= now and latest + rotation - self.stage_delay <= now:
-                    doc = self._new_doc(self.alg, now + self.stage_delay, now)
+                    doc = {**fresh, "created": now, "active_from": now + self.stage_delay}
                     await tx.collection(COLLECTION).put(doc["kid"], doc)
                     log.warning("signing key %s (%s) staged by KEY_ROTATION; it signs from %d", doc["kid"], self.alg, doc["active_from"])
             await self.load()

@@ -194,3 +194,23 @@ async def test_hs256_writes_no_keyring_and_rotation_is_refused(api, app, make_us
     assert await published(api) == []
     with pytest.raises(KeyringError, match="asymmetric ACCESS_TOKEN_ALGORITHM"):
         await app.services.keyring.rotate()
+
+
+@pytest.mark.settings(access_algorithm="RS256")
+@pytest.mark.gen_test
+async def test_keys_are_made_off_the_event_loop(app, monkeypatch):
+    """An RSA key takes a tenth of a second to make: never on the thread that serves requests."""
+    import threading
+
+    import core.keyring
+
+    made_on = []
+    real = core.keyring.generate_private_key
+
+    def spy(alg):
+        made_on.append(threading.current_thread())
+        return real(alg)
+
+    monkeypatch.setattr(core.keyring, "generate_private_key", spy)
+    await app.services.keyring.rotate()
+    assert made_on and threading.main_thread() not in made_on
