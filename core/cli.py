@@ -199,7 +199,11 @@ async def run_keys(args: argparse.Namespace, store: Store, settings: Settings, o
             raise CLIError(str(exc)) from None
         print(f"staged {entry.kid} ({entry.alg}): published now, signs from {_when(entry.active_from)}", file=out)
     await keyring.load()
-    print_keys(keyring.entries(), out)
+    entries = keyring.entries()
+    if not entries:
+        print(f"no signing keys: access tokens are signed with ACCESS_TOKEN_SECRET ({keyring.alg})", file=out)
+        return
+    print_keys(entries, out)
 
 
 async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: TextIO) -> None:

@@ -63,7 +63,7 @@ async def test_list_shows_states_and_dates_and_nothing_private(app, run_cli):
 
 @pytest.mark.settings(access_algorithm="HS256")
 @pytest.mark.gen_test(timeout=60)
-async def test_rotate_with_hs256_says_why_not(app, run_cli):
+async def test_with_hs256_rotate_says_why_not_and_list_says_there_are_no_keys(app, run_cli):
     code, out, err = await run_cli("keys", "rotate")
     assert code == 1 and out == ""
     assert err.strip() == (
@@ -71,3 +71,5 @@ async def test_rotate_with_hs256_says_why_not(app, run_cli):
         "with HS256 the key is ACCESS_TOKEN_SECRET"
     )
     assert await app.services.store.collection(COLLECTION).all() == []
+    code, out, err = await run_cli("keys", "list")
+    assert (code, out, err) == (0, "no signing keys: access tokens are signed with ACCESS_TOKEN_SECRET (HS256)\n", "")
