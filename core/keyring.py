@@ -358,6 +358,8 @@ class Keyring:
                     doc["active_from"] = active_from
                     await coll.put(doc["kid"], doc)
             else:
+                if not entries:  # the store's servers sign with the secret until then: keep its tokens good
+                    await coll.put(self.secret.key.kid, self._hs_doc(active_from=0, now=now))
                 doc = {**fresh, "created": now, "active_from": active_from}
                 await coll.put(doc["kid"], doc)
             docs = await coll.all()

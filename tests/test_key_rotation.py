@@ -214,3 +214,19 @@ async def test_keys_are_made_off_the_event_loop(app, monkeypatch):
     monkeypatch.setattr(core.keyring, "generate_private_key", spy)
     await app.services.keyring.rotate()
     assert made_on and threading.main_thread() not in made_on
+
+
+@pytest.mark.settings(access_algorithm="HS256")
+@pytest.mark.gen_test
+async def test_a_key_staged_on_an_hs256_store_leaves_its_tokens_good_until_it_takes_over(api, app, make_user, turnstile_settings):
+    """``keys rotate`` run with EdDSA before the HS256 servers restart: their tokens, old and new, stay accepted."""
+    from core.keyring import Keyring
+
+    await make_user("alice")
+    before = await api.login("alice")
+    cli = Keyring(app.services.store, turnstile_settings.with_changes(access_algorithm="EdDSA"))
+    staged = await cli.rotate()
+    await app.services.keyring.load()  # what the running server's reload does
+    assert staged.state == "next"
+    assert await accepted(api, before)
+    assert await accepted(api, await api.login("alice"))
