@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -218,7 +219,8 @@ class Keyring:
         if signer is None:  # none, or sealed under another secret: the newest key this process can sign with
             signer = next((k for e in entries if e.state == "retired" and (k := self._signing(e)) is not None), self.secret.key)
         ends = [e.active_from for e in entries if e.state == "next"]
-        ends += [e.published_until + 1 for e in entries if e.published_until is not None]
+        # a retired key is dropped at the first instant after its published_until
+        ends += [math.nextafter(e.published_until, math.inf) for e in entries if e.published_until is not None]
         return _View(entries, keys, signer, t, min(ends, default=float("inf")))
 
     def jwks(self) -> dict[str, Any]:

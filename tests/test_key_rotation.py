@@ -230,3 +230,19 @@ async def test_a_key_staged_on_an_hs256_store_leaves_its_tokens_good_until_it_ta
     assert staged.state == "next"
     assert await accepted(api, before)
     assert await accepted(api, await api.login("alice"))
+
+
+@ALGORITHMS
+@pytest.mark.gen_test
+async def test_a_retired_key_drops_from_the_snapshot_the_moment_its_lifetime_ends(api, app, clock):
+    """The cached states change exactly when `states` says: not up to a second later."""
+    keyring = app.services.keyring
+    old = keyring.signing_key().kid
+    staged = await keyring.rotate(now_=True)
+    clock.now = staged.active_from
+    [retired] = [e for e in keyring.entries() if e.kid == old]
+    clock.now = retired.published_until
+    assert old in await published(api)
+    clock.now = retired.published_until + 0.5
+    assert old not in [e.kid for e in keyring.entries(clock.now)]
+    assert old not in await published(api) and keyring.find(old) is None
