@@ -230,18 +230,21 @@ class Keyring:
     async def load(self) -> None:
         """Read the keyring from the store into this process's snapshot."""
         docs = await self._collection.all()
-        self._install([Entry.from_doc(doc) for doc in docs])
+        await self._install([Entry.from_doc(doc) for doc in docs])
 
-    def _install(self, entries: list[Entry]) -> None:
+    async def _install(self, entries: list[Entry]) -> None:
         keys: dict[str, Key] = {}
+        new: list[Entry] = []
         for entry in entries:
             if entry.jwk is None:
                 continue
             known = self._keys.get(entry.kid)
             if known is not None:
                 keys[entry.kid] = known
-                continue
-            keys[entry.kid] = key_from_jwk(entry.jwk, self._open(entry))
+            else:
+                new.append(entry)
+        if new:  # on a thread: loading an RSA private key checks it, for tens of milliseconds
+            keys.update(await asyncio.to_thread(lambda: {e.kid: key_from_jwk(e.jwk, self._open(e)) for e in new}))
         self._entries = entries
         self._keys = keys
         self._cached = None
@@ -331,7 +334,7 @@ class Keyring:
                 await coll.put(self.secret.key.kid, self._hs_doc(active_from=now, now=now))
                 log.warning("access tokens are signed with ACCESS_TOKEN_SECRET (HS256) again from now on")
             docs = await coll.all()
-        self._install([Entry.from_doc(doc) for doc in docs])
+        await self._install([Entry.from_doc(doc) for doc in docs])
 
     def _hs_doc(self, active_from: float, now: float) -> Doc:
         return {"kid": self.secret.key.kid, "alg": HS256, "created": now, "active_from": active_from}
@@ -365,7 +368,7 @@ class Keyring:
                 doc = {**fresh, "created": now, "active_from": active_from}
                 await coll.put(doc["kid"], doc)
             docs = await coll.all()
-        self._install([Entry.from_doc(d) for d in docs])
+        await self._install([Entry.from_doc(d) for d in docs])
         return next(e for e in self.entries() if e.kid == doc["kid"])
 
     async def maintain(self) -> None:

@@ -246,3 +246,31 @@ async def test_a_retired_key_drops_from_the_snapshot_the_moment_its_lifetime_end
     clock.now = retired.published_until + 0.5
     assert old not in [e.kid for e in keyring.entries(clock.now)]
     assert old not in await published(api) and keyring.find(old) is None
+
+
+@pytest.mark.settings(access_algorithm="RS256")
+@pytest.mark.gen_test
+async def test_keys_are_opened_off_the_event_loop(app, turnstile_settings, monkeypatch):
+    """Loading an RSA private key checks it, for tens of milliseconds: a reload that finds a new key never does that on the loop."""
+    import threading
+
+    from core.keyring import Keyring
+
+    opened_on = []
+    real = core_serialization().load_pem_private_key
+
+    def spy(*args, **kwargs):
+        opened_on.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core_serialization(), "load_pem_private_key", spy)
+    await Keyring(app.services.store, turnstile_settings).rotate()  # another process stages a key
+    opened_on.clear()
+    await app.services.keyring.load()
+    assert opened_on and threading.main_thread() not in opened_on
+
+
+def core_serialization():
+    import core.keyring
+
+    return core.keyring.serialization
