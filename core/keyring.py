@@ -154,8 +154,13 @@ class Keyring:
 
     @property
     def lifetime(self) -> int:
-        """How long after retiring a key its tokens may still be valid: what it stays published for."""
-        return self.settings.access_ttl + self.settings.token_leeway
+        """How long after retiring a key its tokens may still be valid: what it stays published for.
+
+        Plus `switch_delay`: a process that has not reloaded yet may sign with the
+        old key for that long after another made a new one current at once (a start
+        with a changed algorithm).
+        """
+        return self.settings.access_ttl + self.settings.token_leeway + self.switch_delay
 
     @property
     def switch_delay(self) -> int:

@@ -75,7 +75,7 @@ async def test_a_staged_key_is_published_first_signs_after_one_cache_period_and_
     assert {e.kid: e.state for e in keyring.entries() if e.alg != "HS256"} == {staged.kid: "current", old: "retired"}
 
     # The old key stays published until every token it may have signed has expired, then it is dropped.
-    clock.now = staged.active_from + turnstile_settings.access_ttl + turnstile_settings.token_leeway
+    clock.now = staged.active_from + turnstile_settings.access_ttl + turnstile_settings.token_leeway + keyring.switch_delay
     assert old in await published(api)
     clock.now += 1
     assert await published(api) == [staged.kid]
@@ -175,7 +175,7 @@ async def test_changing_the_algorithm_keeps_every_unexpired_token_valid(app, mak
                 assert instance.services.tokens.verify(ACCESS, earlier)["username"] == "alice"
         # Once their lifetime is over, the retired keys no longer verify anything.
         last = instances[-1].services.keyring
-        last.clock = lambda: time.time() + turnstile_settings.access_ttl + turnstile_settings.token_leeway + 5
+        last.clock = lambda: time.time() + turnstile_settings.access_ttl + turnstile_settings.token_leeway + last.switch_delay + 5
         assert [e.alg for e in last.entries()] == ["HS256"]
         with pytest.raises(TokenInvalid, match="unknown kid"):
             instances[-1].services.tokens.verify(ACCESS, issued[1])
@@ -230,6 +230,25 @@ async def test_a_key_staged_on_an_hs256_store_leaves_its_tokens_good_until_it_ta
     assert staged.state == "next"
     assert await accepted(api, before)
     assert await accepted(api, await api.login("alice"))
+
+
+@ALGORITHMS
+@pytest.mark.gen_test
+async def test_a_key_replaced_at_once_still_verifies_what_a_process_that_had_not_reloaded_signed(app, make_user, turnstile_settings):
+    """A start with a changed algorithm makes its key current at once; a process still on the old key signs
+    with it until its next reload (up to `switch_delay`), and those tokens live their whole lifetime."""
+    keyring = app.services.keyring
+    old = keyring.signing_key()
+    late = await create_app(turnstile_settings.with_changes(access_algorithm="HS256" if old.alg != "HS256" else "EdDSA"))
+    try:
+        await keyring.load()
+        [replaced] = [e for e in keyring.entries(time.time() + 1) if e.kid == old.kid]
+        assert replaced.state == "retired"
+        signed_late = replaced.retired_at + keyring.switch_delay - 0.5  # a process that reloads only now
+        lives_until = signed_late + turnstile_settings.access_ttl + turnstile_settings.token_leeway
+        assert replaced.published_until >= lives_until
+    finally:
+        await late.services.close()
 
 
 @ALGORITHMS
