@@ -16,7 +16,8 @@ so no process has to flip it and every process agrees on it.
   load it (`RELOAD_EVERY`); ``--now`` only waits for the latter.
 * **retired**: replaced at the ``active_from`` of its successor. It is still
   published until every access token it may have signed has expired
-  (``ACCESS_TOKEN_TTL`` plus ``TOKEN_LEEWAY``), then dropped.
+  (``ACCESS_TOKEN_TTL`` plus ``TOKEN_LEEWAY``, plus `switch_delay` for a
+  process that had not reloaded yet), then dropped.
 
 An HS256 entry has no key material (its secret is ``ACCESS_TOKEN_SECRET``) and
 is never published: it is how tokens signed before a change of
