@@ -81,18 +81,6 @@ class Entry:
     def from_doc(cls, doc: Doc) -> "Entry":
         return cls(doc["kid"], doc["alg"], doc["created"], doc["active_from"], doc.get("jwk"), doc.get("private"))
 
-    def public(self) -> dict[str, Any]:
-        """What ``keys list`` shows: never the private key."""
-        return {
-            "kid": self.kid,
-            "alg": self.alg,
-            "state": self.state,
-            "created": self.created,
-            "active_from": self.active_from,
-            "retired_at": self.retired_at,
-            "published_until": self.published_until,
-        }
-
 
 def states(entries: list[Entry], now: float, lifetime: int) -> list[Entry]:
     """``entries`` with their state at ``now``, newest first; those past their ``lifetime`` as retired are left out.
