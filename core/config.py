@@ -236,7 +236,9 @@ class Settings:
     worker_index: int = 0
     # The bearer token ``GET /metrics`` requires; unset: loopback clients only.
     metrics_token: str = field(default="", repr=False)
-    extra: Mapping[str, str] = field(default_factory=dict)
+    #: The environment's other variables (never the secrets), where plugins' settings are read
+    #: (``TURNSTILE_<PLUGIN>_*``, and names a plugin declares with ``setting(env=...)``).
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         check_secret("ACCESS_TOKEN_SECRET", self.access_secret)
@@ -343,7 +345,7 @@ class Settings:
             workers=parse_workers("WORKERS", get("WORKERS", "1")),
             worker_timeout=parse_duration("WORKER_TIMEOUT", get("WORKER_TIMEOUT", "30s")),
             metrics_token=env.get("METRICS_TOKEN", "").strip(),
-            extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
+            extra={k: v for k, v in env.items() if k not in _SECRET_NAMES},
         )
 
 
