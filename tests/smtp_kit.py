@@ -128,7 +128,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
-        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        data = envelope.original_content.replace(b"\r\n", b"\n")  # as a mail client would store it
+        message = email.message_from_bytes(data, policy=email.policy.default)
         self.server._record(
             Delivery(
                 mail_from=envelope.mail_from,
