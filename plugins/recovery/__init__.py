@@ -10,7 +10,9 @@ through SMTP (``SMTP_HOST``...) or, without a server, into ``LOG_DIR/outbox``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 from tornado.ioloop import PeriodicCallback
@@ -64,11 +66,25 @@ class Config:
     mail_poll: float = setting(5.0, doc="seconds between looks for mail queued by other processes")
 
 
+class AnnouncedOutbox:
+    """The outbox, with a log line per mail saying where it went: without SMTP_HOST, that is how a developer finds the link."""
+
+    def __init__(self, directory: Path, log: logging.Logger) -> None:
+        self.outbox = OutboxTransport(directory)
+        self.log = log
+
+    async def send(self, message: EmailMessage) -> str:
+        where = await self.outbox.send(message)
+        self.log.warning("SMTP_HOST is not set: mail %r written to %s", message["Subject"], self.outbox.directory.parent / where)
+        return where
+
+
 def transport(plugin: PluginContext) -> Transport:
+    """SMTP when ``SMTP_HOST`` is set; else the ``.eml`` files of ``LOG_DIR/outbox``."""
     config: Config = plugin.config
     if config.smtp_host:
         return SMTPTransport(SMTPConfig(config.smtp_host, config.smtp_port, config.smtp_user, config.smtp_password, config.smtp_tls))
-    return OutboxTransport(Path(plugin.settings.log_dir) / "outbox")
+    return AnnouncedOutbox(Path(plugin.settings.log_dir) / "outbox", plugin.log)
 
 
 def routes(plugin: PluginContext) -> list:

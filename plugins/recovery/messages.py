@@ -42,15 +42,16 @@ class Composer:
         self.accounts = accounts
         self.log = log
 
-    async def __call__(self, kind: str, data: dict[str, Any]) -> EmailMessage | None:
+    async def __call__(self, kind: str, data: dict[str, Any], attempt: int = 1) -> EmailMessage | None:
+        """The mail for one attempt at a job; a retry mints a fresh token (and, for a reset, voids the last)."""
         if kind == RESET:
-            return await self.reset(data)
+            return await self.reset(data, first=attempt == 1)
         if kind == VERIFY:
             return await self.verify(data)
         self.log.error("mail job of unknown kind %r dropped", kind)
         return None
 
-    async def reset(self, data: dict[str, Any]) -> EmailMessage | None:
+    async def reset(self, data: dict[str, Any], first: bool = True) -> EmailMessage | None:
         if "email" in data:
             user = await self.accounts.user_by_email(data["email"])
         else:
@@ -58,7 +59,7 @@ class Composer:
         if user is None or not user.get("email") or not user.get("email_verified"):
             self.log.info("reset mail not sent: no account with a verified address matches the request")
             return None
-        if not await self.within_limit(user["email"]):
+        if first and not await self.within_limit(user["email"]):  # a retry is the same mail: counted once
             return None
         config = self.recovery.config
         name, email = user["username"], user["email"]
