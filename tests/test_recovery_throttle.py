@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
+from instance_kit import instance
 from recovery_kit import settled, token_in, with_smtp
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
-
-from core.app import create_app
-from core.pytest_plugin import ApiClient
 
 LIMITS = {"TURNSTILE_RECOVERY_MAILS_PER_USER": "2", "TURNSTILE_RECOVERY_MAILS_PER_ADDRESS": "2", "TURNSTILE_RECOVERY_MAILS_PER_IP": "4"}
 
@@ -72,20 +67,6 @@ async def test_one_mailbox_gets_its_limit_however_it_is_asked_for(api, app, make
     assert codes == [202, 202, 202]
     await settled(app)
     assert len(smtp_server.messages) == 2
-
-
-@contextlib.asynccontextmanager
-async def instance(settings: Any, http_client: Any) -> AsyncIterator[ApiClient]:
-    """A whole application of its own on the same store, served on a port of its own."""
-    app = await create_app(settings)
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    try:
-        yield ApiClient(http_client, f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
-        await app.services.close()
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -9,15 +9,12 @@ through SMTP (``SMTP_HOST``...) or, without a server, into ``LOG_DIR/outbox``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from tornado.ioloop import PeriodicCallback
-
-from core.plugin import PluginContext, StoreUnavailable, duration, setting
+from core.plugin import PluginContext, duration, setting
 
 from .handlers import EmailHandler, ForgotHandler, Limits, Recovery, ResetHandler, VerifyHandler, VerifyRequestHandler
 from .mail import OutboxTransport, SMTPConfig, SMTPTransport, Transport
@@ -136,19 +133,4 @@ async def setup(plugin: PluginContext) -> None:
         await rate.prune()
 
     await prune()
-
-    def sweep() -> None:
-        asyncio.ensure_future(prune()).add_done_callback(_report)
-
-    def _report(task: asyncio.Future) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        if isinstance(exc, StoreUnavailable):
-            plugin.log.warning("pruning expired recovery tokens skipped: %s", exc)
-        else:
-            plugin.log.error("pruning expired recovery tokens failed", exc_info=exc)
-
-    sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
-    sweeper.start()
-    plugin.services.on_close(sweeper.stop)
+    plugin.every(PRUNE_EVERY, prune, "pruning expired recovery tokens and mail counts")
