@@ -203,7 +203,7 @@ class ForgotHandler(RecoveryBase):
                 {
                     "type": "object",
                     "properties": {
-                        "user": {"type": "string", "minLength": 1, "maxLength": 64, MESSAGE: {"minLength": "Field 'user' is required."}},
+                        "user": {"type": "string", "maxLength": 64, "pattern": r"\S", MESSAGE: {"pattern": "Field 'user' is required."}},
                         "email": EMAIL,
                     },
                     "minProperties": 1,
