@@ -155,10 +155,10 @@ async def test_smtp_down_backs_off_then_delivers_once_it_is_up(open_store, caplo
     try:
         async with open_store() as store:
             clock, compose = Clock(), Composer()
-            queue = make_queue(store, smtp(server), compose, clock=clock, retry_delay=10, max_delay=25, lease=120)
+            queue = make_queue(store, smtp(server), compose, clock=clock, retry_delay=10, max_delay=50, lease=120)
             t0 = clock.now
             await queue.enqueue("verify", {"user": "bob"})
-            for attempts, delay in [(1, 10), (2, 20), (3, 25)]:  # doubled from retry_delay, capped at max_delay
+            for attempts, delay in [(1, 10), (2, 20), (3, 40), (4, 50)]:  # doubled from retry_delay, capped at max_delay
                 assert await queue.run_once() == 1
                 [job] = await jobs(store)
                 assert (job["attempts"], job["due"], job["claim"]) == (attempts, clock.now + delay, None)
@@ -169,13 +169,13 @@ async def test_smtp_down_backs_off_then_delivers_once_it_is_up(open_store, caplo
             assert await queue.run_once() == 1
             [message] = server.messages
             assert await jobs(store) == [] and message["To"] == "bob@example.com"
-            assert len(compose.calls) == 4, "each attempt composes afresh (a fresh token)"
-            assert compose.attempts == [1, 2, 3, 4]
-            assert clock.now == t0 + 10 + 20 + 25
+            assert len(compose.calls) == 5, "each attempt composes afresh (a fresh token)"
+            assert compose.attempts == [1, 2, 3, 4, 5]
+            assert clock.now == t0 + 10 + 20 + 40 + 50
         warnings = [r.getMessage() for r in queue_logs(caplog) if r.levelno == logging.WARNING]
-        assert len(warnings) == 3
+        assert len(warnings) == 4
         assert warnings[0].startswith("mail verify (job 1) attempt 1 of 6 failed: SMTPConnectError")
-        assert warnings[2].endswith("next try in 25s")
+        assert warnings[3].endswith("next try in 50s")
     finally:
         server.stop()
 
