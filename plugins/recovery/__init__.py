@@ -90,11 +90,10 @@ def routes(plugin: PluginContext) -> list:
     recovery = Recovery(
         config=config,
         tokens=OneTimeTokens(plugin.db),
-        queue=None,
         rate=plugin.throttle(window=HOUR, lockout=HOUR, collection="mail_rate"),
         limits=Limits(config.mails_per_user, config.mails_per_address, config.mails_per_ip),
     )
-    recovery.queue = MailQueue(
+    queue = MailQueue(
         plugin.db,
         transport(plugin),
         Composer(recovery, plugin.services.accounts, plugin.log),
@@ -103,9 +102,9 @@ def routes(plugin: PluginContext) -> list:
         retry_delay=config.mail_retry_delay,
         poll=config.mail_poll,
     )
-    recovery.queue.start()
-    plugin.services.on_close(lambda: recovery.queue.stop(plugin.settings.shutdown_timeout))
-    options = {"recovery": recovery}
+    queue.start()
+    plugin.services.on_close(lambda: queue.stop(plugin.settings.shutdown_timeout))
+    options = {"recovery": recovery, "queue": queue}
     return [
         (r"/email", EmailHandler, options),
         (r"/email/verify-request", VerifyRequestHandler, options),

@@ -31,6 +31,7 @@ from core.plugin import (
     public,
 )
 
+from .queue import MailQueue
 from .tokens import RESET, VERIFY, OneTimeTokens, password_fingerprint
 
 EMAIL_CHANGED = "email-changed"  # a notice to the verified address an account just left
@@ -70,22 +71,22 @@ class Limits:
     per_ip: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recovery:
-    """What the handlers share: settings, the one-time tokens, the mail queue and the mail-rate throttle."""
+    """What the handlers and the mail composer share: settings, the one-time tokens, the mail-rate throttle."""
 
     config: Any  # the plugin's Config
     tokens: OneTimeTokens
-    queue: Any  # .queue.MailQueue
     rate: Throttle
     limits: Limits
 
 
 class RecoveryBase(BaseHandler):
-    def initialize(self, plugin: PluginContext | None = None, recovery: Recovery | None = None) -> None:
+    def initialize(self, plugin: PluginContext | None = None, recovery: Recovery | None = None, queue: MailQueue | None = None) -> None:
         super().initialize(plugin)
-        assert recovery is not None
+        assert recovery is not None and queue is not None
         self.recovery = recovery
+        self.queue = queue
 
     async def limit(self, **keys: str) -> None:
         """Count one mail on each key (``user=``, ``address=``) and on the client's IP; 429 past a limit."""
@@ -146,7 +147,7 @@ class EmailHandler(RecoveryBase):
             raise APIError(403, "No such user.")
         old = before.get("email")
         if old and old != email and before.get("email_verified"):
-            await self.recovery.queue.enqueue(EMAIL_CHANGED, {"username": user["username"], "old": old, "new": email})
+            await self.queue.enqueue(EMAIL_CHANGED, {"username": user["username"], "old": old, "new": email})
         self.send_json(_state(user))
 
 
@@ -171,7 +172,7 @@ class VerifyRequestHandler(RecoveryBase):
         if user.get("email_verified"):
             raise APIError(400, ALREADY_VERIFIED)
         await self.limit(user=user["username"], address=email)
-        await self.recovery.queue.enqueue(VERIFY, {"username": user["username"], "email": email})
+        await self.queue.enqueue(VERIFY, {"username": user["username"], "email": email})
         self.send_json({"message": VERIFY_ANSWER}, 202)
 
 
@@ -226,7 +227,7 @@ class ForgotHandler(RecoveryBase):
             name = fold_username(body["user"].strip())
             await self.limit(user=name)
             job = {"user": name}
-        await self.recovery.queue.enqueue(RESET, job)
+        await self.queue.enqueue(RESET, job)
         self.send_json({"message": FORGOT_ANSWER}, 202)
 
 
