@@ -9,6 +9,12 @@ layout lives in one place:
   it is given, so ``Alice`` and ``alice`` are one account and one throttle key.
   A user stored with capitals by an earlier build is still found under the
   exact name it was created with.
+  ``email`` (lower-cased, or absent) and ``email_verified`` are optional: the
+  `recovery` plugin mails reset links to a verified address.
+* ``auth.emails``, keyed by address: ``{username}``. It is what makes an
+  address unique: claiming one is an insert under its key, in the same
+  transaction as the user's change, so two accounts never share one, on any
+  backend and however many processes race.
 * ``auth.sessions``, keyed by the SHA-256 of a refresh token (the raw token
   is never stored): ``{digest (the key again), username, family, created,
   expires, retired, successor}``. A *family* is one login; every ``/refresh``
@@ -31,6 +37,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
+
 from .errors import APIError
 from .roles import stored_roles
 from .security import BCRYPT_MAX_BYTES
@@ -38,6 +46,8 @@ from .store import Collection, KeyExists, Store, where
 
 USERS = "auth.users"
 SESSIONS = "auth.sessions"
+EMAILS = "auth.emails"
+EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a path
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 USERNAME_RULE = "Username must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit."
 _USERNAME = re.compile(USERNAME_PATTERN)
@@ -64,12 +74,30 @@ def check_password_length(pwd: str, minimum: int) -> str:
     return pwd
 
 
+def check_email(address: str) -> str:
+    """The address as stored (normalized by email-validator, then lower-cased); 400 naming what is wrong.
+
+    Syntax only: no DNS lookup, so a check never waits on the network.
+    """
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise APIError(400, f"Invalid email address: {exc}") from None
+    return checked.normalized.lower()
+
+
+class EmailInUse(Exception):
+    """The address belongs to another account."""
+
+
 def public_user(doc: dict[str, Any], sessions: int | None = None) -> dict[str, Any]:
-    """What may be shown about a user: never the password hash or anything about tokens."""
+    """What may be shown about a user (to an admin): never the password hash or anything about tokens."""
     view: dict[str, Any] = {
         "username": doc["username"],
         "roles": stored_roles(doc),
         "created": doc.get("created"),
+        "email": doc.get("email"),
+        "email_verified": bool(doc.get("email_verified")),
     }
     if sessions is not None:
         view["sessions"] = sessions
@@ -102,6 +130,7 @@ class Accounts:
         self.store = store
         self._users = store.collection(USERS)
         self._sessions = store.collection(SESSIONS)
+        self._emails = store.collection(EMAILS)
 
     @classmethod
     async def open(cls, store: Store) -> "Accounts":
@@ -162,14 +191,63 @@ class Accounts:
             counts.setdefault(s["username"], set()).add(s["family"])
         return [public_user(u, len(counts.get(u["username"], ()))) for u in sorted(users, key=lambda u: u["username"])]
 
-    async def create_user(self, name: str, hashed: str, roles: list[int]) -> dict[str, Any]:
-        """Insert a user under its folded name; `KeyExists` if the name is taken in any case."""
+    async def create_user(self, name: str, hashed: str, roles: list[int], email: str | None = None) -> dict[str, Any]:
+        """Insert a user under its folded name, with an unverified ``email`` (checked by `check_email`) if given.
+
+        `KeyExists` if the name is taken in any case; `EmailInUse` if the address is.
+        """
         if name != fold_username(name) and await self._users.exists(name):  # an earlier build's user
             raise KeyExists(name)
         name = fold_username(name)
-        doc = {"username": name, "password": hashed, "roles": roles, "created": int(time.time())}
-        await self._users.insert(doc, key=name)
+        doc: dict[str, Any] = {"username": name, "password": hashed, "roles": roles, "created": int(time.time())}
+        if email is None:
+            await self._users.insert(doc, key=name)
+            return doc
+        doc.update(email=email, email_verified=False)
+        async with self.store.transaction() as tx:
+            await tx.collection(USERS).insert(doc, key=name)
+            await _claim_email(tx.collection(EMAILS), email, name)
         return doc
+
+    async def email_taken(self, email: str) -> bool:
+        """Whether an account has ``email`` (a cheap check before the slow hashing of a registration)."""
+        return await self._emails.exists(email)
+
+    async def user_by_email(self, email: str) -> dict[str, Any] | None:
+        """The user whose address is ``email`` (as `check_email` returns it), or None."""
+        owner = await self._emails.get(email)
+        if owner is None:
+            return None
+        user = await self._users.get(owner["username"])
+        return user if user is not None and user.get("email") == email else None
+
+    async def set_email(self, name: str, email: str) -> dict[str, Any] | None:
+        """Give the user ``email``, unverified, and free their old address; the user as stored, or None if absent.
+
+        The same address again changes nothing (a verified one stays verified).
+        `EmailInUse` if another account has it.
+        """
+        name = await self._key(name)
+        async with self.store.transaction() as tx:
+            users, emails = tx.collection(USERS), tx.collection(EMAILS)
+            user = await users.get(name)
+            if user is None or user.get("email") == email:
+                return user
+            await _claim_email(emails, email, name)
+            await _free_email(emails, user.get("email"), name)
+            return await users.update(name, {"email": email, "email_verified": False})
+
+    async def mark_email_verified(self, name: str, email: str) -> bool:
+        """Mark the user's address verified, if it is still ``email`` (the one a link was sent to)."""
+        name = await self._key(name)
+        async with self.store.transaction() as tx:
+            users = tx.collection(USERS)
+            user = await users.get(name)
+            if user is None or user.get("email") != email:
+                return False
+            if not user.get("email_verified"):
+                await users.update(name, {"email_verified": True})
+            return True
 
     async def set_roles(self, name: str, roles: list[int]) -> bool:
         return await self._users.update(await self._key(name), {"roles": roles}) is not None
@@ -194,8 +272,12 @@ class Accounts:
         """Delete the user and their sessions; the number of session records removed, or None if absent."""
         name = await self._key(name)
         async with self.store.transaction() as tx:
-            if not await tx.collection(USERS).delete(name):
+            users = tx.collection(USERS)
+            user = await users.get(name)
+            if user is None:
                 return None
+            await users.delete(name)
+            await _free_email(tx.collection(EMAILS), user.get("email"), name)
             return await tx.collection(SESSIONS).delete_where(username=name)
 
     # -- sessions -------------------------------------------------------------------------
@@ -274,6 +356,22 @@ def _session(digest: str, username: str, family: str, now: int, ttl: int) -> dic
     }
 
 
+async def _claim_email(emails: Collection, email: str, name: str) -> None:
+    """Make ``email`` ``name``'s, inside the caller's transaction; `EmailInUse` if another account has it."""
+    try:
+        await emails.insert({"username": name}, key=email)
+    except KeyExists:
+        raise EmailInUse(email) from None
+
+
+async def _free_email(emails: Collection, email: str | None, name: str) -> None:
+    """Release ``name``'s old address (only if it is still theirs)."""
+    if email is not None:
+        owner = await emails.get(email)
+        if owner is not None and owner.get("username") == name:
+            await emails.delete(email)
+
+
 async def _drop_family(sessions: Collection, family: str) -> int:
     """End a family (one login): every record in it, the presented one included."""
     return await sessions.delete_where(family=family)
@@ -281,12 +379,15 @@ async def _drop_family(sessions: Collection, family: str) -> int:
 
 __all__ = [
     "Accounts",
+    "EMAILS",
+    "EmailInUse",
     "KeyExists",
     "RefreshOutcome",
     "Refreshed",
     "SESSIONS",
     "USERS",
     "USERNAME_PATTERN",
+    "check_email",
     "check_password_length",
     "check_username",
     "fold_username",

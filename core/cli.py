@@ -225,7 +225,8 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
             print(f"created {name} ({', '.join(role_names(roles))})", file=out)
         elif args.command == "list":
             for user in await accounts.users():
-                print(f"{user['username']}\t{','.join(role_names(user['roles']))}\tsessions={user['sessions']}", file=out)
+                email = user["email"] and f"{user['email']} ({'verified' if user['email_verified'] else 'unverified'})"
+                print(f"{user['username']}\t{','.join(role_names(user['roles']))}\tsessions={user['sessions']}\temail={email or '-'}", file=out)
         elif args.command == "roles":
             roles = parse_roles(args.roles)
             if not await accounts.set_roles(name, roles):

@@ -236,7 +236,9 @@ class Settings:
     worker_index: int = 0
     # The bearer token ``GET /metrics`` requires; unset: loopback clients only.
     metrics_token: str = field(default="", repr=False)
-    extra: Mapping[str, str] = field(default_factory=dict)
+    #: The environment's variables that are no core setting (never a secret), where plugins' settings are read
+    #: (``TURNSTILE_<PLUGIN>_*``, and names a plugin declares with ``setting(env=...)``).
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         check_secret("ACCESS_TOKEN_SECRET", self.access_secret)
@@ -291,27 +293,33 @@ class Settings:
         ``server.py --help`` lists the defaults from here and never from a copy (`environment_help`).
         """
 
+        core_names = set(_SECRET_NAMES)  # every variable read here: plugins get the others (``extra``)
+
+        def raw(name: str) -> str:
+            core_names.add(name)
+            return env.get(name, "")
+
         def get(name: str, default: str) -> str:
             if defaults is not None:
                 defaults[name] = default
-            value = env.get(name, "")
+            value = raw(name)
             return value if value.strip() else default
 
         for name in _SECRET_NAMES:
             if not env.get(name):
                 raise ConfigError(f"{name} is not set")
-        return cls(
+        settings = dict(
             access_secret=env["ACCESS_TOKEN_SECRET"],
             refresh_secret=env["REFRESH_TOKEN_SECRET"],
-            host=env.get("HOST", "").strip(),
+            host=raw("HOST").strip(),
             port=parse_port("PORT", get("PORT", "3500")),
             access_ttl=parse_duration("ACCESS_TOKEN_TTL", get("ACCESS_TOKEN_TTL", "15m")),
             refresh_ttl=parse_duration("REFRESH_TOKEN_TTL", get("REFRESH_TOKEN_TTL", "1d")),
             access_algorithm=get("ACCESS_TOKEN_ALGORITHM", "HS256").strip(),
             key_rotation=parse_optional_duration("KEY_ROTATION", get("KEY_ROTATION", "off")),
             jwks_max_age=parse_duration("JWKS_MAX_AGE", get("JWKS_MAX_AGE", "5m")),
-            token_issuer=env.get("TOKEN_ISSUER", "").strip(),
-            token_audience=env.get("TOKEN_AUDIENCE", "").strip(),
+            token_issuer=raw("TOKEN_ISSUER").strip(),
+            token_audience=raw("TOKEN_AUDIENCE").strip(),
             allowed_origins=parse_origins("ALLOWED_ORIGINS", get("ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
             data_dir=Path(get("DATA_DIR", "data")),
             log_dir=Path(get("LOG_DIR", "logs")),
@@ -319,7 +327,7 @@ class Settings:
             cookie_secure=parse_bool("COOKIE_SECURE", get("COOKIE_SECURE", "true")),
             cookie_partitioned=parse_bool("COOKIE_PARTITIONED", get("COOKIE_PARTITIONED", "true")),
             token_leeway=parse_int("TOKEN_LEEWAY", get("TOKEN_LEEWAY", "0")),
-            plugins=env.get("PLUGINS", "").strip(),
+            plugins=raw("PLUGINS").strip(),
             refresh_reuse_grace=parse_int("REFRESH_REUSE_GRACE", get("REFRESH_REUSE_GRACE", "10")),
             password_min_length=parse_int("PASSWORD_MIN_LENGTH", get("PASSWORD_MIN_LENGTH", "8"), minimum=1),
             login_max_failures=parse_int("LOGIN_MAX_FAILURES", get("LOGIN_MAX_FAILURES", "5")),
@@ -338,13 +346,13 @@ class Settings:
             body_timeout=parse_duration("BODY_TIMEOUT", get("BODY_TIMEOUT", "30s")),
             hash_workers=parse_int("HASH_WORKERS", get("HASH_WORKERS", "0")),
             hash_queue=parse_int("HASH_QUEUE", get("HASH_QUEUE", "0")),
-            database_url=env.get("DATABASE_URL", "").strip(),
+            database_url=raw("DATABASE_URL").strip(),
             database_pool_size=parse_int("DATABASE_POOL_SIZE", get("DATABASE_POOL_SIZE", "10"), minimum=1),
             workers=parse_workers("WORKERS", get("WORKERS", "1")),
             worker_timeout=parse_duration("WORKER_TIMEOUT", get("WORKER_TIMEOUT", "30s")),
-            metrics_token=env.get("METRICS_TOKEN", "").strip(),
-            extra={k: v for k, v in env.items() if k.startswith("TURNSTILE_")},
+            metrics_token=raw("METRICS_TOKEN").strip(),
         )
+        return cls(**settings, extra={k: v for k, v in env.items() if k not in core_names})
 
 
 def read_env_text(env_file: Path) -> str:

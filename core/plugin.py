@@ -32,7 +32,9 @@ from .accounts import (
     USERNAME_PATTERN,
     USERNAME_RULE,
     Accounts,
+    EmailInUse,
     RefreshOutcome,
+    check_email,
     check_password_length,
     check_username,
     fold_username,
@@ -47,7 +49,7 @@ from .errors import APIError
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .openapi import error_response, json_body, json_response
 from .plugin_context import PluginContext, PluginError, PluginMetrics
-from .plugin_settings import setting
+from .plugin_settings import duration, setting
 from .roles import ADMIN, EDITOR, ROLES, USER, check_roles, require_roles, role_codes, stored_roles
 from .security import BCRYPT_MAX_BYTES, HashingBusy, token_digest
 from .signing import ACCESS, REFRESH, TokenInvalid
@@ -75,6 +77,7 @@ __all__ = [
     "PluginError",
     "PluginMetrics",
     "setting",
+    "duration",
     "Counter",
     "Gauge",
     "Histogram",
@@ -108,6 +111,8 @@ __all__ = [
     "TokenInvalid",
     "USERNAME_PATTERN",
     "USERNAME_RULE",
+    "EmailInUse",
+    "check_email",
     "check_password_length",
     "check_username",
     "clear_cookie_header",

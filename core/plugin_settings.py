@@ -19,12 +19,18 @@ Types read from text: ``str``, ``int``, ``float``, ``bool`` (``1/true/yes/on``
 or ``0/false/no/off``), and ``list[str]``/``tuple[str, ...]``/
 ``frozenset[str]`` (comma lists, blanks dropped); any other type needs a
 ``parse`` function (``setting(..., parse=fn)``) that takes the text and
-returns the value or raises ValueError with a short reason.
+returns the value or raises ValueError with a short reason; `duration` reads
+``30s``/``15m``/``2h``/``2d``.
+
+A setting with a name other software already uses (``SMTP_HOST``) may keep it:
+``setting("", env="SMTP_HOST")`` reads that variable instead of the prefixed
+one. ``secret=True`` keeps a value (a password) out of the Config's repr.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -34,14 +40,39 @@ from .plugin_context import PluginError
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _NO_DEFAULT: Any = dataclasses.MISSING
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def setting(default: Any = _NO_DEFAULT, *, parse: Callable[[str], Any] | None = None, doc: str = "") -> Any:
-    """A `Config` field: its ``default`` (none: the setting is required), an optional ``parse``, a ``doc``."""
-    metadata = {"parse": parse, "doc": doc}
+def setting(
+    default: Any = _NO_DEFAULT,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    doc: str = "",
+    env: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """A `Config` field: its ``default`` (none: the setting is required), an optional ``parse``, a ``doc``.
+
+    ``env`` names the variable to read instead of ``TURNSTILE_<PLUGIN>_<FIELD>``
+    (for a name that is a convention, such as ``SMTP_HOST``); ``secret`` hides
+    the value from the Config's repr.
+    """
+    if env is not None and not _ENV_NAME.match(env):
+        raise ValueError(f"setting env={env!r}: expected an upper-case variable name")
+    metadata = {"parse": parse, "doc": doc, "env": env}
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata, repr=not secret)
+    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
+
+
+def duration(text: str) -> int:
+    """Seconds from ``90``, ``30s``, ``15m``, ``2h`` or ``2d``: a `setting` ``parse`` for durations."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"expected a duration such as 30s, 15m, 2h or 2d, got {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 def env_prefix(plugin: str) -> str:
@@ -72,15 +103,18 @@ def load_config(plugin: str, path: Path | str, declared: type, env: Mapping[str,
         raise PluginError(plugin, path, f"`Config` has a type that cannot be resolved: {exc}") from None
     prefix = env_prefix(plugin)
     given = raw_config(plugin, env, others)
-    fields = {f.name.upper(): f for f in dataclasses.fields(declared) if f.init}
+    fields = {f.name.upper(): f for f in dataclasses.fields(declared) if f.init and not f.metadata.get("env")}
+    named = {f.metadata["env"]: f for f in dataclasses.fields(declared) if f.init and f.metadata.get("env")}
     unknown = sorted(set(given) - set(fields))
     if unknown:
         known = ", ".join(prefix + name for name in sorted(fields)) or "none"
         raise PluginError(plugin, path, f"{prefix}{unknown[0]} names no setting of the plugin (settings: {known})")
     values = {}
-    for key, f in fields.items():
-        variable = prefix + key
-        if key not in given:
+    # (variable, key in its source, field, source): prefixed names from `given`, declared ones from `env`
+    sources = [(prefix + key, key, f, given) for key, f in fields.items()]
+    sources += [(name, name, f, env) for name, f in named.items()]
+    for variable, key, f, source in sources:
+        if key not in source or (source is env and not source[key].strip()):  # blank like unset, as core settings
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise PluginError(plugin, path, f"{variable} is required")
             continue
@@ -88,7 +122,7 @@ def load_config(plugin: str, path: Path | str, declared: type, env: Mapping[str,
         if parse is None:
             raise PluginError(plugin, path, f"{variable}: type {hints.get(f.name)} cannot be read from text; give it a parse function")
         try:
-            values[f.name] = parse(given[key])
+            values[f.name] = parse(source[key])
         except Exception as exc:  # a parse function's own mistake is still one line naming the variable
             raise PluginError(plugin, path, f"{variable}: {exc or type(exc).__name__}") from None
     try:

@@ -391,10 +391,11 @@ async def set_roles(app: TurnstileApplication, name: str, roles: Iterable[int | 
 
 @pytest.fixture
 def make_user(app: TurnstileApplication, http_client: AsyncHTTPClient, base_url: str) -> Callable[..., Awaitable[str]]:
-    """``await make_user(name, pwd=..., roles=None)`` registers ``name`` over HTTP and sets its roles."""
+    """``await make_user(name, pwd=..., roles=None, email=None)`` registers ``name`` over HTTP and sets its roles."""
 
-    async def make(name: str, pwd: str = DEFAULT_PASSWORD, roles: Iterable[int | str] | None = None) -> str:
-        response = await ApiClient(http_client, base_url).post("/register", json={"user": name, "pwd": pwd})
+    async def make(name: str, pwd: str = DEFAULT_PASSWORD, roles: Iterable[int | str] | None = None, email: str | None = None) -> str:
+        body = {"user": name, "pwd": pwd, **({"email": email} if email is not None else {})}
+        response = await ApiClient(http_client, base_url).post("/register", json=body)
         assert response.code == 201, f"registering {name!r} failed: {response.code} {response.text}"
         if roles is not None:
             await set_roles(app, name, roles)

@@ -226,6 +226,33 @@ class Throttle:
                     await self._save(coll, key, doc)
         attempt.marked.clear()
 
+    async def hit(self, limits: Mapping[str, int]) -> int:
+        """Count one event (a mail sent, say) on every key: a rate limit rather than a limit on guesses.
+
+        0 if it was counted; else the seconds to wait (answer 429 with
+        ``Retry-After``), and nothing is counted. The event that brings a key
+        to its limit locks it for ``lockout`` seconds, so at most ``limit``
+        events per key pass in a ``window``, over every process and instance
+        on the store: the check and the count are one transaction.
+        """
+        now = self.clock()
+        attempt = Attempt(limits, "", now)
+        if not attempt.limits:
+            return 0
+        async with self.db.transaction() as tx:
+            coll = self._in(tx)
+            docs = {k: self._live(await coll.get(k), now) for k in attempt.keys}
+            wait = self._wait(attempt.limits, docs, now)
+            if wait:
+                return wait
+            for key in attempt.keys:
+                doc = docs[key] or _empty()
+                doc["failures"].append(now)
+                if self._count(doc) >= attempt.limits[key]:
+                    doc.update(locked_until=now + self.lockout, failures=[], pending={})
+                await self._save(coll, key, doc)
+        return 0
+
     async def prune(self) -> int:
         """Delete the documents with nothing live left in them; how many."""
         return await self.db.collection(self.collection).delete_where(where("expires") < self.clock())

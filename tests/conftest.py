@@ -55,3 +55,14 @@ def run_cli(turnstile_settings, tmp_path):
         return proc.returncode, out.decode(), err.decode()
 
     return run
+
+
+@pytest.fixture
+def smtp_server():
+    """A running in-process SMTP server (tests/smtp_kit.py) on a port of its own; ``stop()``/``start()`` keep the port."""
+    from smtp_kit import SMTPServer
+
+    server = SMTPServer()
+    server.start()
+    yield server
+    server.stop()

@@ -16,7 +16,7 @@ from core.app import create_app
 from core.metrics import Metrics
 from core.plugin import PluginError
 
-BUILT_IN = ["auth", "employees", "users", "health", "metrics", "site"]
+BUILT_IN = ["auth", "employees", "users", "health", "metrics", "recovery", "site"]
 PLUGIN_SOURCES = [PROJECT / "plugins" / name for name in BUILT_IN] + [PROJECT / "examples" / "notes" / "turnstile_notes"]
 
 CODES_INIT = """
@@ -223,6 +223,62 @@ def test_any_failure_reading_a_setting_is_one_line(tmp_path, turnstile_settings,
     write_plugin(tmp_path / "plugins", "picky", init)
     message = start_error(turnstile_settings.with_changes(extra={"TURNSTILE_PICKY_LEVEL": value}), tmp_path / "plugins")
     assert message.startswith("plugin 'picky' (") and message.endswith(expected)
+
+
+NAMED_CONFIG = """
+from dataclasses import dataclass
+from core.plugin import duration, setting
+@dataclass(frozen=True)
+class Config:
+    host: str = setting("", env="MAILER_HOST")
+    password: str = setting("", env="MAILER_PASSWORD", secret=True)
+    ttl: int = setting(1800, env="MAILER_TTL", parse=duration)
+    retries: int = 3
+routes = []
+"""
+
+
+def loaded_config(settings, plugins_dir: Path, name: str = "mailer"):
+    async def started():
+        app = await create_app(settings, plugins_dir)
+        try:
+            return next(p for p in app.plugins if p.name == name).config
+        finally:
+            await app.services.close()
+
+    return asyncio.run(started())
+
+
+def test_a_setting_may_name_its_own_variable(tmp_path, turnstile_settings):
+    """``setting(env="SMTP_HOST")`` reads that conventional name, not ``TURNSTILE_<PLUGIN>_*``; blank is unset."""
+    write_plugin(tmp_path / "plugins", "mailer", NAMED_CONFIG)
+    extra = {"MAILER_HOST": "mail.example.com", "MAILER_PASSWORD": "hunter2-hunter2", "MAILER_TTL": "2h", "TURNSTILE_MAILER_RETRIES": "5"}
+    config = loaded_config(turnstile_settings.with_changes(extra=extra), tmp_path / "plugins")
+    assert (config.host, config.password, config.ttl, config.retries) == ("mail.example.com", "hunter2-hunter2", 7200, 5)
+    assert "hunter2" not in repr(config)
+    blank = loaded_config(turnstile_settings.with_changes(extra={"MAILER_TTL": " "}), tmp_path / "plugins")
+    assert (blank.host, blank.ttl) == ("", 1800)
+
+
+def test_a_named_variable_is_not_also_read_with_the_prefix(tmp_path, turnstile_settings):
+    write_plugin(tmp_path / "plugins", "mailer", NAMED_CONFIG)
+    message = start_error(turnstile_settings.with_changes(extra={"TURNSTILE_MAILER_HOST": "x"}), tmp_path / "plugins")
+    assert "TURNSTILE_MAILER_HOST names no setting of the plugin" in message
+
+
+def test_a_bad_named_setting_names_its_variable(tmp_path, turnstile_settings):
+    write_plugin(tmp_path / "plugins", "mailer", NAMED_CONFIG)
+    message = start_error(turnstile_settings.with_changes(extra={"MAILER_TTL": "soon"}), tmp_path / "plugins")
+    assert message.endswith(": MAILER_TTL: expected a duration such as 30s, 15m, 2h or 2d, got 'soon'")
+
+
+def test_plugins_see_the_environment_but_never_the_secrets():
+    from core.config import Settings
+
+    env = {"ACCESS_TOKEN_SECRET": "a" * 64, "REFRESH_TOKEN_SECRET": "r" * 64, "SMTP_HOST": "mail", "TURNSTILE_X_Y": "1"}
+    settings = Settings.from_env(env)
+    assert settings.extra == {"SMTP_HOST": "mail", "TURNSTILE_X_Y": "1"}
+    assert "SMTP_HOST" not in repr(settings)
 
 
 def test_the_server_exits_1_with_the_one_line_setting_error(tmp_path):

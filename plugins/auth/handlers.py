@@ -28,6 +28,7 @@ from core.plugin import (
     USERNAME_RULE,
     Accounts,
     APIError,
+    EmailInUse,
     BaseHandler,
     HashingBusy,
     KeyExists,
@@ -36,6 +37,7 @@ from core.plugin import (
     StoreError,
     Throttle,
     TokenInvalid,
+    check_email,
     check_password_length,
     clear_cookie_header,
     error_response,
@@ -62,26 +64,25 @@ USERNAME_INPUT = r"^\s*" + USERNAME_PATTERN[1:-1] + r"\s*$"
 # A password of more than 72 characters is more than 72 bytes; bcrypt takes no more. The byte
 # count itself (and the minimum length, a setting) the handlers check after the schema.
 PASSWORD = {"type": "string", "minLength": 1, "maxLength": BCRYPT_MAX_BYTES, "description": f"at most {BCRYPT_MAX_BYTES} bytes"}
-CREDENTIALS = json_body(
-    {
-        "type": "object",
-        "properties": {
-            "user": {
-                "type": "string",
-                "maxLength": 64,
-                "description": f"matches {USERNAME_PATTERN}, after surrounding white space is removed",
-                "allOf": [
-                    {"pattern": r"\S", MESSAGE: CREDENTIALS_REQUIRED},
-                    {"pattern": USERNAME_INPUT, MESSAGE: USERNAME_RULE},
-                ],
-            },
-            "pwd": {**PASSWORD, MESSAGE: {"minLength": CREDENTIALS_REQUIRED, "maxLength": PASSWORD_TOO_LONG}},
+CREDENTIALS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "user": {
+            "type": "string",
+            "maxLength": 64,
+            "description": f"matches {USERNAME_PATTERN}, after surrounding white space is removed",
+            "allOf": [
+                {"pattern": r"\S", MESSAGE: CREDENTIALS_REQUIRED},
+                {"pattern": USERNAME_INPUT, MESSAGE: USERNAME_RULE},
+            ],
         },
-        "required": ["user", "pwd"],
-        "additionalProperties": False,
-        MESSAGE: {"required": CREDENTIALS_REQUIRED},
-    }
-)
+        "pwd": {**PASSWORD, MESSAGE: {"minLength": CREDENTIALS_REQUIRED, "maxLength": PASSWORD_TOO_LONG}},
+    },
+    "required": ["user", "pwd"],
+    "additionalProperties": False,
+    MESSAGE: {"required": CREDENTIALS_REQUIRED},
+}
+CREDENTIALS = json_body(CREDENTIALS_SCHEMA)
 TOKENS = json_response(
     "The user's role codes and a new access token.",
     {
@@ -90,6 +91,16 @@ TOKENS = json_response(
         "required": ["roles", "accessToken"],
     },
 )
+REGISTRATION = json_body(
+    {
+        **CREDENTIALS_SCHEMA,
+        "properties": {
+            **CREDENTIALS_SCHEMA["properties"],
+            "email": {"type": "string", "maxLength": 254, "description": "optional; unverified until confirmed (recovery plugin)"},
+        },
+    }
+)
+EMAIL_TAKEN = "Email address is already in use."
 REFRESH_COOKIE_PARAM = {"name": REFRESH_COOKIE, "in": "cookie", "required": False, "schema": {"type": "string"}}
 CROSS_SITE = error_response("The request's Origin is not in ALLOWED_ORIGINS.")
 LOCKED = {
@@ -170,25 +181,31 @@ class AuthBase(BaseHandler):
 class RegisterHandler(AuthBase):
     openapi = {
         "post": {
-            "summary": "Create a user (role User).",
-            "requestBody": CREDENTIALS,
+            "summary": "Create a user (role User), with an optional email address.",
+            "requestBody": REGISTRATION,
             "responses": {
                 "201": json_response("Created.", {"type": "object", "properties": {"success": {"type": "string"}}, "required": ["success"]}),
-                "400": error_response("Missing or malformed user or pwd, an unsafe username, or a password too short or long."),
-                "409": error_response("The username is taken."),
+                "400": error_response("Missing or malformed user or pwd, an unsafe username, a password too short or long, or an invalid email."),
+                "409": error_response("The username or the email address is taken."),
             },
         }
     }
 
     async def post(self) -> None:
         user, pwd = self.credentials(register=True)
+        given = self.json_body().get("email")
+        email = check_email(given) if given else None
         if await self.accounts.exists(user):  # in any case: usernames are case-insensitive
             raise APIError(409, f"Username {user} is already taken.")
+        if email is not None and await self.accounts.email_taken(email):
+            raise APIError(409, EMAIL_TAKEN)
         hashed = await self.services.passwords.hash(pwd)
         try:
-            created = await self.accounts.create_user(user, hashed, [USER])
+            created = await self.accounts.create_user(user, hashed, [USER], email=email)
         except KeyExists:
             raise APIError(409, f"Username {user} is already taken.") from None
+        except EmailInUse:
+            raise APIError(409, EMAIL_TAKEN) from None
         self.set_status(201)
         self.finish({"success": f"New user {created['username']} created!"})
 

@@ -11,6 +11,8 @@ USER_VIEW = {
         "username": {"type": "string"},
         "roles": {"type": "array", "items": {"type": "integer"}},
         "created": {"type": ["integer", "null"]},
+        "email": {"type": ["string", "null"]},
+        "email_verified": {"type": "boolean"},
         "sessions": {"type": "integer", "description": "live sessions (logins not ended)"},
     },
     "required": ["username", "roles"],

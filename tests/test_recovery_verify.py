@@ -1,0 +1,90 @@
+"""An account's email address: set, change, and verify it through a link that arrives by SMTP."""
+
+from __future__ import annotations
+
+import pytest
+from recovery_kit import settled, token_in, with_smtp
+
+
+@pytest.fixture
+def turnstile_settings(turnstile_settings, smtp_server):
+    return with_smtp(turnstile_settings, smtp_server.port)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_register_with_email_then_verify_through_the_mailed_link(api, make_user, logged_in, smtp_server):
+    await make_user("ann", email="Ann@Example.com")
+    ann = await logged_in("ann")
+    assert (await ann.get("/email")).json() == {"email": "ann@example.com", "email_verified": False}
+    response = await ann.post("/email/verify-request", json={})
+    assert response.code == 202
+    (mail,) = await smtp_server.wait_for(1)
+    assert (mail["To"], mail["Subject"]) == ("ann@example.com", "Confirm your email address")
+    assert smtp_server.deliveries[0].rcpt_tos == ["ann@example.com"]
+    token = token_in(mail, "verify")
+    assert len(token) >= 43  # 32 random bytes, base64url
+    assert (await api.post("/email/verify", json={"token": token})).code == 204
+    assert (await ann.get("/email")).json() == {"email": "ann@example.com", "email_verified": True}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_verify_token_works_once(api, make_user, logged_in, smtp_server):
+    await make_user("ann", email="ann@example.com")
+    ann = await logged_in("ann")
+    await ann.post("/email/verify-request", json={})
+    token = token_in((await smtp_server.wait_for(1))[0], "verify")
+    assert (await api.post("/email/verify", json={"token": token})).code == 204
+    second = await api.post("/email/verify", json={"token": token})
+    assert (second.code, second.json()) == (400, {"message": "This link is invalid or has expired; ask for a new one."})
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_expired_or_unknown_verify_token_is_400(api, app, make_user, logged_in, smtp_server):
+    await make_user("ann", email="ann@example.com")
+    ann = await logged_in("ann")
+    await ann.post("/email/verify-request", json={})
+    token = token_in((await smtp_server.wait_for(1))[0], "verify")
+    tokens = app.services.store.collection("recovery.tokens")
+    for key, doc in await tokens.items():
+        await tokens.update(key, {"expires": doc["created"] - 1})
+    assert (await api.post("/email/verify", json={"token": token})).code == 400
+    assert (await api.post("/email/verify", json={"token": "A" * 43})).code == 400
+    assert (await ann.get("/email")).json()["email_verified"] is False
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_link_for_an_address_since_changed_verifies_nothing(api, make_user, logged_in, smtp_server):
+    await make_user("ann", email="ann@example.com")
+    ann = await logged_in("ann")
+    await ann.post("/email/verify-request", json={})
+    token = token_in((await smtp_server.wait_for(1))[0], "verify")
+    assert (await ann.put("/email", json={"email": "ann@elsewhere.example"})).json() == {"email": "ann@elsewhere.example", "email_verified": False}
+    assert (await api.post("/email/verify", json={"token": token})).code == 400
+    assert (await ann.get("/email")).json() == {"email": "ann@elsewhere.example", "email_verified": False}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_put_email_sets_changes_and_refuses(api, make_user, logged_in):
+    await make_user("bob", email="bob@example.com")
+    ann = await logged_in("ann")
+    assert (await ann.get("/email")).json() == {"email": None, "email_verified": False}
+    assert (await ann.put("/email", json={"email": "ANN@example.com"})).json() == {"email": "ann@example.com", "email_verified": False}
+    taken = await ann.put("/email", json={"email": "Bob@Example.com"})
+    assert (taken.code, taken.json()) == (409, {"message": "Email address is already in use."})
+    bad = await ann.put("/email", json={"email": "not an address"})
+    assert bad.code == 400 and bad.json()["message"].startswith("Invalid email address")
+    assert (await ann.put("/email", json={})).code == 400
+    assert (await api.put("/email", json={"email": "x@example.com"})).code == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_verify_request_needs_an_unverified_address(app, make_user, logged_in, smtp_server):
+    ann = await logged_in("ann")
+    none = await ann.post("/email/verify-request", json={})
+    assert (none.code, none.json()["message"]) == (400, "Your account has no email address; set one with PUT /email first.")
+    await ann.put("/email", json={"email": "ann@example.com"})
+    await app.services.accounts.mark_email_verified("ann", "ann@example.com")
+    done = await ann.post("/email/verify-request", json={})
+    assert (done.code, done.json()["message"]) == (400, "Your email address is already verified.")
+    await settled(app)
+    assert smtp_server.messages == []
