@@ -191,3 +191,40 @@ def test_verify_and_reset_by_mailed_links(site: Site, browser: BrowserContext) -
     assert reset.inner_text("#email-status") == f"{ADDRESS} (verified)"
     for p in (page, reset):
         assert_nothing_readable(p)
+
+
+def test_address_refusals_are_shown(site: Site, browser: BrowserContext) -> None:
+    """A malformed or taken address, at registration or in the Email panel, gets the API's own message on the page."""
+    page, calls = open_demo(browser, site.origin, site.api)
+    page.fill("#user", "marie")
+    page.fill("#pwd", PASSWORD)
+    page.fill("#email", "marie@example.com")
+    click(page, "#register", "Registered marie")
+
+    page.fill("#user", "hank")
+    page.fill("#email", "hank@")
+    malformed = act(page, "#register")
+    page.fill("#email", "Marie@Example.com")
+    taken = act(page, "#register")
+    assert calls.since_mark() == [("POST", "/register", 201), ("POST", "/register", 400), ("POST", "/register", 409)]
+    assert page.get_attribute("#message", "class") == "fail" and malformed and taken != malformed
+
+    page.fill("#email", "")
+    click(page, "#register", "Registered hank")
+    click(page, "#login", "Loaded 2 employees")
+    assert page.inner_text("#email-status") == "No address on this account yet."
+    assert page.is_disabled("#email-verify")
+    page.fill("#email-new", "marie@example.com")
+    assert act(page, "#email-save") == taken
+    page.fill("#email-new", "hank@example.com")
+    click(page, "#email-save", "Address saved")
+    assert calls.since_mark() == [
+        ("POST", "/register", 201),
+        ("POST", "/auth", 200),
+        ("GET", "/email", 200),
+        ("GET", "/employees", 200),
+        ("PUT", "/email", 409),
+        ("PUT", "/email", 200),
+    ]
+    assert page.inner_text("#email-status") == "hank@example.com (not verified)"
+    assert page.is_enabled("#email-verify")
