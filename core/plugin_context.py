@@ -6,18 +6,20 @@ plugin-author API (`core.plugin`), which imports `core.base`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
+from tornado.ioloop import PeriodicCallback
 
 from .config import Settings
 from .metrics import Metrics
 from .services import Services
-from .store import Namespace, check_name
+from .store import Namespace, StoreUnavailable, check_name
 from .throttle import COLLECTION as THROTTLE_COLLECTION
 from .throttle import Throttle
 
@@ -53,6 +55,30 @@ class PluginContext:
     def metrics(self) -> "PluginMetrics":
         """Registers this plugin's metrics on the application's Prometheus registry (served at ``/metrics``)."""
         return PluginMetrics(self)
+
+    def every(self, seconds: float, work: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run ``await work()`` every ``seconds`` until the application closes (pruning expired records, say).
+
+        A run that fails is logged on the plugin's logger, naming ``what``: a
+        store outage as a warning (the next run tries again), anything else as
+        an error with its traceback; the schedule goes on either way.
+        """
+
+        def run() -> None:
+            asyncio.ensure_future(work()).add_done_callback(report)
+
+        def report(task: asyncio.Future) -> None:
+            if task.cancelled() or task.exception() is None:
+                return
+            exc = task.exception()
+            if isinstance(exc, StoreUnavailable):
+                self.log.warning("%s skipped: %s", what, exc)
+            else:
+                self.log.error("%s failed", what, exc_info=exc)
+
+        timer = PeriodicCallback(run, seconds * 1000)
+        timer.start()
+        self.services.on_close(timer.stop)
 
     def throttle(self, window: int, lockout: int, collection: str = THROTTLE_COLLECTION) -> Throttle:
         """A `Throttle` over this plugin's namespace: failures of a key counted over ``window`` seconds, a

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 import weakref
 from typing import Any, Protocol
@@ -142,14 +143,18 @@ async def serve(settings: Settings | None = None, link: SupervisorLink | None = 
         settings.log_dir, settings.log_level, settings.log_format, settings.log_max_bytes, settings.log_backups,
         worker=settings.worker_index if worker else None,
     )
+    sockets: list[socket.socket] = []
     try:
+        if link is None:  # a port in use or an unresolvable HOST: one ConfigError line, before any plugin speaks
+            sockets = bind(settings)
         app = await create_app(settings)
         async with app.services:  # closed however serving ends (a clean shutdown has closed them already)
             server = make_server(app, settings)
             if link is not None:
                 link.serve_connections(server)
             else:
-                server.add_sockets(bind(settings))  # a port in use or an unresolvable HOST: one ConfigError line
+                server.add_sockets(sockets)
+                sockets = []  # the server owns them now
                 print(f"Server running on port {settings.port} ({describe_store(settings)})", flush=True)
             stop, hurry = asyncio.Event(), asyncio.Event()
 
@@ -172,4 +177,6 @@ async def serve(settings: Settings | None = None, link: SupervisorLink | None = 
             elif not drained:
                 print(f"Worker {settings.worker_index}: some requests were cut off", flush=True)
     finally:
+        for sock in sockets:  # bound, but start-up failed before serving
+            sock.close()
         logs.close()

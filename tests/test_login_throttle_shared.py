@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
-from tornado.httpserver import HTTPServer
-from tornado.testing import bind_unused_port
+from instance_kit import instance
 
-from core.app import create_app
 from core.config import Settings
 from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient, make_settings
 
@@ -25,20 +22,6 @@ def shared_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "postgres":
         overrides["database_url"] = request.getfixturevalue("pg_url")
     return make_settings(tmp_path, **overrides)
-
-
-@contextlib.asynccontextmanager
-async def instance(settings: Settings, http_client: Any) -> AsyncIterator[ApiClient]:
-    """A whole application of its own (own store connection, own bcrypt pool), served on a port of its own."""
-    app = await create_app(settings)
-    sock, port = bind_unused_port()
-    server = HTTPServer(app)
-    server.add_sockets([sock])
-    try:
-        yield ApiClient(http_client, f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
-        await app.services.close()
 
 
 async def login(api: ApiClient, user: str, pwd: str = DEFAULT_PASSWORD) -> int:

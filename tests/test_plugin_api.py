@@ -338,3 +338,47 @@ async def test_login_and_refresh_metrics_belong_to_the_auth_plugin(api, make_use
         assert f'turnstile_logins_total{{outcome="{outcome}"}} 0.0' in text
     for outcome in ("rotated", "grace", "reused", "unknown"):
         assert f'turnstile_refresh_total{{outcome="{outcome}"}} 0.0' in text
+
+
+# -- periodic work ---------------------------------------------------------------------------------
+
+TICKER = """
+from core.plugin import PluginContext, StoreUnavailable
+
+routes = []
+runs = []
+
+
+async def setup(plugin: PluginContext) -> None:
+    async def tick() -> None:
+        runs.append(len(runs))
+        if len(runs) == 2:
+            raise StoreUnavailable("the database is away")
+        if len(runs) == 3:
+            raise RuntimeError("a bug in the plugin")
+
+    plugin.every(0.02, tick, "ticking")
+"""
+
+
+def test_every_runs_on_through_failures_names_them_and_stops_at_close(tmp_path, turnstile_settings, caplog):
+    write_plugin(tmp_path / "plugins", "ticker", TICKER)
+
+    async def run() -> list:
+        app = await create_app(turnstile_settings, tmp_path / "plugins")
+        module = next(p for p in app.plugins if p.name == "ticker").module
+        try:
+            while len(module.runs) < 5:
+                await asyncio.sleep(0.01)
+        finally:
+            await app.services.close()
+        seen = len(module.runs)
+        await asyncio.sleep(0.1)
+        return [seen, len(module.runs)]
+
+    seen, later = asyncio.run(run())
+    assert seen == later, "no run after the app closed"
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "turnstile.plugins.ticker"]
+    assert ("WARNING", "ticking skipped: the database is away") in records
+    assert ("ERROR", "ticking failed") in records
+

@@ -63,9 +63,11 @@ class Composer:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict]] = []
+        self.attempts: list[int] = []
 
-    async def __call__(self, kind: str, data: dict) -> EmailMessage | None:
+    async def __call__(self, kind: str, data: dict, attempt: int) -> EmailMessage | None:
         self.calls.append((kind, data))
+        self.attempts.append(attempt)
         user = data["user"]
         if user == "ghost":
             return None
@@ -168,6 +170,7 @@ async def test_smtp_down_backs_off_then_delivers_once_it_is_up(open_store, caplo
             [message] = server.messages
             assert await jobs(store) == [] and message["To"] == "bob@example.com"
             assert len(compose.calls) == 4, "each attempt composes afresh (a fresh token)"
+            assert compose.attempts == [1, 2, 3, 4]
             assert clock.now == t0 + 10 + 20 + 25
         warnings = [r.getMessage() for r in queue_logs(caplog) if r.levelno == logging.WARNING]
         assert len(warnings) == 3

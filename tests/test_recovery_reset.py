@@ -149,6 +149,7 @@ async def test_the_new_password_follows_the_registration_rules(api, app, make_us
         ({}, "Give either 'user' or 'email'."),
         ({"user": "ann", "email": "ann@example.com"}, "Give either 'user' or 'email'."),
         ({"user": ""}, "Field 'user' is required."),
+        ({"user": "   "}, "Field 'user' is required."),
         ({"email": "nope"}, None),
         ({"name": "ann"}, "Unknown field 'name'."),
     ],

@@ -88,3 +88,19 @@ async def test_verify_request_needs_an_unverified_address(app, make_user, logged
     assert (done.code, done.json()["message"]) == (400, "Your email address is already verified.")
     await settled(app)
     assert smtp_server.messages == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_leaving_a_verified_address_tells_it(app, make_user, logged_in, smtp_server):
+    """Whoever holds a stolen access token could move the account to their own address: the old one hears of it."""
+    await make_user("ann", email="ann@example.com")
+    await app.services.accounts.mark_email_verified("ann", "ann@example.com")
+    ann = await logged_in("ann")
+    assert (await ann.put("/email", json={"email": "thief@evil.example"})).code == 200
+    (notice,) = await smtp_server.wait_for(1)
+    assert (notice["To"], notice["Subject"]) == ("ann@example.com", "Your email address was changed")
+    text = notice.get_body(("plain",)).get_content()
+    assert "t***f@evil.example" in text and "thief@" not in text and "http" not in text
+    assert (await ann.put("/email", json={"email": "again@evil.example"})).code == 200  # from an unverified one: no notice
+    await settled(app)
+    assert len(smtp_server.messages) == 1

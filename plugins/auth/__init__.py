@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from tornado.ioloop import PeriodicCallback
-
-from core.plugin import PluginContext, StoreUnavailable, Throttle
+from core.plugin import PluginContext, Throttle
 
 from .handlers import (
     AuthHandler,
@@ -53,20 +49,4 @@ async def setup(plugin: PluginContext) -> None:
         await throttle.prune()
 
     await prune()
-
-    def sweep() -> None:
-        task = asyncio.ensure_future(prune())
-        task.add_done_callback(_report)
-
-    def _report(task: asyncio.Future) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        if isinstance(exc, StoreUnavailable):  # the next sweep tries again
-            plugin.log.warning("pruning expired records skipped: %s", exc)
-        else:
-            plugin.log.error("pruning expired records failed", exc_info=exc)
-
-    sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
-    sweeper.start()
-    plugin.services.on_close(sweeper.stop)
+    plugin.every(PRUNE_EVERY, prune, "pruning expired records")

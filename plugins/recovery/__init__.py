@@ -9,13 +9,12 @@ through SMTP (``SMTP_HOST``...) or, without a server, into ``LOG_DIR/outbox``.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
-from tornado.ioloop import PeriodicCallback
-
-from core.plugin import PluginContext, StoreUnavailable, duration, setting
+from core.plugin import PluginContext, duration, setting
 
 from .handlers import EmailHandler, ForgotHandler, Limits, Recovery, ResetHandler, VerifyHandler, VerifyRequestHandler
 from .mail import OutboxTransport, SMTPConfig, SMTPTransport, Transport
@@ -64,11 +63,25 @@ class Config:
     mail_poll: float = setting(5.0, doc="seconds between looks for mail queued by other processes")
 
 
+class AnnouncedOutbox:
+    """The outbox, with a log line per mail saying where it went: without SMTP_HOST, that is how a developer finds the link."""
+
+    def __init__(self, directory: Path, log: logging.Logger) -> None:
+        self.outbox = OutboxTransport(directory)
+        self.log = log
+
+    async def send(self, message: EmailMessage) -> str:
+        where = await self.outbox.send(message)
+        self.log.warning("SMTP_HOST is not set: mail %r written to %s", message["Subject"], self.outbox.directory.parent / where)
+        return where
+
+
 def transport(plugin: PluginContext) -> Transport:
+    """SMTP when ``SMTP_HOST`` is set; else the ``.eml`` files of ``LOG_DIR/outbox``."""
     config: Config = plugin.config
     if config.smtp_host:
         return SMTPTransport(SMTPConfig(config.smtp_host, config.smtp_port, config.smtp_user, config.smtp_password, config.smtp_tls))
-    return OutboxTransport(Path(plugin.settings.log_dir) / "outbox")
+    return AnnouncedOutbox(Path(plugin.settings.log_dir) / "outbox", plugin.log)
 
 
 def routes(plugin: PluginContext) -> list:
@@ -120,19 +133,4 @@ async def setup(plugin: PluginContext) -> None:
         await rate.prune()
 
     await prune()
-
-    def sweep() -> None:
-        asyncio.ensure_future(prune()).add_done_callback(_report)
-
-    def _report(task: asyncio.Future) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        if isinstance(exc, StoreUnavailable):
-            plugin.log.warning("pruning expired recovery tokens skipped: %s", exc)
-        else:
-            plugin.log.error("pruning expired recovery tokens failed", exc_info=exc)
-
-    sweeper = PeriodicCallback(sweep, PRUNE_EVERY * 1000)
-    sweeper.start()
-    plugin.services.on_close(sweeper.stop)
+    plugin.every(PRUNE_EVERY, prune, "pruning expired recovery tokens and mail counts")

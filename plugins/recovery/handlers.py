@@ -33,6 +33,8 @@ from core.plugin import (
 
 from .tokens import RESET, VERIFY, OneTimeTokens, password_fingerprint
 
+EMAIL_CHANGED = "email-changed"  # a notice to the verified address an account just left
+
 FORGOT_ANSWER = "If that account exists and has a verified email address, a link to reset its password is on its way."
 VERIFY_ANSWER = "A verification link is on its way to your email address."
 TOKEN_REFUSED = "This link is invalid or has expired; ask for a new one."
@@ -132,13 +134,19 @@ class EmailHandler(RecoveryBase):
         self.send_json(_state(user))
 
     async def put(self) -> None:
+        """Set the address; if it replaces a verified one, tell that one (whoever holds the token may not be the owner)."""
         email = check_email(self.json_body()["email"])
+        accounts = self.services.accounts
+        before = await accounts.user(self.username or "")
         try:
-            user = await self.services.accounts.set_email(self.username or "", email)
+            user = await accounts.set_email(self.username or "", email)
         except EmailInUse:
             raise APIError(409, EMAIL_TAKEN) from None
-        if user is None:
+        if user is None or before is None:
             raise APIError(403, "No such user.")
+        old = before.get("email")
+        if old and old != email and before.get("email_verified"):
+            await self.recovery.queue.enqueue(EMAIL_CHANGED, {"username": user["username"], "old": old, "new": email})
         self.send_json(_state(user))
 
 
@@ -195,7 +203,7 @@ class ForgotHandler(RecoveryBase):
                 {
                     "type": "object",
                     "properties": {
-                        "user": {"type": "string", "minLength": 1, "maxLength": 64, MESSAGE: {"minLength": "Field 'user' is required."}},
+                        "user": {"type": "string", "maxLength": 64, "pattern": r"\S", MESSAGE: {"pattern": "Field 'user' is required."}},
                         "email": EMAIL,
                     },
                     "minProperties": 1,

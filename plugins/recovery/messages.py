@@ -15,7 +15,7 @@ from typing import Any
 
 from core.plugin import Accounts
 
-from .handlers import Recovery
+from .handlers import EMAIL_CHANGED, Recovery
 from .mail import make_message
 from .tokens import RESET, VERIFY, password_fingerprint
 
@@ -34,6 +34,13 @@ def spell(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
+def mask(address: str) -> str:
+    """``ann.lee@example.com`` as ``a*****e@example.com``: enough for the owner to recognise, little for anyone else."""
+    local, _, domain = address.partition("@")
+    shown = local[0] + "*" * max(1, len(local) - 2) + local[-1] if len(local) > 2 else local[0] + "*"
+    return f"{shown}@{domain}"
+
+
 class Composer:
     """``compose(kind, data)`` for the mail queue: a reset or verification mail, or None."""
 
@@ -42,15 +49,18 @@ class Composer:
         self.accounts = accounts
         self.log = log
 
-    async def __call__(self, kind: str, data: dict[str, Any]) -> EmailMessage | None:
+    async def __call__(self, kind: str, data: dict[str, Any], attempt: int = 1) -> EmailMessage | None:
+        """The mail for one attempt at a job; a retry mints a fresh token (and, for a reset, voids the last)."""
         if kind == RESET:
-            return await self.reset(data)
+            return await self.reset(data, first=attempt == 1)
         if kind == VERIFY:
             return await self.verify(data)
+        if kind == EMAIL_CHANGED:
+            return await self.email_changed(data)
         self.log.error("mail job of unknown kind %r dropped", kind)
         return None
 
-    async def reset(self, data: dict[str, Any]) -> EmailMessage | None:
+    async def reset(self, data: dict[str, Any], first: bool = True) -> EmailMessage | None:
         if "email" in data:
             user = await self.accounts.user_by_email(data["email"])
         else:
@@ -58,7 +68,7 @@ class Composer:
         if user is None or not user.get("email") or not user.get("email_verified"):
             self.log.info("reset mail not sent: no account with a verified address matches the request")
             return None
-        if not await self.within_limit(user["email"]):
+        if first and not await self.within_limit(user["email"]):  # a retry is the same mail: counted once
             return None
         config = self.recovery.config
         name, email = user["username"], user["email"]
@@ -87,6 +97,18 @@ class Composer:
             "If you did not ask for this, ignore this mail.\n"
         )
         return make_message(config.mail_from, email, "Confirm your email address", text)
+
+    async def email_changed(self, data: dict[str, Any]) -> EmailMessage | None:
+        """A notice, without any link, to the verified address an account has just left."""
+        user = await self.accounts.user(data["username"])
+        if user is None:
+            return None
+        text = (
+            f"The email address of the account {user['username']} was changed from this address to {mask(data['new'])}.\n\n"
+            "If you did this, there is nothing to do. If you did not, someone else is signed in to your account: "
+            "reset your password and contact the people who run this service.\n"
+        )
+        return make_message(self.recovery.config.mail_from, data["old"], "Your email address was changed", text)
 
     async def within_limit(self, email: str) -> bool:
         """Count a mail to ``email``: a reset asked for by username counts on the address it goes to as well."""

@@ -31,7 +31,8 @@ from core.plugin import Doc, Namespace, where
 
 from .mail import Transport
 
-Compose = Callable[[str, dict], Awaitable[EmailMessage | None]]
+#: ``compose(kind, data, attempt)``: the message for a job, made at send time (``attempt`` counts from 1), or None.
+Compose = Callable[[str, dict, int], Awaitable[EmailMessage | None]]
 
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"'@]+@[^\s<>()\[\],;:\"'@]+")
 
@@ -215,7 +216,7 @@ class MailQueue:
         kind = job.get("kind")
         try:
             try:
-                message = await self.compose(kind, dict(job.get("data") or {}))
+                message = await self.compose(kind, dict(job.get("data") or {}), int(job.get("attempts") or 0) + 1)
                 if message is None:
                     if await self._settle(job, delete=True):
                         self.log.info("mail %s (job %s): nothing to send, dropped", kind, job["id"])
