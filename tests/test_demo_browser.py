@@ -99,10 +99,12 @@ def running(cmd: list[str], cwd: Path, env: dict[str, str], ready_url: str, log:
 
 
 @contextmanager
-def api_server(workdir: Path, origins: list[str], partitioned: bool = True) -> Iterator[str]:
-    """The real server process, configured by environment only; cwd is empty so no ``.env`` is read or written."""
+def api_server(
+    workdir: Path, origins: list[str], partitioned: bool = True, port: int | None = None, extra: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The real server process, configured by environment only (plus ``extra``); cwd is empty so no ``.env`` is read or written."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN_SECRET")}
     env.update(
         ACCESS_TOKEN_SECRET=secrets.token_hex(32),
@@ -117,6 +119,7 @@ def api_server(workdir: Path, origins: list[str], partitioned: bool = True) -> I
         PORT=str(port),
         COOKIE_PARTITIONED="true" if partitioned else "false",
     )
+    env.update(extra or {})
     url = f"http://localhost:{port}"
     with running([sys.executable, str(REPO / "server.py")], workdir, env, url + "/", workdir / "server.out"):
         yield url
@@ -262,11 +265,12 @@ def test_full_flow_in_chromium(where: str, setup: Setup, browser: BrowserContext
 
     click(page, "#login", "Loaded 2 employees")
     logged_in = time.monotonic()
-    assert calls.since_mark() == [("POST", "/auth", 200), ("GET", "/employees", 200)]
+    assert calls.since_mark() == [("POST", "/auth", 200), ("GET", "/email", 200), ("GET", "/employees", 200)]
     first_token = calls.bearers[-1]
     assert first_token and first_token.startswith("Bearer ")
     assert page.inner_text("#session").startswith(f"Signed in as {user}")
     assert page.locator("#employees tbody tr").all_inner_texts() == ["1\tDave\tGray", "2\tJohn\tSmith"]
+    assert page.inner_text("#email-status") == "No address on this account yet."
 
     (cookie,) = refresh_cookies(browser, setup.api)
     assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "None"
@@ -288,6 +292,7 @@ def test_full_flow_in_chromium(where: str, setup: Setup, browser: BrowserContext
     assert refresh_cookies(browser, setup.api) == []
     assert page.inner_text("#session") == "Signed out"
     assert page.locator("#employees tbody tr").count() == 0
+    assert page.is_hidden("#email-panel")
     assert_nothing_readable(page)
 
     assert browser_fetch(page, setup.api + "/refresh") == 401  # the browser has no cookie left to send
