@@ -221,6 +221,8 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
         if origin:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Allow-Credentials", "true")
+            # A browser client may read how long to wait after a 429 (a lockout, a mail limit) or a 503.
+            self.set_header("Access-Control-Expose-Headers", "Retry-After")
         self.add_header("Vary", "Origin")
 
     def allowed_origin(self) -> str | None:

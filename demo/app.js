@@ -104,7 +104,7 @@ function credentials() {
   return { user: $("user").value.trim(), pwd: $("pwd").value };
 }
 
-// What to tell the user about a failed call. Retry-After is readable only if the API exposes it.
+// What to tell the user about a failed call; the API exposes Retry-After to allowed origins.
 function problem(status, data, fallback, retryAfter = null) {
   if (status === 0) return "Could not reach the API: is it running, and is this page's origin allowed?";
   const text = (data && data.message) || fallback;

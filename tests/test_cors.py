@@ -89,3 +89,15 @@ async def test_configured_origins_replace_the_defaults(http_client, base_url, ap
     api = ApiClient(http_client, base_url)
     assert_cors(await api.get("/", headers={"Origin": "https://app.example"}), "https://app.example")
     assert_no_cors(await api.get("/", headers={"Origin": ALLOWED}))
+
+
+@pytest.mark.gen_test
+@pytest.mark.settings(login_max_failures=1)
+async def test_a_browser_may_read_retry_after(api, make_user):
+    """A front end on another origin can only tell the user how long to wait if the header is exposed."""
+    await make_user("ann")
+    await api.post("/auth", json={"user": "ann", "pwd": "wrong password"}, headers={"Origin": ALLOWED})
+    locked = await api.post("/auth", json={"user": "ann", "pwd": "wrong password"}, headers={"Origin": ALLOWED})
+    assert locked.code == 429 and locked.headers["Retry-After"]
+    assert locked.headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert "Access-Control-Expose-Headers" not in (await api.get("/", headers={"Origin": DISALLOWED})).headers
