@@ -195,3 +195,11 @@ async def test_a_failed_outbox_write_raises_and_leaves_nothing_behind(tmp_path, 
     with pytest.raises(OSError):
         await OutboxTransport(tmp_path / "outbox").send(message())
     assert list((tmp_path / "outbox").iterdir()) == []
+
+
+def test_a_long_link_stays_whole_in_the_raw_message():
+    """A developer copies the link out of an outbox file: it must not be quoted-printable encoded or folded."""
+    link = "http://localhost:5500/#reset=" + "A1b2-C3_d4" * 8
+    raw = make_message("Turnstile <no-reply@example.com>", "ann@example.com", "Reset", f"Open:\n\n{link}\n").as_bytes()
+    assert b"\n" + link.encode() + b"\n" in raw
+    assert b"=3D" not in raw

@@ -63,7 +63,10 @@ def make_message(sender: str, to: str, subject: str, text: str) -> EmailMessage:
     message["Date"] = formatdate(usegmt=True)
     domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(text, charset="utf-8")
+    # ASCII text goes as it is (7bit), not quoted-printable, which would turn each link's "=" into "=3D" and
+    # break long lines: a link stays whole and copyable in the raw message (an outbox file, a server's log).
+    ascii_lines = text.isascii() and all(len(line) <= 998 for line in text.splitlines())
+    message.set_content(text, charset="utf-8", cte="7bit" if ascii_lines else "quoted-printable")
     return message
 
 
