@@ -14,12 +14,13 @@ from core.security import PasswordHasher
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """Record when the store and the hashing threads close."""
+    """Record when the store opens, and when it and the hashing threads close."""
     events: list[str] = []
     real_open = services_module.open_store
 
     async def open_store(settings: Settings):
         store = await real_open(settings)
+        events.append("store opened")
         real_close = store.close
 
         async def close() -> None:
@@ -54,7 +55,7 @@ def test_close_runs_plugin_stops_newest_first_then_store_then_hashing(turnstile_
         await services.close()  # idempotent: nothing runs twice
 
     asyncio.run(run())
-    assert recorded == ["second stop", "first stop", "store closed", "hashing closed"]
+    assert recorded == ["store opened", "second stop", "first stop", "store closed", "hashing closed"]
 
 
 def test_a_failure_after_the_store_opened_closes_it_and_the_hashing_threads(turnstile_settings, recorded, monkeypatch):
@@ -64,7 +65,7 @@ def test_a_failure_after_the_store_opened_closes_it_and_the_hashing_threads(turn
     monkeypatch.setattr(services_module.Accounts, "open", broken_open)
     with pytest.raises(RuntimeError, match="accounts cannot start"):
         asyncio.run(services_module.make_services(turnstile_settings))
-    assert recorded == ["store closed", "hashing closed"]
+    assert recorded == ["store opened", "store closed", "hashing closed"]
 
 
 def test_a_store_that_cannot_open_still_stops_the_hashing_threads(turnstile_settings, recorded, monkeypatch):
@@ -93,10 +94,11 @@ def test_a_plugin_setup_failure_closes_what_create_app_opened(turnstile_settings
 
     with pytest.raises(Exception, match="setup failed"):
         asyncio.run(run())
-    assert recorded == ["store closed", "hashing closed"]
+    assert recorded == ["store opened", "store closed", "hashing closed"]
 
 
-def test_a_server_that_cannot_listen_closes_its_services(turnstile_settings, recorded):
+def test_a_server_that_cannot_listen_opens_nothing(turnstile_settings, recorded):
+    """The port is bound before the app is built: a port in use stops start-up before any store or plugin opens."""
     import socket
 
     from core.serve import serve
@@ -107,4 +109,4 @@ def test_a_server_that_cannot_listen_closes_its_services(turnstile_settings, rec
         settings = turnstile_settings.with_changes(host="127.0.0.1", port=taken.getsockname()[1])
         with pytest.raises(ConfigError, match="cannot listen on PORT"):
             asyncio.run(serve(settings))
-    assert recorded == ["store closed", "hashing closed"]
+    assert recorded == []
