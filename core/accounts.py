@@ -47,7 +47,6 @@ from .store import Collection, KeyExists, Store, where
 USERS = "auth.users"
 SESSIONS = "auth.sessions"
 EMAILS = "auth.emails"
-EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a path
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 USERNAME_RULE = "Username must be 1 to 32 letters, digits, '_', '.' or '-', starting with a letter or digit."
 _USERNAME = re.compile(USERNAME_PATTERN)
