@@ -10,7 +10,8 @@ their ratio to the unknown user's. Mail limits are off for the run.
 Two passes: *isolated*, where the queue has sent the previous request's mail
 before the next request starts (the answer's own cost), and *back to back*,
 where it has not (what a client sending requests in a row sees: a queued
-mail is composed and written while the next answer is on its way).
+mail is composed and written while the next answers are on their way), in a
+shuffled order so that no kind always follows the same other kind.
 Usage: ``.venv/bin/python bench/forgot_timing.py [N] [--postgres URL]``.
 """
 
@@ -20,6 +21,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import random
 import statistics
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from tornado.httpclient import AsyncHTTPClient  # noqa: E402
 from tornado.httpserver import HTTPServer  # noqa: E402
 from tornado.netutil import bind_sockets  # noqa: E402
 
+from bench.harness import admin_sql, with_database  # noqa: E402
 from core.app import create_app  # noqa: E402
 from core.pytest_plugin import make_settings  # noqa: E402
 
@@ -45,8 +49,20 @@ KINDS = {
 NO_LIMITS = {f"TURNSTILE_RECOVERY_MAILS_PER_{k}": "0" for k in ("USER", "ADDRESS", "IP")}
 
 
-async def main(n: int, database_url: str) -> None:
+async def main(n: int, admin_url: str) -> None:
     logging.getLogger("turnstile").setLevel(logging.ERROR)  # one outbox line per mail otherwise
+    if not admin_url:
+        await measure(n, "")
+        return
+    name = f"turnstile_bench_forgot_{os.getpid()}"
+    await admin_sql(admin_url, f"CREATE DATABASE {name}")
+    try:
+        await measure(n, with_database(admin_url, name))
+    finally:
+        await admin_sql(admin_url, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+async def measure(n: int, database_url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = make_settings(Path(tmp), cookie_secure=False, database_url=database_url, extra=NO_LIMITS)
         app = await create_app(settings)
@@ -77,8 +93,11 @@ async def main(n: int, database_url: str) -> None:
         labels = list(KINDS)
         for mode in ("isolated", "back to back"):
             times: dict[str, list[float]] = {k: [] for k in KINDS}
+            shuffled = random.Random(7)
             for i in range(n):
                 order = labels[i % len(labels):] + labels[: i % len(labels)]
+                if mode == "back to back":  # each kind after any other: no kind always follows the same one
+                    shuffled.shuffle(order)
                 for label in order:
                     if mode == "isolated":
                         await drained()
@@ -104,6 +123,6 @@ async def main(n: int, database_url: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", type=int, nargs="?", default=200)
-    parser.add_argument("--postgres", default="", help="a database URL (its tables are created if missing)")
+    parser.add_argument("--postgres", default="", help="a PostgreSQL server's admin URL: the run gets a fresh database there, dropped after")
     args = parser.parse_args()
     asyncio.run(main(args.n, args.postgres))
