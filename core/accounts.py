@@ -10,7 +10,12 @@ layout lives in one place:
   A user stored with capitals by an earlier build is still found under the
   exact name it was created with.
   ``email`` (lower-cased, or absent) and ``email_verified`` are optional: the
-  `recovery` plugin mails reset links to a verified address.
+  `recovery` plugin mails reset links to a verified address. ``factors``
+  (optional) maps each second factor the user has (``totp``, ``passkeys``,
+  ``recovery_codes``...) to what the plugin that checks it keeps: secrets
+  sealed or hashed by that plugin. Keeping them on the user makes them go with
+  the user (deleted, copied between stores) and lets an operator remove them
+  all at once (``user mfa-reset``) without knowing which plugin made them.
 * ``auth.emails``, keyed by address: ``{username}``. It is what makes an
   address unique: claiming one is an insert under its key, in the same
   transaction as the user's change, so two accounts never share one, on any
@@ -30,12 +35,13 @@ interface is used, so any backend serves.
 
 from __future__ import annotations
 
+import inspect
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -44,6 +50,7 @@ from .roles import stored_roles
 from .security import BCRYPT_MAX_BYTES
 from .store import Collection, KeyExists, Store, where
 
+PASSWORD_AMR = ("pwd",)  # RFC 8176: a sign-in by password alone (and sessions from before ``amr`` was kept)
 USERS = "auth.users"
 SESSIONS = "auth.sessions"
 EMAILS = "auth.emails"
@@ -97,6 +104,7 @@ def public_user(doc: dict[str, Any], sessions: int | None = None) -> dict[str, A
         "created": doc.get("created"),
         "email": doc.get("email"),
         "email_verified": bool(doc.get("email_verified")),
+        "factors": sorted(name for name, value in (doc.get("factors") or {}).items() if value),
     }
     if sessions is not None:
         view["sessions"] = sessions
@@ -120,6 +128,8 @@ class Refreshed:
     username: str | None = None
     roles: list[int] | None = None
     token: str | None = None
+    #: How the sign-in this session descends from was made (RFC 8176), for the new access token.
+    amr: list[str] = field(default_factory=lambda: list(PASSWORD_AMR))
 
 
 class Accounts:
@@ -236,6 +246,38 @@ class Accounts:
             await _free_email(emails, user.get("email"), name)
             return await users.update(name, {"email": email, "email_verified": False})
 
+    async def factors(self, name: str) -> dict[str, Any]:
+        """The user's second factors as stored (each plugin's own entries); empty for no user."""
+        user = await self.user(name)
+        return dict((user or {}).get("factors") or {})
+
+    async def update_factors(
+        self, name: str, change: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None] | dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Read-modify-write the user's factors in one transaction: ``change(factors)`` returns the new map
+        (None: leave it as it is). The factors after, or None if there is no such user.
+
+        A check that must not race (a TOTP step used once, a passkey's counter)
+        goes inside ``change``: two requests for one user run one after the other.
+        """
+        name = await self._key(name)
+        async with self.store.transaction() as tx:
+            users = tx.collection(USERS)
+            user = await users.get(name)
+            if user is None:
+                return None
+            current = dict(user.get("factors") or {})
+            result = change(current)
+            new = await result if inspect.isawaitable(result) else result
+            if new is None:
+                return current
+            await users.update(name, {"factors": {k: v for k, v in new.items() if v}})
+            return new
+
+    async def reset_factors(self, name: str) -> bool:
+        """Remove every second factor of the user (``user mfa-reset``); whether the user exists."""
+        return await self.update_factors(name, lambda factors: {}) is not None
+
     async def mark_email_verified(self, name: str, email: str) -> bool:
         """Mark the user's address verified, if it is still ``email`` (the one a link was sent to)."""
         name = await self._key(name)
@@ -286,14 +328,19 @@ class Accounts:
         name = await self._key(name)
         return await self._sessions.delete_where(username=name)
 
-    async def start_session(self, name: str, digest: str, ttl: int, password_hash: str) -> bool:
-        """Record a new login's first refresh token, if the user and password are unchanged."""
+    async def start_session(
+        self, name: str, digest: str, ttl: int, password_hash: str, amr: Sequence[str] = PASSWORD_AMR
+    ) -> bool:
+        """Record a new sign-in's first refresh token, if the user and password are unchanged.
+
+        ``amr`` says how the user signed in; every token refreshed from this session carries it.
+        """
         now = int(time.time())
         async with self.store.transaction() as tx:
             user = await tx.collection(USERS).get(name)
             if user is None or user["password"] != password_hash:
                 return False
-            await tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl))
+            await tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl, list(amr)))
         return True
 
     async def refresh(self, digest: str, username: str, new_token: str, new_digest: str, ttl: int, grace: int) -> Refreshed:
@@ -322,12 +369,12 @@ class Accounts:
             retired = record["retired"]
             if retired is not None:
                 if grace > 0 and now - retired <= grace:
-                    return Refreshed(RefreshOutcome.GRACE, username, roles)
+                    return Refreshed(RefreshOutcome.GRACE, username, roles, amr=_amr(record))
                 await _drop_family(sessions, family)
                 return Refreshed(RefreshOutcome.REUSED, username)
             await sessions.update(digest, {"retired": now, "successor": new_digest})
-            await sessions.put(new_digest, _session(new_digest, username, family, now, ttl))
-        return Refreshed(RefreshOutcome.ROTATED, username, roles, new_token)
+            await sessions.put(new_digest, _session(new_digest, username, family, now, ttl, _amr(record)))
+        return Refreshed(RefreshOutcome.ROTATED, username, roles, new_token, _amr(record))
 
     async def end_session(self, digest: str) -> int:
         """Log out: end the family of the token whose SHA-256 is ``digest``."""
@@ -343,7 +390,11 @@ class Accounts:
         return await self._sessions.delete_where(where("expires") < int(time.time()))
 
 
-def _session(digest: str, username: str, family: str, now: int, ttl: int) -> dict[str, Any]:
+def _amr(record: dict[str, Any]) -> list[str]:
+    return list(record.get("amr") or PASSWORD_AMR)
+
+
+def _session(digest: str, username: str, family: str, now: int, ttl: int, amr: list[str]) -> dict[str, Any]:
     return {
         "digest": digest,
         "username": username,
@@ -352,6 +403,7 @@ def _session(digest: str, username: str, family: str, now: int, ttl: int) -> dic
         "expires": now + ttl,
         "retired": None,
         "successor": None,
+        "amr": amr,
     }
 
 
@@ -381,6 +433,7 @@ __all__ = [
     "EMAILS",
     "EmailInUse",
     "KeyExists",
+    "PASSWORD_AMR",
     "RefreshOutcome",
     "Refreshed",
     "SESSIONS",

@@ -259,7 +259,8 @@ class BaseHandler(VerifyJWTMixin, RequestHandler):
             self.write_not_found()
             return
         message = exc.message if isinstance(exc, APIError) and exc.message else None
-        self.finish({"message": message or httputil.responses.get(status_code, "Error")})
+        extra = exc.body if isinstance(exc, APIError) else {}
+        self.finish({**extra, "message": message or httputil.responses.get(status_code, "Error")})
 
     def write_not_found(self) -> None:
         """The tutorial's 404: an HTML page, else JSON, else plain text, by ``Accept``."""

@@ -11,6 +11,7 @@ access token on its next ``/refresh``)::
     bin/turnstile user passwd NAME                        # new password; ends all sessions
     bin/turnstile user revoke NAME                        # end all sessions
     bin/turnstile user delete NAME                        # delete the user and their sessions
+    bin/turnstile user mfa-reset NAME                     # remove every second factor (TOTP, codes, passkeys)
     bin/turnstile keys rotate [--now]                     # stage a new signing key (asymmetric algorithms)
     bin/turnstile keys list                               # the signing keys and their states
 """
@@ -124,7 +125,7 @@ def parser() -> Parser:
     add = user.add_parser("add", help="create a user (password read from stdin, or prompted on a terminal)")
     add.add_argument("name")
     add.add_argument("--roles", default="User", help="comma list of User, Editor, Admin (User is always included)")
-    user.add_parser("list", help="list users with their roles and live sessions")
+    user.add_parser("list", help="list users with their roles, live sessions, email and second factors")
     roles = user.add_parser("roles", help="set a user's roles")
     roles.add_argument("name")
     roles.add_argument("roles", help="comma list of User, Editor, Admin (User is always included)")
@@ -132,6 +133,7 @@ def parser() -> Parser:
         ("passwd", "set a new password (stdin or prompt) and end all sessions"),
         ("revoke", "end every session of a user"),
         ("delete", "delete a user and end their sessions"),
+        ("mfa-reset", "remove every second factor of a user (TOTP, recovery codes, passkeys); sessions and password stay"),
     ):
         user.add_parser(name, help=text).add_argument("name")
     keys = groups.add_parser("keys", help="the access-token signing keys (ACCESS_TOKEN_ALGORITHM EdDSA, ES256, RS256)")
@@ -226,7 +228,12 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
         elif args.command == "list":
             for user in await accounts.users():
                 email = user["email"] and f"{user['email']} ({'verified' if user['email_verified'] else 'unverified'})"
-                print(f"{user['username']}\t{','.join(role_names(user['roles']))}\tsessions={user['sessions']}\temail={email or '-'}", file=out)
+                factors = ",".join(user["factors"]) or "-"
+                print(
+                    f"{user['username']}\t{','.join(role_names(user['roles']))}\tsessions={user['sessions']}"
+                    f"\temail={email or '-'}\tfactors={factors}",
+                    file=out,
+                )
         elif args.command == "roles":
             roles = parse_roles(args.roles)
             if not await accounts.set_roles(name, roles):
@@ -242,6 +249,12 @@ async def run(args: argparse.Namespace, settings: Settings, stdin: TextIO, out: 
             await require_user(accounts, name)
             await accounts.revoke_all(name)
             print(f"{name}: all sessions ended", file=out)
+        elif args.command == "mfa-reset":
+            before = await accounts.factors(name) if await accounts.exists(name) else None
+            if before is None or not await accounts.reset_factors(name):
+                raise CLIError(f"no user {name}")
+            removed = ", ".join(sorted(before)) or "none"
+            print(f"{name}: second factors removed ({removed}); password and sessions unchanged", file=out)
         elif args.command == "delete":
             if await accounts.delete_user(name) is None:
                 raise CLIError(f"no user {name}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tornado.web import HTTPError
 
 
@@ -10,7 +12,8 @@ class APIError(HTTPError):
 
     ``log_message`` goes to the error log only, so internals never reach the
     response. ``headers`` are added to the error response (``Retry-After``,
-    ``WWW-Authenticate``...).
+    ``WWW-Authenticate``...). ``body`` adds fields a client acts on beside the
+    message (``{"mfaRequired": true}``).
     """
 
     def __init__(
@@ -19,7 +22,9 @@ class APIError(HTTPError):
         message: str | None = None,
         log_message: str | None = None,
         headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(status_code, log_message)
         self.message = message
         self.headers = headers or {}
+        self.body = body or {}

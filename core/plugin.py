@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from .accounts import (
     USERNAME_PATTERN,
     USERNAME_RULE,
+    PASSWORD_AMR,
     Accounts,
     EmailInUse,
     RefreshOutcome,
@@ -52,6 +53,8 @@ from .plugin_context import PluginContext, PluginError, PluginMetrics
 from .plugin_settings import duration, setting
 from .roles import ADMIN, EDITOR, ROLES, USER, check_roles, require_roles, role_codes, stored_roles
 from .security import BCRYPT_MAX_BYTES, HashingBusy, token_digest
+from .secretbox import SealBroken, SecretBox
+from .signin import MFA, SignIn, SignInStep, finish_sign_in, has_second_factor, require_mfa, run_sign_in_steps
 from .signing import ACCESS, REFRESH, TokenInvalid
 
 # The store, through the plugin's namespace (``plugin.db``, ``self.db``).
@@ -100,6 +103,18 @@ __all__ = [
     # the throttle
     "Attempt",
     "Throttle",
+    # signing in: the extension point, factors, step-up
+    "MFA",
+    "PASSWORD_AMR",
+    "SignIn",
+    "SignInStep",
+    "finish_sign_in",
+    "has_second_factor",
+    "require_mfa",
+    "run_sign_in_steps",
+    # secrets at rest
+    "SecretBox",
+    "SealBroken",
     # accounts, sessions and tokens
     "ACCESS",
     "Accounts",

@@ -18,7 +18,9 @@ from tornado.ioloop import PeriodicCallback
 
 from .config import Settings
 from .metrics import Metrics
+from .secretbox import SecretBox
 from .services import Services
+from .signin import SignInStep
 from .store import Namespace, StoreUnavailable, check_name
 from .throttle import COLLECTION as THROTTLE_COLLECTION
 from .throttle import Throttle
@@ -79,6 +81,21 @@ class PluginContext:
         timer = PeriodicCallback(run, seconds * 1000)
         timer.start()
         self.services.on_close(timer.stop)
+
+    def sign_in_step(self, step: SignInStep) -> None:
+        """Step into every sign-in between "password checked" and "tokens issued" (`core.signin`).
+
+        ``await step(sign_in)`` returns None to let it through, or the JSON
+        object to answer instead (no token, no cookie); the plugin then ends the
+        sign-in itself with `finish_sign_in`. Register in ``routes(plugin)`` or
+        ``setup(plugin)``; steps run in plugin order.
+        """
+        self.services.sign_in_steps.append(step)
+
+    def secret_box(self, purpose: str) -> SecretBox:
+        """Seals values this plugin must keep in the store but never show (a TOTP seed): Fernet under a key
+        derived from ``ACCESS_TOKEN_SECRET`` for this plugin and ``purpose``, so a copy of the data alone opens nothing."""
+        return SecretBox(self.settings.access_secret, f"plugin:{self.name}:{purpose}")
 
     def throttle(self, window: int, lockout: int, collection: str = THROTTLE_COLLECTION) -> Throttle:
         """A `Throttle` over this plugin's namespace: failures of a key counted over ``window`` seconds, a

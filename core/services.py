@@ -22,6 +22,7 @@ from .config import Settings
 from .metrics import Metrics
 from .keyring import Keyring
 from .security import PasswordHasher
+from .signin import SignInStep
 from .signing import SecretKey, TokenSigner
 from .store import Store
 
@@ -39,6 +40,8 @@ class Services:
     keyring: Keyring
     #: This app's Prometheus metrics (``GET /metrics``, the ``metrics`` plugin).
     metrics: Metrics = field(default_factory=Metrics)
+    #: What runs between "password checked" and "tokens issued", in plugin order (`core.signin`).
+    sign_in_steps: list[SignInStep] = field(default_factory=list)
     #: What `close` undoes, newest first; `make_services` fills it.
     exits: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
     _closed: bool = field(default=False, repr=False)

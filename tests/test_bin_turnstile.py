@@ -57,7 +57,7 @@ def test_the_readme_commands_run_from_anywhere_on_the_project_data(project, tmp_
     assert added.stdout == "created boss (User, Editor, Admin)\n"
 
     listed = turnstile(project, "user", "list", cwd=elsewhere)
-    assert (listed.returncode, listed.stdout) == (0, "boss\tUser,Editor,Admin\tsessions=0\temail=-\n"), listed.stderr
+    assert (listed.returncode, listed.stdout) == (0, "boss\tUser,Editor,Admin\tsessions=0\temail=-\tfactors=-\n"), listed.stderr
     assert (project / "data").is_dir() and (project / ".env").is_file()
     assert list(elsewhere.iterdir()) == []
 

@@ -77,9 +77,9 @@ async def test_refusals_exit_1_with_a_message(run_cli, make_user):
     "args, message",
     [
         (("bogus",), "turnstile: unknown command 'bogus'; the commands are user, keys, store (without a command, server.py runs the server)"),
-        (("user", "bogus"), "turnstile: unknown command 'user bogus'; the user commands are add, list, roles, passwd, revoke, delete"),
+        (("user", "bogus"), "turnstile: unknown command 'user bogus'; the user commands are add, list, roles, passwd, revoke, delete, mfa-reset"),
         (("store", "bogus"), "turnstile: unknown command 'store bogus'; the store commands are copy"),
-        (("user",), "turnstile: server.py user needs a command: add, list, roles, passwd, revoke, delete"),
+        (("user",), "turnstile: server.py user needs a command: add, list, roles, passwd, revoke, delete, mfa-reset"),
         (("--port", "80"), "turnstile: unknown option '--port'; server.py takes --help, or a command: user, keys, store"),
     ],
 )

@@ -26,6 +26,7 @@ from core.plugin import (
     USER,
     USERNAME_PATTERN,
     USERNAME_RULE,
+    PASSWORD_AMR,
     Accounts,
     APIError,
     EmailInUse,
@@ -34,6 +35,7 @@ from core.plugin import (
     KeyExists,
     PluginContext,
     RefreshOutcome,
+    SignIn,
     StoreError,
     Throttle,
     TokenInvalid,
@@ -41,12 +43,13 @@ from core.plugin import (
     check_password_length,
     clear_cookie_header,
     error_response,
+    finish_sign_in,
     fold_username,
     json_body,
     json_response,
     public,
+    run_sign_in_steps,
     set_cookie_header,
-    stored_roles,
     token_digest,
 )
 from core.plugin import MESSAGE_KEY as MESSAGE
@@ -128,12 +131,13 @@ class AuthBase(BaseHandler):
         check_password_length(pwd, self.services.settings.password_min_length if register else 0)
         return body["user"].strip(), pwd
 
-    def send_tokens(self, username: str, roles: list[int], refresh: str | None) -> None:
-        """``{"roles", "accessToken"}``, plus a refresh cookie when one was issued."""
+    def send_tokens(self, username: str, roles: list[int], refresh: str | None, amr: list[str]) -> None:
+        """``{"roles", "accessToken"}`` for a refresh, plus the successor cookie when one was issued; the access
+        token keeps the ``amr`` of the sign-in the session descends from."""
         tokens = self.services.tokens
         if refresh is not None:
             self.add_header("Set-Cookie", set_cookie_header(self.services.settings, refresh, tokens.ttl[REFRESH]))
-        self.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles)})
+        self.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles, amr=amr)})
 
     def clear_cookie_and_end(self) -> None:
         self.add_header("Set-Cookie", clear_cookie_header(self.services.settings))
@@ -251,13 +255,12 @@ class AuthHandler(AuthBase):
         found = await self.check_password(user, pwd, limits, "Too many failed logins. Try again later.")
         if found is None:
             raise APIError(401, "Invalid username or password.")
-        user = found["username"]  # as stored, however it was typed
-        tokens = self.services.tokens
-        refresh = tokens.issue(REFRESH, user)
-        hashed = found["password"]
-        if not await self.accounts.start_session(user, token_digest(refresh), tokens.ttl[REFRESH], hashed):
-            raise APIError(401, "Invalid username or password.", log_message="account changed during login")
-        self.send_tokens(user, stored_roles(found), refresh)
+        # The password is right: plugins may step in before any token exists (a second factor).
+        answer = await run_sign_in_steps(self.services.sign_in_steps, SignIn(found, PASSWORD_AMR, self))
+        if answer is not None:
+            self.finish(answer)
+            return
+        await finish_sign_in(self, found, PASSWORD_AMR, password_hash=found["password"])
 
 
 @public
@@ -306,7 +309,7 @@ class RefreshHandler(AuthBase):
         if result.outcome is RefreshOutcome.UNKNOWN:
             raise APIError(403, REFRESH_REFUSED)
         assert result.roles is not None
-        self.send_tokens(username, result.roles, result.token)
+        self.send_tokens(username, result.roles, result.token, result.amr)
 
 
 @public

@@ -13,6 +13,7 @@ USER_VIEW = {
         "created": {"type": ["integer", "null"]},
         "email": {"type": ["string", "null"]},
         "email_verified": {"type": "boolean"},
+        "factors": {"type": "array", "items": {"type": "string"}, "description": "second factors the user has (totp, passkeys, recovery_codes...)"},
         "sessions": {"type": "integer", "description": "live sessions (logins not ended)"},
     },
     "required": ["username", "roles"],
