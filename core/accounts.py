@@ -16,10 +16,13 @@ layout lives in one place:
   sealed or hashed by that plugin. Keeping them on the user makes them go with
   the user (deleted, copied between stores) and lets an operator remove them
   all at once (``user mfa-reset``) without knowing which plugin made them.
-* ``auth.emails``, keyed by address: ``{username}``. It is what makes an
-  address unique: claiming one is an insert under its key, in the same
-  transaction as the user's change, so two accounts never share one, on any
-  backend and however many processes race.
+* ``auth.emails``, keyed by address: ``{username}``, for verified addresses
+  only. It is what makes an address belong to one account: verifying one
+  claims it with an insert under its key, in the same transaction as the
+  user's change, so two accounts never own one, on any backend and however
+  many processes race. An unverified address claims nothing: nobody can squat
+  an address they cannot read mail at, and setting one never tells whether
+  another account has it.
 * ``auth.sessions``, keyed by the SHA-256 of a refresh token (the raw token
   is never stored): ``{digest (the key again), username, family, created,
   expires, retired, successor}``. A *family* is one login; every ``/refresh``
@@ -81,19 +84,18 @@ def check_password_length(pwd: str, minimum: int) -> str:
 
 
 def check_email(address: str) -> str:
-    """The address as stored (normalized by email-validator, then lower-cased); 400 naming what is wrong.
+    """The address as stored: email-validator's normalized ASCII form (an international domain as punycode),
+    lower-cased; 400 naming what is wrong.
 
-    Syntax only: no DNS lookup, so a check never waits on the network.
+    Syntax only: no DNS lookup, so a check never waits on the network. A
+    non-ASCII local part is refused: it needs SMTPUTF8, which many relays lack,
+    and a mail that cannot be delivered is a reset that never arrives.
     """
     try:
-        checked = validate_email(address, check_deliverability=False)
+        checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise APIError(400, f"Invalid email address: {exc}") from None
-    return checked.normalized.lower()
-
-
-class EmailInUse(Exception):
-    """The address belongs to another account."""
+    return str(checked.ascii_email or checked.normalized).lower()
 
 
 def public_user(doc: dict[str, Any], sessions: int | None = None) -> dict[str, Any]:
@@ -203,47 +205,37 @@ class Accounts:
     async def create_user(self, name: str, hashed: str, roles: list[int], email: str | None = None) -> dict[str, Any]:
         """Insert a user under its folded name, with an unverified ``email`` (checked by `check_email`) if given.
 
-        `KeyExists` if the name is taken in any case; `EmailInUse` if the address is.
+        `KeyExists` if the name is taken in any case. The address claims nothing until it is verified.
         """
         if name != fold_username(name) and await self._users.exists(name):  # an earlier build's user
             raise KeyExists(name)
         name = fold_username(name)
         doc: dict[str, Any] = {"username": name, "password": hashed, "roles": roles, "created": int(time.time())}
-        if email is None:
-            await self._users.insert(doc, key=name)
-            return doc
-        doc.update(email=email, email_verified=False)
-        async with self.store.transaction() as tx:
-            await tx.collection(USERS).insert(doc, key=name)
-            await _claim_email(tx.collection(EMAILS), email, name)
+        if email is not None:
+            doc.update(email=email, email_verified=False)
+        await self._users.insert(doc, key=name)
         return doc
 
-    async def email_taken(self, email: str) -> bool:
-        """Whether an account has ``email`` (a cheap check before the slow hashing of a registration)."""
-        return await self._emails.exists(email)
-
     async def user_by_email(self, email: str) -> dict[str, Any] | None:
-        """The user whose address is ``email`` (as `check_email` returns it), or None."""
+        """The user who verified ``email`` (as `check_email` returns it), or None: an unverified address is nobody's."""
         owner = await self._emails.get(email)
         if owner is None:
             return None
         user = await self._users.get(owner["username"])
-        return user if user is not None and user.get("email") == email else None
+        return user if user is not None and user.get("email") == email and user.get("email_verified") else None
 
     async def set_email(self, name: str, email: str) -> dict[str, Any] | None:
-        """Give the user ``email``, unverified, and free their old address; the user as stored, or None if absent.
+        """Give the user ``email``, unverified, and release their old one; the user as stored, or None if absent.
 
         The same address again changes nothing (a verified one stays verified).
-        `EmailInUse` if another account has it.
         """
         name = await self._key(name)
         async with self.store.transaction() as tx:
-            users, emails = tx.collection(USERS), tx.collection(EMAILS)
+            users = tx.collection(USERS)
             user = await users.get(name)
             if user is None or user.get("email") == email:
                 return user
-            await _claim_email(emails, email, name)
-            await _free_email(emails, user.get("email"), name)
+            await _free_email(tx.collection(EMAILS), user.get("email"), name)
             return await users.update(name, {"email": email, "email_verified": False})
 
     async def factors(self, name: str) -> dict[str, Any]:
@@ -279,15 +271,21 @@ class Accounts:
         return await self.update_factors(name, lambda factors: {}) is not None
 
     async def mark_email_verified(self, name: str, email: str) -> bool:
-        """Mark the user's address verified, if it is still ``email`` (the one a link was sent to)."""
+        """Mark the user's address verified and make it theirs, if it is still ``email`` (the one a link was
+        sent to) and no other account verified it first; whether it is now verified."""
         name = await self._key(name)
         async with self.store.transaction() as tx:
-            users = tx.collection(USERS)
+            users, emails = tx.collection(USERS), tx.collection(EMAILS)
             user = await users.get(name)
             if user is None or user.get("email") != email:
                 return False
-            if not user.get("email_verified"):
-                await users.update(name, {"email_verified": True})
+            if user.get("email_verified"):
+                return True
+            owner = await emails.get(email)  # read in the transaction: the key is held until it ends
+            if owner is not None and owner.get("username") != name:
+                return False
+            await emails.put(email, {"username": name})
+            await users.update(name, {"email_verified": True})
             return True
 
     async def set_roles(self, name: str, roles: list[int]) -> bool:
@@ -407,14 +405,6 @@ def _session(digest: str, username: str, family: str, now: int, ttl: int, amr: l
     }
 
 
-async def _claim_email(emails: Collection, email: str, name: str) -> None:
-    """Make ``email`` ``name``'s, inside the caller's transaction; `EmailInUse` if another account has it."""
-    try:
-        await emails.insert({"username": name}, key=email)
-    except KeyExists:
-        raise EmailInUse(email) from None
-
-
 async def _free_email(emails: Collection, email: str | None, name: str) -> None:
     """Release ``name``'s old address (only if it is still theirs)."""
     if email is not None:
@@ -431,7 +421,6 @@ async def _drop_family(sessions: Collection, family: str) -> int:
 __all__ = [
     "Accounts",
     "EMAILS",
-    "EmailInUse",
     "KeyExists",
     "PASSWORD_AMR",
     "RefreshOutcome",

@@ -236,7 +236,8 @@ class Settings:
     worker_index: int = 0
     # The bearer token ``GET /metrics`` requires; unset: loopback clients only.
     metrics_token: str = field(default="", repr=False)
-    #: The environment's variables that are no core setting (never a secret), where plugins' settings are read
+    #: The environment's variables that are no core setting (never the token secrets; it may hold a plugin's
+    #: own secret, such as SMTP_PASSWORD, so it stays out of repr), where plugins' settings are read
     #: (``TURNSTILE_<PLUGIN>_*``, and names a plugin declares with ``setting(env=...)``).
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 

@@ -192,12 +192,14 @@ async function loadEmail() {
 
 async function saveEmail(event) {
   event.preventDefault();
-  const email = $("email-new").value.trim();
-  const { status, data } = await protectedCall("PUT", "/email", { body: { email } });
+  // The address is where reset links go, so changing it takes the password, as changing the password does.
+  const body = { email: $("email-new").value.trim(), pwd: $("email-pwd").value };
+  $("email-pwd").value = "";
+  const { status, data, retryAfter } = await protectedCall("PUT", "/email", { body });
   if (status === 200 && data) {
     showEmail(data);
     say(`Address saved: ${data.email}. Send a verification link to confirm it.`, "ok");
-  } else say(problem(status, data, `Could not save the address (${status}).`), "fail");
+  } else say(problem(status, data, `Could not save the address (${status}).`, retryAfter), "fail");
 }
 
 async function requestVerification() {

@@ -325,6 +325,18 @@ async def test_stop_hands_back_unfinished_jobs_at_once(open_store, caplog):
         assert sorted(other.sent) == ["reset ivan", "reset judy"] and await jobs(store_b) == []
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_stop_sends_what_is_due_while_the_time_lasts(open_store):
+    """A request answered just before shutdown: its job is due but no sender has claimed it yet. Stop sends it."""
+    async with open_store() as store:
+        transport = Recorder()
+        queue = make_queue(store, transport, poll=30)  # never started: nothing but stop() will look
+        for user in ("kim", "lou"):
+            await queue.enqueue("reset", {"user": user})
+        assert await queue.stop(5) == 0
+        assert sorted(transport.sent) == ["reset kim", "reset lou"] and await jobs(store) == []
+
+
 class FlakyNamespace(Namespace):
     """A namespace whose transactions fail while ``down`` (a store outage, as claiming sees it)."""
 

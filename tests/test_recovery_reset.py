@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+
 import pytest
 from recovery_kit import body, settled, token_in, with_smtp
 
@@ -167,9 +170,45 @@ async def test_malformed_forgot_requests_are_400(api, payload, message):
 async def test_the_store_holds_only_the_tokens_sha256(api, app, make_user, smtp_server):
     await verified_user(app, make_user)
     token = await reset_token(api, smtp_server, user="ann")
+    await settled(app)
     stored = await app.services.store.collection("recovery.tokens").items()
-    import hashlib
-
     assert [key for key, _ in stored] == [hashlib.sha256(token.encode()).hexdigest()]
     assert token not in repr(stored)
     assert await app.services.store.collection("recovery.mail_queue").count() == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_link_dies_when_its_address_is_changed_even_back(api, app, make_user, logged_in, smtp_server):
+    """X, then Y, then X again: X is unverified now, so a link mailed to X while it was verified opens nothing."""
+    await verified_user(app, make_user)
+    token = await reset_token(api, smtp_server, user="ann")
+    ann = await logged_in("ann")
+    for address in ("ann@elsewhere.example", "ann@example.com"):
+        assert (await ann.put("/email", json={"email": address, "pwd": DEFAULT_PASSWORD})).code == 200
+    response = await api.post("/password/reset", json={"token": token, "newPwd": NEW})
+    assert (response.code, response.json()) == (400, REFUSED)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_concurrent_resets_with_one_token_change_the_password_once(api, app, make_user, smtp_server):
+    await verified_user(app, make_user)
+    token = await reset_token(api, smtp_server, user="ann")
+    answers = await asyncio.gather(*(api.post("/password/reset", json={"token": token, "newPwd": f"{NEW}-{i}"}) for i in range(5)))
+    assert sorted(a.code for a in answers) == [204, 400, 400, 400, 400]
+    winner = next(i for i, a in enumerate(answers) if a.code == 204)
+    assert (await api.post("/auth", json={"user": "ann", "pwd": f"{NEW}-{winner}"})).code == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_user_stored_with_capitals_by_an_earlier_build_gets_the_link(api, app, smtp_server):
+    """Earlier builds kept the name as typed ("Alice"); asking by name in any case still finds that account."""
+    hashed = await app.services.passwords.hash(DEFAULT_PASSWORD)
+    await app.services.store.collection("auth.users").insert(
+        {"username": "Alice", "password": hashed, "roles": [2001], "created": 1, "email": "alice@example.com", "email_verified": False},
+        key="Alice",
+    )
+    assert await app.services.accounts.mark_email_verified("Alice", "alice@example.com")
+    token = await reset_token(api, smtp_server, user="Alice")
+    assert (await api.post("/password/reset", json={"token": token, "newPwd": NEW})).code == 204
+    assert (await api.post("/auth", json={"user": "Alice", "pwd": NEW})).code == 200
+

@@ -56,6 +56,10 @@ def test_the_conventional_names_are_read(turnstile_settings):
         ("VERIFY_URL", "javascript:alert(1)//{token}", "VERIFY_URL: expected an http(s) URL containing {token}"),
         ("RESET_TOKEN_TTL", "soon", "RESET_TOKEN_TTL: expected a duration"),
         ("SMTP_PORT", "smtp", "SMTP_PORT: expected a whole number, got 'smtp'"),
+        ("RESET_TOKEN_TTL", "0", "RESET_TOKEN_TTL=0s is too short"),
+        ("MAIL_FROM", "Turnstile", "MAIL_FROM='Turnstile' is not an address"),
+        ("TURNSTILE_RECOVERY_MAIL_ATTEMPTS", "0", "TURNSTILE_RECOVERY_MAIL_ATTEMPTS must be at least 1"),
+        ("TURNSTILE_RECOVERY_MAIL_POLL", "0", "TURNSTILE_RECOVERY_MAIL_POLL must be positive"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_it(turnstile_settings, variable, value, expected):

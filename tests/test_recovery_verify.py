@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from recovery_kit import settled, token_in, with_smtp
 
+from core.pytest_plugin import DEFAULT_PASSWORD
+
 
 @pytest.fixture
 def turnstile_settings(turnstile_settings, smtp_server):
@@ -58,23 +60,50 @@ async def test_a_link_for_an_address_since_changed_verifies_nothing(api, make_us
     ann = await logged_in("ann")
     await ann.post("/email/verify-request", json={})
     token = token_in((await smtp_server.wait_for(1))[0], "verify")
-    assert (await ann.put("/email", json={"email": "ann@elsewhere.example"})).json() == {"email": "ann@elsewhere.example", "email_verified": False}
+    assert (await ann.put("/email", json={"email": "ann@elsewhere.example", "pwd": DEFAULT_PASSWORD})).json() == {"email": "ann@elsewhere.example", "email_verified": False}
     assert (await api.post("/email/verify", json={"token": token})).code == 400
     assert (await ann.get("/email")).json() == {"email": "ann@elsewhere.example", "email_verified": False}
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_put_email_sets_changes_and_refuses(api, make_user, logged_in):
+async def test_put_email_takes_the_current_password(api, make_user, logged_in):
+    """The address is where reset links go: an access token alone (a stolen one) must not be able to move it."""
     await make_user("bob", email="bob@example.com")
     ann = await logged_in("ann")
     assert (await ann.get("/email")).json() == {"email": None, "email_verified": False}
-    assert (await ann.put("/email", json={"email": "ANN@example.com"})).json() == {"email": "ann@example.com", "email_verified": False}
-    taken = await ann.put("/email", json={"email": "Bob@Example.com"})
-    assert (taken.code, taken.json()) == (409, {"message": "Email address is already in use."})
-    bad = await ann.put("/email", json={"email": "not an address"})
+    no_pwd = await ann.put("/email", json={"email": "ann@example.com"})
+    assert (no_pwd.code, no_pwd.json()) == (400, {"message": "Fields 'email' and 'pwd' (the current password) are required."})
+    wrong = await ann.put("/email", json={"email": "ann@example.com", "pwd": "not the password"})
+    assert (wrong.code, wrong.json()) == (400, {"message": "Current password is incorrect."})
+    assert (await ann.get("/email")).json()["email"] is None
+    set_ = await ann.put("/email", json={"email": "ANN@example.com", "pwd": DEFAULT_PASSWORD})
+    assert set_.json() == {"email": "ann@example.com", "email_verified": False}
+    other = await ann.put("/email", json={"email": "Bob@Example.com", "pwd": DEFAULT_PASSWORD})
+    assert other.json() == {"email": "bob@example.com", "email_verified": False}  # no refusal: an unverified address is nobody's
+    bad = await ann.put("/email", json={"email": "not an address", "pwd": DEFAULT_PASSWORD})
     assert bad.code == 400 and bad.json()["message"].startswith("Invalid email address")
-    assert (await ann.put("/email", json={})).code == 400
-    assert (await api.put("/email", json={"email": "x@example.com"})).code == 401
+    assert (await api.put("/email", json={"email": "x@example.com", "pwd": DEFAULT_PASSWORD})).code == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.settings(login_max_failures=2)
+async def test_wrong_passwords_on_put_email_are_throttled(make_user, logged_in):
+    ann = await logged_in("ann")
+    codes = [(await ann.put("/email", json={"email": "a@example.com", "pwd": f"guess {i}"})).code for i in range(3)]
+    assert codes == [400, 400, 429]
+    locked = await ann.put("/email", json={"email": "a@example.com", "pwd": DEFAULT_PASSWORD})
+    assert locked.code == 429 and int(locked.headers["Retry-After"]) > 0  # even the right one, while locked
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_address_verified_by_another_account_gets_no_link(app, make_user, logged_in, smtp_server):
+    await make_user("bob", email="shared@example.com")
+    assert await app.services.accounts.mark_email_verified("bob", "shared@example.com")
+    await make_user("ann", email="shared@example.com")
+    ann = await logged_in("ann")
+    assert (await ann.post("/email/verify-request", json={})).code == 202  # the same answer as ever
+    await settled(app)
+    assert smtp_server.messages == []
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -82,7 +111,7 @@ async def test_verify_request_needs_an_unverified_address(app, make_user, logged
     ann = await logged_in("ann")
     none = await ann.post("/email/verify-request", json={})
     assert (none.code, none.json()["message"]) == (400, "Your account has no email address; set one with PUT /email first.")
-    await ann.put("/email", json={"email": "ann@example.com"})
+    await ann.put("/email", json={"email": "ann@example.com", "pwd": DEFAULT_PASSWORD})
     await app.services.accounts.mark_email_verified("ann", "ann@example.com")
     done = await ann.post("/email/verify-request", json={})
     assert (done.code, done.json()["message"]) == (400, "Your email address is already verified.")
@@ -96,11 +125,11 @@ async def test_leaving_a_verified_address_tells_it(app, make_user, logged_in, sm
     await make_user("ann", email="ann@example.com")
     await app.services.accounts.mark_email_verified("ann", "ann@example.com")
     ann = await logged_in("ann")
-    assert (await ann.put("/email", json={"email": "thief@evil.example"})).code == 200
+    assert (await ann.put("/email", json={"email": "thief@evil.example", "pwd": DEFAULT_PASSWORD})).code == 200
     (notice,) = await smtp_server.wait_for(1)
     assert (notice["To"], notice["Subject"]) == ("ann@example.com", "Your email address was changed")
     text = notice.get_body(("plain",)).get_content()
     assert "t***f@evil.example" in text and "thief@" not in text and "http" not in text
-    assert (await ann.put("/email", json={"email": "again@evil.example"})).code == 200  # from an unverified one: no notice
+    assert (await ann.put("/email", json={"email": "again@evil.example", "pwd": DEFAULT_PASSWORD})).code == 200  # from an unverified one: no notice
     await settled(app)
     assert len(smtp_server.messages) == 1

@@ -29,7 +29,6 @@ from core.plugin import (
     PASSWORD_AMR,
     Accounts,
     APIError,
-    EmailInUse,
     BaseHandler,
     HashingBusy,
     KeyExists,
@@ -103,7 +102,6 @@ REGISTRATION = json_body(
         },
     }
 )
-EMAIL_TAKEN = "Email address is already in use."
 REFRESH_COOKIE_PARAM = {"name": REFRESH_COOKIE, "in": "cookie", "required": False, "schema": {"type": "string"}}
 CROSS_SITE = error_response("The request's Origin is not in ALLOWED_ORIGINS.")
 LOCKED = {
@@ -190,7 +188,7 @@ class RegisterHandler(AuthBase):
             "responses": {
                 "201": json_response("Created.", {"type": "object", "properties": {"success": {"type": "string"}}, "required": ["success"]}),
                 "400": error_response("Missing or malformed user or pwd, an unsafe username, a password too short or long, or an invalid email."),
-                "409": error_response("The username or the email address is taken."),
+                "409": error_response("The username is taken."),
             },
         }
     }
@@ -201,15 +199,11 @@ class RegisterHandler(AuthBase):
         email = check_email(given) if given else None
         if await self.accounts.exists(user):  # in any case: usernames are case-insensitive
             raise APIError(409, f"Username {user} is already taken.")
-        if email is not None and await self.accounts.email_taken(email):
-            raise APIError(409, EMAIL_TAKEN)
         hashed = await self.services.passwords.hash(pwd)
         try:
             created = await self.accounts.create_user(user, hashed, [USER], email=email)
         except KeyExists:
             raise APIError(409, f"Username {user} is already taken.") from None
-        except EmailInUse:
-            raise APIError(409, EMAIL_TAKEN) from None
         self.set_status(201)
         self.finish({"success": f"New user {created['username']} created!"})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import parseaddr
 from pathlib import Path
 
 from core.plugin import PluginContext, duration, setting
@@ -62,6 +63,19 @@ class Config:
     mail_retry_delay: float = setting(10.0, doc="seconds before the first retry; doubled after each failure")
     mail_poll: float = setting(5.0, doc="seconds between looks for mail queued by other processes")
 
+    def __post_init__(self) -> None:
+        """Refuse at start-up what would only fail at the first mail."""
+        for name, seconds in (("RESET_TOKEN_TTL", self.reset_token_ttl), ("VERIFY_TOKEN_TTL", self.verify_token_ttl)):
+            if seconds < 60:
+                raise ValueError(f"{name}={seconds}s is too short for anyone to open the link; give at least 60s")
+        address = parseaddr(self.mail_from)[1]
+        if "@" not in address or "\n" in self.mail_from or "\r" in self.mail_from:
+            raise ValueError(f"MAIL_FROM={self.mail_from!r} is not an address such as 'Turnstile <no-reply@example.com>'")
+        if self.mail_attempts < 1:
+            raise ValueError("TURNSTILE_RECOVERY_MAIL_ATTEMPTS must be at least 1")
+        if self.mail_poll <= 0 or self.mail_retry_delay < 0:
+            raise ValueError("TURNSTILE_RECOVERY_MAIL_POLL must be positive and TURNSTILE_RECOVERY_MAIL_RETRY_DELAY not negative")
+
 
 class AnnouncedOutbox:
     """The outbox, with a log line per mail saying where it went: without SMTP_HOST, that is how a developer finds the link."""
@@ -92,6 +106,7 @@ def routes(plugin: PluginContext) -> list:
         tokens=OneTimeTokens(plugin.db),
         rate=plugin.throttle(window=HOUR, lockout=HOUR, collection="mail_rate"),
         limits=Limits(config.mails_per_user, config.mails_per_address, config.mails_per_ip),
+        passwords=plugin.throttle(plugin.settings.login_failure_window, plugin.settings.login_lockout, collection="password_tries"),
     )
     queue = MailQueue(
         plugin.db,
@@ -126,10 +141,12 @@ async def setup(plugin: PluginContext) -> None:
     tokens = OneTimeTokens(plugin.db)
     await tokens.setup()
     rate = plugin.throttle(window=HOUR, lockout=HOUR, collection="mail_rate")
+    passwords = plugin.throttle(plugin.settings.login_failure_window, plugin.settings.login_lockout, collection="password_tries")
 
     async def prune() -> None:
         await tokens.prune()
         await rate.prune()
+        await passwords.prune()
 
     await prune()
     plugin.every(PRUNE_EVERY, prune, "pruning expired recovery tokens and mail counts")

@@ -11,6 +11,7 @@ token that is unknown, used, expired or voided.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,8 @@ from core.plugin import MESSAGE_KEY as MESSAGE
 from core.plugin import (
     APIError,
     BaseHandler,
-    EmailInUse,
     PluginContext,
+    StoreError,
     Throttle,
     check_email,
     check_password_length,
@@ -41,7 +42,7 @@ VERIFY_ANSWER = "A verification link is on its way to your email address."
 TOKEN_REFUSED = "This link is invalid or has expired; ask for a new one."
 NO_ADDRESS = "Your account has no email address; set one with PUT /email first."
 ALREADY_VERIFIED = "Your email address is already verified."
-EMAIL_TAKEN = "Email address is already in use."
+PASSWORD_REQUIRED = "Field 'pwd' (the current password) is required."
 TOO_MANY = "Too many mails asked for. Try again later."
 EITHER = "Give either 'user' or 'email'."
 
@@ -79,6 +80,7 @@ class Recovery:
     tokens: OneTimeTokens
     rate: Throttle
     limits: Limits
+    passwords: Throttle  # wrong current passwords on PUT /email
 
 
 class RecoveryBase(BaseHandler):
@@ -87,6 +89,32 @@ class RecoveryBase(BaseHandler):
         assert recovery is not None and queue is not None
         self.recovery = recovery
         self.queue = queue
+
+    async def check_password(self, pwd: str) -> dict[str, Any]:
+        """The signed-in user's record if ``pwd`` is their password; 400 if not, 429 while wrong guesses are locked out.
+
+        Guesses count per user in this plugin's password throttle (shared by
+        every worker and instance), with the login's limits.
+        """
+        settings, user_key = self.services.settings, f"user:{fold_username(self.username or '')}"
+        throttle = self.recovery.passwords
+        wait, attempt = await throttle.begin({user_key: settings.login_max_failures}, user_key)
+        if wait:
+            raise APIError(429, "Too many wrong passwords. Try again later.", headers={"Retry-After": str(wait)})
+        try:
+            user = await self.services.accounts.user(self.username or "")
+            right = await self.services.passwords.check(pwd, user["password"] if user else None)
+            wait = await (throttle.succeeded(attempt) if right else throttle.failed(attempt))
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                await throttle.abandoned(attempt)
+            raise
+        if wait:
+            raise APIError(429, "Too many wrong passwords. Try again later.", headers={"Retry-After": str(wait)})
+        if not right or user is None:
+            # 400, not 401/403: those say the access token is bad, and a client would refresh or sign out.
+            raise APIError(400, "Current password is incorrect.")
+        return user
 
     async def limit(self, **keys: str) -> None:
         """Count one mail on each key (``user=``, ``address=``) and on the client's IP; 429 past a limit."""
@@ -105,25 +133,33 @@ class RecoveryBase(BaseHandler):
 
 @protected
 class EmailHandler(RecoveryBase):
-    """The signed-in user's address: read it, or set a new one (unverified until its link is opened)."""
+    """The signed-in user's address: read it, or set a new one (unverified until its link is opened).
+
+    Setting one asks for the current password, as ``/password`` does: the
+    address is where password resets go, so whoever could change it with an
+    access token alone (a stolen one lasts its TTL) could take the account.
+    """
 
     openapi = {
         "get": {"summary": "The signed-in user's email address and whether it is verified.", "responses": {"200": EMAIL_STATE}},
         "put": {
-            "summary": "Set or change the signed-in user's email address; it is unverified until confirmed.",
+            "summary": "Set or change the signed-in user's email address (the current password is required); it is unverified until confirmed.",
             "requestBody": json_body(
                 {
                     "type": "object",
-                    "properties": {"email": EMAIL},
-                    "required": ["email"],
+                    "properties": {
+                        "email": EMAIL,
+                        "pwd": {"type": "string", "minLength": 1, "maxLength": 72, MESSAGE: {"minLength": PASSWORD_REQUIRED, "maxLength": "Password must be at most 72 bytes."}},
+                    },
+                    "required": ["email", "pwd"],
                     "additionalProperties": False,
-                    MESSAGE: {"required": "Field 'email' is required."},
+                    MESSAGE: {"required": "Fields 'email' and 'pwd' (the current password) are required."},
                 }
             ),
             "responses": {
                 "200": EMAIL_STATE,
-                "400": error_response("A missing or invalid address."),
-                "409": error_response("Another account has the address."),
+                "400": error_response("A missing or invalid address, or a missing or wrong current password."),
+                "429": THROTTLED,
             },
         },
     }
@@ -136,14 +172,12 @@ class EmailHandler(RecoveryBase):
 
     async def put(self) -> None:
         """Set the address; if it replaces a verified one, tell that one (whoever holds the token may not be the owner)."""
-        email = check_email(self.json_body()["email"])
+        body = self.json_body()
+        email = check_email(body["email"])
         accounts = self.services.accounts
-        before = await accounts.user(self.username or "")
-        try:
-            user = await accounts.set_email(self.username or "", email)
-        except EmailInUse:
-            raise APIError(409, EMAIL_TAKEN) from None
-        if user is None or before is None:
+        before = await self.check_password(body["pwd"])
+        user = await accounts.set_email(before["username"], email)
+        if user is None:
             raise APIError(403, "No such user.")
         old = before.get("email")
         if old and old != email and before.get("email_verified"):
@@ -224,9 +258,9 @@ class ForgotHandler(RecoveryBase):
             await self.limit(address=email)
             job = {"email": email}
         else:
-            name = fold_username(body["user"].strip())
-            await self.limit(user=name)
-            job = {"user": name}
+            name = body["user"].strip()
+            await self.limit(user=fold_username(name))
+            job = {"user": name}  # as typed: the lookup folds it, and finds an earlier build's capitalised name too
         await self.queue.enqueue(RESET, job)
         self.send_json({"message": FORGOT_ANSWER}, 202)
 
@@ -259,7 +293,7 @@ class ResetHandler(RecoveryBase):
         # Check the token before hashing, so a made-up one costs no bcrypt time; redeem it after.
         doc = await tokens.peek(RESET, body["token"])
         user = doc and await accounts.user(doc["username"])
-        if not doc or not user or password_fingerprint(user["password"]) != doc["password"] or user.get("email") != doc["email"]:
+        if not doc or not user or not _still_valid(user, doc):
             raise APIError(400, TOKEN_REFUSED)
         hashed = await self.services.passwords.hash(new)
         if await tokens.redeem(RESET, body["token"]) is None:  # used meanwhile by a concurrent request
@@ -268,6 +302,15 @@ class ResetHandler(RecoveryBase):
             raise APIError(400, TOKEN_REFUSED, log_message="password changed while a reset was redeemed")
         await tokens.void(RESET, user["username"])
         self.no_content()
+
+
+def _still_valid(user: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """Whether a reset token still matches the account: the same password, and the same address, still verified."""
+    return (
+        password_fingerprint(user["password"]) == doc["password"]
+        and user.get("email") == doc["email"]
+        and bool(user.get("email_verified"))
+    )
 
 
 def _state(user: dict[str, Any]) -> dict[str, Any]:

@@ -87,6 +87,9 @@ class Composer:
         user = await self.accounts.user(data["username"])
         if user is None or user.get("email") != data["email"] or user.get("email_verified"):
             return None  # the address changed, or was verified, since the request
+        if await self.accounts.user_by_email(data["email"]) is not None:
+            self.log.info("verification mail not sent: another account verified that address first")
+            return None
         config = self.recovery.config
         name, email = user["username"], user["email"]
         token = await self.recovery.tokens.issue(VERIFY, name, config.verify_token_ttl, email=email)

@@ -128,7 +128,7 @@ class MailQueue:
         return len(mine)
 
     async def stop(self, timeout: float) -> int:
-        """Stop claiming, let sends in flight finish for up to ``timeout`` seconds, and hand back the rest.
+        """Stop the background loop, send what is due for up to ``timeout`` seconds, and hand back the rest.
 
         Jobs this process claimed and did not settle are made due at once, so
         another process, or the next start, sends them without waiting for the
@@ -144,6 +144,14 @@ class MailQueue:
                 self._runner.cancel()
                 await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
+        # Drain: send what is due now (a request answered just before the signal included) while the time lasts.
+        try:
+            while loop.time() < deadline and await asyncio.wait_for(self.run_once(), max(0.0, deadline - loop.time())):
+                pass
+        except TimeoutError:
+            pass
+        except Exception as exc:  # a store outage: what is left stays queued for the next start
+            self.log.warning("mail queue: cannot drain at shutdown (%s)", describe_error(exc))
         sends = list(self._active.values())
         if sends:
             await asyncio.wait(sends, timeout=max(0.0, deadline - loop.time()))
