@@ -1,9 +1,12 @@
 // Turnstile demo client: log in, call a protected route, refresh on 403, log out; an email address,
-// its verification and a forgotten-password reset through links that arrive by mail.
+// its verification and a forgotten-password reset through links that arrive by mail; a second factor
+// (an authenticator app's code, a recovery code or a passkey) at sign-in, and passkeys instead of a password.
 // The access token is kept in this module's memory only (never localStorage, never a cookie);
 // the refresh token is the API's httpOnly cookie, sent because every call uses credentials: "include".
 // A mailed link carries its token in the fragment (#reset=... or #verify=...), which no server sees;
 // the page takes it out of the address bar at once so it stays out of history and bookmarks.
+// The sign-in step's mfaToken, the TOTP secret and the recovery codes are never stored either: the token
+// lives in memory until the step ends, the secret and the codes on the page only until the user moves on.
 
 const DEFAULT_API = "http://localhost:3500";
 const $ = (id) => document.getElementById(id);
@@ -11,6 +14,9 @@ const $ = (id) => document.getElementById(id);
 let accessToken = null;
 let refreshing = null;
 let resetToken = null;
+let mfaToken = null; // the sign-in step in progress: what POST /auth answered instead of tokens
+let mfaUser = null;
+let askFor = null; // what the code asked in the Two-factor panel is for: "off" or "codes"
 
 function apiBase() {
   return ($("api").value.trim() || DEFAULT_API).replace(/\/+$/, "");
@@ -35,13 +41,16 @@ function setSession(user, roles) {
   badge.textContent = user ? `Signed in as ${user}${roles && roles.length ? ` (${roles.join(", ")})` : ""}` : "Signed out";
   badge.className = `badge ${user ? "signed-in" : "signed-out"}`;
   $("email-panel").hidden = !user;
+  $("mfa-panel").hidden = !user;
 }
 
 function forget() {
   accessToken = null;
+  endSecondFactor();
   setSession(null);
   showEmployees(null);
   showEmail(null);
+  resetMfaPanel();
 }
 
 async function readBody(response) {
@@ -120,21 +129,303 @@ async function register() {
   else say(problem(status, data, `Registration failed (${status}).`), "fail");
 }
 
+// Tokens in hand, by whichever way of signing in: show the session and load what a signed-in user sees.
+async function signedIn(user, data) {
+  accessToken = data.accessToken;
+  endSecondFactor();
+  setSession(user, data.roles);
+  $("pwd").value = "";
+  say("Logged in. The access token is held in memory only.", "ok");
+  await loadEmail();
+  await loadEmployees();
+}
+
 async function login(event) {
   event.preventDefault();
   const { user, pwd } = credentials();
-  const { status, data } = await send("POST", "/auth", { body: { user, pwd } });
-  if (status === 200 && data && data.accessToken) {
-    accessToken = data.accessToken;
-    setSession(user, data.roles);
-    $("pwd").value = "";
-    say("Logged in. The access token is held in memory only.", "ok");
-    await loadEmail();
-    await loadEmployees();
+  const { status, data, retryAfter } = await send("POST", "/auth", { body: { user, pwd } });
+  if (status === 200 && data && data.mfaRequired && data.mfaToken) {
+    forget();
+    askSecondFactor(user, data);
+  } else if (status === 200 && data && data.accessToken) {
+    await signedIn(user, data);
   } else {
     forget();
-    say(problem(status, data, `Login failed (${status}).`), "fail");
+    say(problem(status, data, `Login failed (${status}).`, retryAfter), "fail");
   }
+}
+
+// The password was right and the account has a second factor: ask for it. No token and no cookie yet.
+function askSecondFactor(user, data) {
+  const methods = Array.isArray(data.methods) ? data.methods : [];
+  const byCode = methods.includes("totp") || methods.includes("recovery_code");
+  const byPasskey = methods.includes("webauthn");
+  mfaToken = data.mfaToken;
+  mfaUser = user;
+  $("pwd").value = "";
+  $("mfa-code").value = "";
+  $("mfa-code-field").hidden = !byCode;
+  $("mfa-verify").hidden = !byCode;
+  $("mfa-passkey").hidden = !byPasskey;
+  $("mfa-step").hidden = false;
+  if (byCode) $("mfa-code").focus();
+  const how = [byCode && "the code from your authenticator app (or a recovery code)", byPasskey && "a passkey"].filter(Boolean);
+  say(`Password accepted. Now confirm it is you with ${how.join(", or ")}.`);
+}
+
+function endSecondFactor() {
+  mfaToken = null;
+  mfaUser = null;
+  $("mfa-code").value = "";
+  $("mfa-step").hidden = true;
+}
+
+// Recovery codes look like xxxx-xxxx-xxxx-xxxx; an app's code is 6 digits (spaces allowed, as apps show them).
+function isRecoveryCode(code) {
+  return code.includes("-") || code.replace(/\s+/g, "").length > 8;
+}
+
+async function finishSecondFactor(body) {
+  const { status, data, retryAfter } = await send("POST", "/auth/mfa", { body: { mfaToken, ...body } });
+  if (status === 200 && data && data.accessToken) await signedIn(mfaUser, data);
+  else say(problem(status, data, `The second factor was refused (${status}).`, retryAfter), "fail");
+}
+
+async function submitCode(event) {
+  event.preventDefault();
+  const code = $("mfa-code").value.trim();
+  $("mfa-code").value = "";
+  if (!code) return say("Enter the code from your authenticator app, or a recovery code.", "fail");
+  await finishSecondFactor(isRecoveryCode(code) ? { recoveryCode: code } : { code: code.replace(/\s+/g, "") });
+}
+
+async function secondFactorByPasskey() {
+  const { status, data, retryAfter } = await send("POST", "/webauthn/login/options", { body: { mfaToken } });
+  if (status !== 200 || !data) return say(problem(status, data, `Could not start the passkey check (${status}).`, retryAfter), "fail");
+  const credential = await browserPasskey("get", data);
+  if (credential) await finishSecondFactor({ credential });
+}
+
+function cancelSecondFactor() {
+  endSecondFactor();
+  say("Sign-in cancelled.");
+}
+
+// --- Passkeys (WebAuthn): the API's JSON options in, the credential's JSON form out. ---
+
+function passkeysSupported() {
+  return Boolean(window.PublicKeyCredential && PublicKeyCredential.parseCreationOptionsFromJSON
+    && PublicKeyCredential.parseRequestOptionsFromJSON && navigator.credentials);
+}
+
+// Ask the browser to create ("create") or use ("get") a passkey; null (and a message said) if it did not.
+async function browserPasskey(kind, options) {
+  try {
+    const credential = kind === "create"
+      ? await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) })
+      : await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+    return credential.toJSON();
+  } catch (error) {
+    const cancelled = error && error.name === "NotAllowedError";
+    say(cancelled ? "No passkey was used (the prompt was cancelled or timed out)."
+      : `The browser refused the passkey: ${(error && error.message) || error}`, "fail");
+    return null;
+  }
+}
+
+// The name in an access token, for the badge: a passkey sign-in names no user until the API answers.
+function tokenUser(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "="))).username || "";
+  } catch {
+    return "";
+  }
+}
+
+async function passkeyLogin() {
+  const options = await send("POST", "/webauthn/login/options", { body: {} });
+  if (options.status !== 200 || !options.data) {
+    return say(problem(options.status, options.data, `Could not start a passkey sign-in (${options.status}).`, options.retryAfter), "fail");
+  }
+  const credential = await browserPasskey("get", options.data);
+  if (!credential) return;
+  const { status, data, retryAfter } = await send("POST", "/webauthn/login", { body: { credential } });
+  if (status === 200 && data && data.accessToken) await signedIn(tokenUser(data.accessToken), data);
+  else {
+    forget();
+    say(problem(status, data, `Passkey sign-in failed (${status}).`, retryAfter), "fail");
+  }
+}
+
+// --- The Two-factor panel: loaded when opened, so signing in costs no extra call. ---
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function showMfa(info) {
+  $("mfa-status").textContent = info.totp
+    ? `Authenticator app: on, ${plural(info.recoveryCodesLeft, "recovery code")} left.`
+    : "Authenticator app: off.";
+  $("mfa-status").className = info.totp ? "ok" : "muted";
+  $("totp-setup").hidden = info.totp;
+  $("totp-off").hidden = !info.totp;
+  $("codes-new").hidden = !info.totp;
+  const list = $("passkeys");
+  list.replaceChildren();
+  for (const key of info.passkeys || []) {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = key.name;
+    const when = document.createElement("span");
+    when.className = "muted";
+    const day = (s) => new Date(s * 1000).toLocaleDateString();
+    when.textContent = `added ${day(key.created)}${key.lastUsed ? `, last used ${day(key.lastUsed)}` : ", not used yet"}`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "remove";
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => removePasskey(key.id, key.name));
+    item.append(name, " ", when, remove);
+    list.append(item);
+  }
+  if (!list.children.length) {
+    const none = document.createElement("li");
+    none.className = "muted";
+    none.textContent = "No passkeys yet.";
+    list.append(none);
+  }
+}
+
+async function loadMfa() {
+  const { status, data } = await protectedCall("GET", "/mfa");
+  if (status === 200 && data) showMfa(data);
+  else {
+    $("mfa-status").textContent = problem(status, data, `Could not load the second factors (${status}).`);
+    $("mfa-status").className = "fail";
+  }
+}
+
+// Closed and emptied: no secret, code or recovery code is left on the page after signing out.
+function resetMfaPanel() {
+  $("mfa-panel").open = false;
+  $("mfa-status").textContent = "";
+  $("passkeys").replaceChildren();
+  hideEnrolment();
+  hideRecoveryCodes();
+  $("mfa-ask").hidden = true;
+  $("mfa-ask-code").value = "";
+  $("passkey-name").value = "";
+}
+
+function hideEnrolment() {
+  $("totp-enrol").hidden = true;
+  $("totp-qr").removeAttribute("src");
+  $("totp-secret").textContent = "";
+  $("totp-code").value = "";
+}
+
+function showRecoveryCodes(codes) {
+  const list = $("recovery-codes");
+  list.replaceChildren(...codes.map((code) => {
+    const item = document.createElement("li");
+    item.textContent = code;
+    return item;
+  }));
+  $("recovery").hidden = false;
+}
+
+function hideRecoveryCodes() {
+  $("recovery-codes").replaceChildren();
+  $("recovery").hidden = true;
+}
+
+async function startTotp() {
+  $("mfa-ask").hidden = true;
+  const { status, data } = await protectedCall("POST", "/mfa/totp", { body: {} });
+  if (status === 200 && data && data.secret) {
+    $("totp-qr").src = data.qr;
+    $("totp-secret").textContent = data.secret;
+    $("totp-enrol").hidden = false;
+    $("totp-code").focus();
+    say("Scan the QR code with your authenticator app, then enter the code it shows.");
+  } else say(problem(status, data, `Could not start the set-up (${status}).`), "fail");
+}
+
+async function confirmTotp(event) {
+  event.preventDefault();
+  const code = $("totp-code").value.replace(/\s+/g, "");
+  $("totp-code").value = "";
+  const { status, data, retryAfter } = await protectedCall("POST", "/mfa/totp/confirm", { body: { code } });
+  if (status === 200 && data && Array.isArray(data.recoveryCodes)) {
+    hideEnrolment();
+    showRecoveryCodes(data.recoveryCodes);
+    say("The authenticator app is on. Save the recovery codes now: they are shown only this once.", "ok");
+    await loadMfa();
+  } else say(problem(status, data, `Could not turn it on (${status}).`, retryAfter), "fail");
+}
+
+function askCode(what) {
+  askFor = what;
+  hideEnrolment();
+  $("mfa-ask-send").textContent = what === "off" ? "Turn off" : "Make new codes";
+  $("mfa-ask-code").value = "";
+  $("mfa-ask").hidden = false;
+  $("mfa-ask-code").focus();
+  say(what === "off" ? "To turn the authenticator app off, enter a code from it or a recovery code."
+    : "To make new recovery codes (the old ones stop working), enter a code from the app or a recovery code.");
+}
+
+async function submitAsk(event) {
+  event.preventDefault();
+  const entered = $("mfa-ask-code").value.trim();
+  const code = isRecoveryCode(entered) ? entered : entered.replace(/\s+/g, "");
+  $("mfa-ask-code").value = "";
+  if (askFor === "off") {
+    const { status, data, retryAfter } = await protectedCall("DELETE", "/mfa/totp", { body: { code } });
+    if (status === 204) {
+      $("mfa-ask").hidden = true;
+      hideRecoveryCodes();
+      say("The authenticator app is off, and the recovery codes no longer work.", "ok");
+      await loadMfa();
+    } else say(problem(status, data, `Could not turn it off (${status}).`, retryAfter), "fail");
+  } else {
+    const { status, data, retryAfter } = await protectedCall("POST", "/mfa/recovery-codes", { body: { code } });
+    if (status === 200 && data && Array.isArray(data.recoveryCodes)) {
+      $("mfa-ask").hidden = true;
+      showRecoveryCodes(data.recoveryCodes);
+      say("New recovery codes: the old ones no longer work. Save these now: they are shown only this once.", "ok");
+      await loadMfa();
+    } else say(problem(status, data, `Could not make new codes (${status}).`, retryAfter), "fail");
+  }
+}
+
+async function addPasskey(event) {
+  event.preventDefault();
+  const options = await protectedCall("POST", "/webauthn/register/options", { body: {} });
+  if (options.status !== 200 || !options.data) {
+    return say(problem(options.status, options.data, `Could not start adding a passkey (${options.status}).`), "fail");
+  }
+  const credential = await browserPasskey("create", options.data);
+  if (!credential) return;
+  const body = { credential };
+  const name = $("passkey-name").value.trim();
+  if (name) body.name = name;
+  const { status, data } = await protectedCall("POST", "/webauthn/register", { body });
+  if (status === 201 && data) {
+    $("passkey-name").value = "";
+    say(`Passkey "${data.name}" added: you can sign in with it instead of a password.`, "ok");
+    await loadMfa();
+  } else say(problem(status, data, `Could not add the passkey (${status}).`), "fail");
+}
+
+async function removePasskey(id, name) {
+  const { status, data } = await protectedCall("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}`);
+  if (status === 204) {
+    say(`Passkey "${name}" removed.`, "ok");
+    await loadMfa();
+  } else say(problem(status, data, `Could not remove the passkey (${status}).`), "fail");
 }
 
 async function logout() {
@@ -282,6 +573,26 @@ function init() {
   $("reset").addEventListener("submit", resetPassword);
   $("email-panel").addEventListener("submit", saveEmail);
   $("email-verify").addEventListener("click", requestVerification);
+  $("passkey-login").addEventListener("click", passkeyLogin);
+  $("mfa-step").addEventListener("submit", submitCode);
+  $("mfa-passkey").addEventListener("click", secondFactorByPasskey);
+  $("mfa-cancel").addEventListener("click", cancelSecondFactor);
+  $("mfa-panel").addEventListener("toggle", () => {
+    if ($("mfa-panel").open && accessToken) loadMfa();
+  });
+  $("totp-setup").addEventListener("click", startTotp);
+  $("totp-enrol").addEventListener("submit", confirmTotp);
+  $("totp-off").addEventListener("click", () => askCode("off"));
+  $("codes-new").addEventListener("click", () => askCode("codes"));
+  $("mfa-ask").addEventListener("submit", submitAsk);
+  $("recovery-done").addEventListener("click", hideRecoveryCodes);
+  $("passkey-form").addEventListener("submit", addPasskey);
+  if (!passkeysSupported()) {
+    for (const id of ["passkey-login", "mfa-passkey", "passkey-add"]) {
+      $(id).disabled = true;
+      $(id).title = "This browser cannot use passkeys.";
+    }
+  }
   window.addEventListener("hashchange", followLink);
   followLink();
   document.body.dataset.ready = "true";
