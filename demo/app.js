@@ -361,8 +361,8 @@ async function confirmTotp(event) {
   if (status === 200 && data && Array.isArray(data.recoveryCodes)) {
     hideEnrolment();
     showRecoveryCodes(data.recoveryCodes);
-    say("The authenticator app is on. Save the recovery codes now: they are shown only this once.", "ok");
     await loadMfa();
+    say("The authenticator app is on. Save the recovery codes now: they are shown only this once.", "ok");
   } else say(problem(status, data, `Could not turn it on (${status}).`, retryAfter), "fail");
 }
 
@@ -387,16 +387,16 @@ async function submitAsk(event) {
     if (status === 204) {
       $("mfa-ask").hidden = true;
       hideRecoveryCodes();
-      say("The authenticator app is off, and the recovery codes no longer work.", "ok");
       await loadMfa();
+      say("The authenticator app is off, and the recovery codes no longer work.", "ok");
     } else say(problem(status, data, `Could not turn it off (${status}).`, retryAfter), "fail");
   } else {
     const { status, data, retryAfter } = await protectedCall("POST", "/mfa/recovery-codes", { body: { code } });
     if (status === 200 && data && Array.isArray(data.recoveryCodes)) {
       $("mfa-ask").hidden = true;
       showRecoveryCodes(data.recoveryCodes);
-      say("New recovery codes: the old ones no longer work. Save these now: they are shown only this once.", "ok");
       await loadMfa();
+      say("New recovery codes: the old ones no longer work. Save these now: they are shown only this once.", "ok");
     } else say(problem(status, data, `Could not make new codes (${status}).`, retryAfter), "fail");
   }
 }
@@ -415,16 +415,16 @@ async function addPasskey(event) {
   const { status, data } = await protectedCall("POST", "/webauthn/register", { body });
   if (status === 201 && data) {
     $("passkey-name").value = "";
-    say(`Passkey "${data.name}" added: you can sign in with it instead of a password.`, "ok");
     await loadMfa();
+    say(`Passkey "${data.name}" added: you can sign in with it instead of a password.`, "ok");
   } else say(problem(status, data, `Could not add the passkey (${status}).`), "fail");
 }
 
 async function removePasskey(id, name) {
   const { status, data } = await protectedCall("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}`);
   if (status === 204) {
-    say(`Passkey "${name}" removed.`, "ok");
     await loadMfa();
+    say(`Passkey "${name}" removed.`, "ok");
   } else say(problem(status, data, `Could not remove the passkey (${status}).`), "fail");
 }
 

@@ -130,7 +130,6 @@ def turn_on_totp(page: Page, calls: Calls) -> tuple[str, list[str]]:
     ]
     codes = page.locator("#recovery-codes li").all_inner_texts()
     assert len(codes) == 10 and len(set(codes)) == 10 and all(RECOVERY_CODE.match(c) for c in codes), codes
-    page.wait_for_function("document.getElementById('mfa-status').textContent.startsWith('Authenticator app: on')")
     assert page.inner_text("#mfa-status") == "Authenticator app: on, 10 recovery codes left."
     assert page.is_hidden("#totp-enrol") and page.is_hidden("#totp-setup")
     assert secret not in page.content()  # the secret leaves the page once the app has it
@@ -193,7 +192,6 @@ def test_app_code_and_passkeys(site: Site, browser: BrowserContext) -> None:
     page.fill("#passkey-name", "Work laptop")
     click(page, "#passkey-add", 'Passkey "Work laptop" added')
     assert calls.since_mark() == [("POST", "/webauthn/register/options", 200), ("POST", "/webauthn/register", 201), ("GET", "/mfa", 200)]
-    page.wait_for_selector("#passkeys li .remove")
     (listed,) = page.locator("#passkeys li").all_inner_texts()
     assert listed.startswith("Work laptop") and "not used yet" in listed
     (stored,) = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
@@ -227,7 +225,7 @@ def test_app_code_and_passkeys(site: Site, browser: BrowserContext) -> None:
     click(page, "#passkeys li .remove", 'Passkey "Work laptop" removed')
     credential_id = base64.urlsafe_b64encode(base64.b64decode(stored["credentialId"])).rstrip(b"=").decode()
     assert calls.since_mark() == [("DELETE", f"/webauthn/credentials/{credential_id}", 204), ("GET", "/mfa", 200)]
-    page.wait_for_function("document.getElementById('passkeys').textContent === 'No passkeys yet.'")
+    assert page.inner_text("#passkeys") == "No passkeys yet."
     log_out(page, calls, browser, site.api)
     refused = act(page, "#passkey-login")
     assert calls.since_mark() == [("POST", "/webauthn/login/options", 200), ("POST", "/webauthn/login", 401)]
@@ -261,7 +259,7 @@ def test_recovery_codes_and_turning_off(site: Site, browser: BrowserContext) -> 
     assert calls.since_mark() == [("POST", "/mfa/recovery-codes", 400), ("POST", "/mfa/recovery-codes", 200), ("GET", "/mfa", 200)]
     fresh = page.locator("#recovery-codes li").all_inner_texts()
     assert len(fresh) == 10 and not set(fresh) & set(codes)
-    page.wait_for_function("document.getElementById('mfa-status').textContent.includes('10 recovery codes')")
+    assert page.inner_text("#mfa-status") == "Authenticator app: on, 10 recovery codes left."
     assert page.is_hidden("#mfa-ask")
 
     # Turning the app off takes a code too: an old-set recovery code no longer does it, a fresh one does.
@@ -272,7 +270,7 @@ def test_recovery_codes_and_turning_off(site: Site, browser: BrowserContext) -> 
     page.fill("#mfa-ask-code", fresh[0])
     click(page, "#mfa-ask-send", "The authenticator app is off")
     assert calls.since_mark() == [("DELETE", "/mfa/totp", 400), ("DELETE", "/mfa/totp", 204), ("GET", "/mfa", 200)]
-    page.wait_for_function("document.getElementById('mfa-status').textContent === 'Authenticator app: off.'")
+    assert page.inner_text("#mfa-status") == "Authenticator app: off."
     assert page.is_hidden("#recovery") and page.is_visible("#totp-setup")
     log_out(page, calls, browser, site.api)
 
