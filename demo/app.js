@@ -251,7 +251,7 @@ async function passkeyLogin() {
   const credential = await browserPasskey("get", options.data);
   if (!credential) return;
   const { status, data, retryAfter } = await send("POST", "/webauthn/login", { body: { credential } });
-  if (status === 200 && data && data.accessToken) await signedIn(tokenUser(data.accessToken), data);
+  if (status === 200 && data && data.accessToken) await signedIn(tokenUser(data.accessToken) || "(passkey)", data);
   else {
     forget();
     say(problem(status, data, `Passkey sign-in failed (${status}).`, retryAfter), "fail");
