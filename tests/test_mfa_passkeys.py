@@ -183,7 +183,10 @@ async def test_the_users_passkeys_are_excluded_from_a_new_registration(logged_in
 
 
 @pytest.mark.gen_test
-async def test_the_same_assertion_twice_is_refused(api, logged_in, device):
+@pytest.mark.parametrize("synced", [False, True], ids=["counting", "synced"])
+async def test_the_same_assertion_twice_is_refused(api, logged_in, origin, synced):
+    """A synced passkey's counter stays 0: the used-up challenge alone must stop the replay."""
+    device = SoftAuthenticator(origin, synced=synced)
     await register(await logged_in("alice"), device)
     assertion = device.get(await login_options(api))
     assert (await api.post("/webauthn/login", json={"credential": assertion}, cookies=False)).code == 200
