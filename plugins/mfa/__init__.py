@@ -65,7 +65,7 @@ def routes(plugin: PluginContext) -> list:
         (r"/webauthn/register", RegisterHandler, keys),
         (r"/webauthn/login/options", LoginOptionsHandler, {**keys, "pending": pending}),
         (r"/webauthn/login", LoginHandler, keys),
-        (r"/webauthn/credentials/([A-Za-z0-9_-]+)", CredentialHandler, keys),
+        (r"/webauthn/credentials/([^/]+)", CredentialHandler, keys),
     ]
 
 

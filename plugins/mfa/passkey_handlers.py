@@ -129,19 +129,37 @@ class RegisterHandler(PasskeyBase):
 class LoginOptionsHandler(PasskeyBase):
     openapi = {
         "post": {
-            "summary": "Request options for signing in with any passkey of this site (for parseRequestOptionsFromJSON).",
-            "requestBody": EMPTY,
-            "responses": {"200": json_response("Request options.", OPTIONS), "429": LOCKED},
+            "summary": "Request options for a passkey (for parseRequestOptionsFromJSON): any passkey of this site for a "
+            "passwordless sign-in, or, with the mfaToken of a sign-in the password started, one of that user's.",
+            "requestBody": json_body(
+                {"type": "object", "properties": {"mfaToken": {"type": "string", "minLength": 1, "maxLength": 128}}, "additionalProperties": False},
+                required=False,
+            ),
+            "responses": {
+                "200": json_response("Request options.", OPTIONS),
+                "401": error_response("A forged, expired or spent mfaToken."),
+                "429": LOCKED,
+            },
         }
     }
 
+    def initialize(self, plugin: PluginContext | None = None, passkeys: Passkeys | None = None, throttle: Throttle | None = None, pending: Any = None) -> None:
+        super().initialize(plugin, passkeys, throttle)
+        self.pending = pending
+
     async def post(self) -> None:
-        self.json_body()
+        body = self.json_body()
         if self.throttle is not None:  # each answer stores a challenge: no client may pile them up
             wait = await self.throttle.hit({f"options:{self.request.remote_ip}": OPTIONS_PER_ADDRESS})
             if wait:
                 raise self.locked(wait)
-        self.send_options(await self.passkeys.authentication_options(None))
+        username = None
+        if "mfaToken" in body:
+            doc = await self.pending.peek(body["mfaToken"]) if self.pending is not None else None
+            if doc is None:
+                raise APIError(401, "This sign-in has expired or was used up; sign in again.")
+            username = doc["username"]
+        self.send_options(await self.passkeys.authentication_options(username))
 
 
 @public

@@ -81,6 +81,13 @@ class PendingSignIns:
         await self.db.collection(PENDING).insert(doc, key=token_digest(token))
         return token
 
+    async def peek(self, token: str) -> Doc | None:
+        """The live pending sign-in of ``token``, counting no try (passkey options for its user)."""
+        doc = await self.db.collection(PENDING).get(token_digest(token))
+        if doc is None or doc["expires"] <= self.clock() or doc["tries"] >= self.tries:
+            return None
+        return doc
+
     async def try_once(self, token: str) -> Doc | None:
         """Count one try of ``token``; its document if it was live and had a try left, else None (and it is gone)."""
         key, now = token_digest(token), self.clock()
