@@ -41,7 +41,7 @@ def routes(plugin: PluginContext) -> list:
         (r"/webauthn/register", RegisterHandler, options),
         (r"/webauthn/login/options", LoginOptionsHandler, options),
         (r"/webauthn/login", LoginHandler, options),
-        (r"/webauthn/credentials/([A-Za-z0-9_-]+)", CredentialHandler, options),
+        (r"/webauthn/credentials/([^/]+)", CredentialHandler, options),
     ]
 """
 

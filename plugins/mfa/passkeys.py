@@ -27,6 +27,7 @@ a ceremony (the reason goes to the error log only).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from typing import Any, Callable, Sequence
@@ -56,7 +57,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from core.plugin import Accounts, APIError, KeyExists, Namespace, fold_username, where
+from core.plugin import Accounts, APIError, KeyExists, Namespace, StoreError, fold_username, where
 
 REGISTER = "register"
 LOGIN = "login"
@@ -247,7 +248,8 @@ class Passkeys:
         try:
             after = await self.accounts.update_factors(username, add)
         except BaseException:
-            await self._release(credential_id, username)
+            with contextlib.suppress(StoreError):  # the error that got here is the one to report
+                await self._release(credential_id, username)
             raise
         if after is None or full:
             await self._release(credential_id, username)
