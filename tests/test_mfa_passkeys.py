@@ -84,7 +84,7 @@ def device(origin) -> SoftAuthenticator:
 
 async def register(client: ApiClient, device: SoftAuthenticator, name: str | None = None, **create: Any) -> dict[str, Any]:
     """Register a passkey of ``client``'s user on ``device``; the 201 body."""
-    options = await client.post("/webauthn/register/options", json={})
+    options = await client.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})
     assert options.code == 200, options.text
     body = {"credential": device.create(options.json(), **create), **({"name": name} if name else {})}
     response = await client.post("/webauthn/register", json=body)
@@ -114,7 +114,7 @@ def assert_refused(response, status: int) -> None:
 @pytest.mark.gen_test
 async def test_register_then_sign_in_without_a_password(app, api, logged_in, device, tokens):
     alice = await logged_in("alice")
-    options = await alice.post("/webauthn/register/options", json={})
+    options = await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})
     assert options.code == 200 and options.headers["Content-Type"].startswith("application/json")
     creation = options.json()
     assert creation["rp"] == {"id": "localhost", "name": "Turnstile"} and creation["user"]["name"] == "alice"
@@ -161,7 +161,7 @@ async def test_a_passkey_gets_a_default_name_and_the_user_keeps_one_handle(app, 
     assert (await register(alice, SoftAuthenticator(origin)))["name"] == "Passkey 2"
     handles = {c.user_handle for c in device.credentials.values()}
     assert len(handles) == 1 and b"alice" not in next(iter(handles))
-    second = (await alice.post("/webauthn/register/options", json={})).json()
+    second = (await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
     assert unb64url(second["user"]["id"]) in handles
 
 
@@ -170,13 +170,13 @@ async def test_the_users_passkeys_are_excluded_from_a_new_registration(logged_in
     alice = await logged_in("alice")
     first = await register(alice, device)
     second = await register(alice, SoftAuthenticator(origin, synced=True))
-    excluded = (await alice.post("/webauthn/register/options", json={})).json()["excludeCredentials"]
+    excluded = (await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()["excludeCredentials"]
     assert sorted(c["id"] for c in excluded) == sorted([first["id"], second["id"]])
     assert all(c["type"] == "public-key" and c["transports"] == ["internal", "hybrid"] for c in excluded)
     with pytest.raises(ValueError, match="InvalidStateError"):
-        device.create((await alice.post("/webauthn/register/options", json={})).json())
+        device.create((await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json())
     bob = await logged_in("bob")
-    assert (await bob.post("/webauthn/register/options", json={})).json()["excludeCredentials"] == []
+    assert (await bob.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()["excludeCredentials"] == []
 
 
 # -- refusals -----------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ async def test_the_same_assertion_twice_is_refused(api, logged_in, origin, synce
 @pytest.mark.gen_test
 async def test_a_wrong_origin_is_refused(api, logged_in, device):
     alice = await logged_in("alice")
-    options = (await alice.post("/webauthn/register/options", json={})).json()
+    options = (await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
     elsewhere = SoftAuthenticator(device.origin)
     refused = await alice.post("/webauthn/register", json={"credential": elsewhere.create(options, origin="https://evil.example")})
     assert refused.code == 400 and "accessToken" not in refused.json()
@@ -221,7 +221,7 @@ async def test_a_counter_that_does_not_go_up_is_refused_as_a_cloned_authenticato
 @pytest.mark.gen_test
 async def test_user_verification_is_required(api, logged_in, device):
     alice = await logged_in("alice")
-    options = (await alice.post("/webauthn/register/options", json={})).json()
+    options = (await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
     unverified = SoftAuthenticator(device.origin).create(options, user_verified=False)
     assert (await alice.post("/webauthn/register", json={"credential": unverified})).code == 400
     await register(alice, device)
@@ -232,10 +232,10 @@ async def test_user_verification_is_required(api, logged_in, device):
 async def test_a_registration_challenge_cannot_sign_in_nor_one_of_another_user_register(api, logged_in, device):
     alice, bob = await logged_in("alice"), await logged_in("bob")
     await register(alice, device)
-    creation = (await alice.post("/webauthn/register/options", json={})).json()
+    creation = (await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
     request = {**await login_options(api), "challenge": creation["challenge"]}
     assert_refused(await api.post("/webauthn/login", json={"credential": device.get(request)}), 401)
-    bobs = (await bob.post("/webauthn/register/options", json={})).json()
+    bobs = (await bob.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
     other = SoftAuthenticator(device.origin)
     assert (await alice.post("/webauthn/register", json={"credential": other.create(bobs)})).code == 400
 
@@ -282,7 +282,7 @@ async def test_malformed_credentials_get_a_4xx_json_answer(api, logged_in, crede
 @pytest.mark.gen_test
 async def test_well_formed_but_wrong_parts_are_refused_not_errors(api, logged_in, device, origin):
     alice = await logged_in("alice")
-    options = (await alice.post("/webauthn/register/options", json={})).json()
+    options = (await alice.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
     created = SoftAuthenticator(origin).create(options)
     junk = {**created, "response": {**created["response"], "attestationObject": b64url(b"\xa1\x63fmt\x64none")}}
     assert (await alice.post("/webauthn/register", json={"credential": junk})).code == 400
@@ -334,7 +334,7 @@ async def test_a_ceremony_begun_on_one_instance_ends_on_another(turnstile_settin
         token = await b.login("alice")
         a.use_token(token)
         b.use_token(token)
-        creation = (await a.post("/webauthn/register/options", json={})).json()
+        creation = (await a.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})).json()
         added = await b.post("/webauthn/register", json={"credential": device.create(creation)})
         assert added.code == 201, added.text
         a.use_token(None)

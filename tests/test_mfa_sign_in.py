@@ -7,6 +7,7 @@ import time
 
 import pytest
 from mfa_kit import code_at
+from webauthn_kit import SoftAuthenticator
 
 from core.plugin import ACCESS
 from core.pytest_plugin import DEFAULT_PASSWORD
@@ -18,7 +19,7 @@ TOKEN_REFUSED = {"message": "This sign-in has expired or was used up; sign in ag
 async def with_totp(logged_in, name: str = "ann") -> tuple[str, list[str]]:
     """``name`` signed up with TOTP on (confirmed with the current step's code): the secret and the recovery codes."""
     client = await logged_in(name)
-    secret = (await client.post("/mfa/totp")).json()["secret"]
+    secret = (await client.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()["secret"]
     confirmed = await client.post("/mfa/totp/confirm", json={"code": code_at(secret)})
     assert confirmed.code == 200, confirmed.text
     return secret, confirmed.json()["recoveryCodes"]
@@ -159,3 +160,46 @@ async def test_a_password_reset_keeps_the_factors_and_mfa_reset_removes_them(api
     code, out, err = await run_cli("user", "mfa-reset", "ann")
     assert code == 0 and "recovery_codes, totp" in out, err
     assert set(await first_step(api, pwd="a password set by the operator")) == {"roles", "accessToken"}
+
+
+# -- a passkey as the second factor, through the real plugin's wiring ------------------------------
+
+
+async def with_passkey(logged_in, origin: str, name: str = "pat") -> SoftAuthenticator:
+    client = await logged_in(name)
+    device = SoftAuthenticator(origin)
+    options = await client.post("/webauthn/register/options", json={"pwd": DEFAULT_PASSWORD})
+    assert options.code == 200, options.text
+    created = await client.post("/webauthn/register", json={"credential": device.create(options.json())})
+    assert created.code == 201, created.text
+    return device
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_passkey_as_the_second_factor(api, logged_in, tokens, turnstile_settings):
+    device = await with_passkey(logged_in, f"http://localhost:{turnstile_settings.port}")
+    step = await first_step(api, "pat")
+    assert step["methods"] == ["webauthn"]
+    options = await api.post("/webauthn/login/options", json={"mfaToken": step["mfaToken"]}, cookies=False)
+    assert options.code == 200 and options.json()["allowCredentials"], options.text  # that user's passkeys
+    done = await api.post("/auth/mfa", json={"mfaToken": step["mfaToken"], "credential": device.get(options.json())})
+    assert done.code == 200, done.text
+    assert tokens.verify(ACCESS, done.json()["accessToken"])["amr"] == ["pwd", "hwk", "user", "mfa"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_another_users_passkey_is_no_second_factor(api, logged_in, turnstile_settings, make_user):
+    origin = f"http://localhost:{turnstile_settings.port}"
+    mallory_device = await with_passkey(logged_in, origin, "mallory")
+    await with_passkey(logged_in, origin, "pat")
+    step = await first_step(api, "pat")
+    free_options = await api.post("/webauthn/login/options", json={}, cookies=False)  # a challenge bound to no one
+    answer = mallory_device.get(free_options.json())
+    refused = await api.post("/auth/mfa", json={"mfaToken": step["mfaToken"], "credential": answer}, cookies=False)
+    assert refused.code == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_passkey_options_need_a_live_mfa_token(api):
+    response = await api.post("/webauthn/login/options", json={"mfaToken": "A" * 43})
+    assert (response.code, response.json()) == (401, TOKEN_REFUSED)

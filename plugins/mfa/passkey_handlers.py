@@ -28,6 +28,7 @@ from core.plugin import (
 )
 
 from .passkeys import NAME_LENGTH, Passkeys
+from .proof import PWD, require_proof
 
 #: Failed passkey sign-ins per client address within the throttle's window before it is locked out.
 MAX_FAILURES_PER_ADDRESS = 20
@@ -87,14 +88,20 @@ class PasskeyBase(BaseHandler):
 class RegisterOptionsHandler(PasskeyBase):
     openapi = {
         "post": {
-            "summary": "Creation options for a new passkey of the signed-in user (for parseCreationOptionsFromJSON).",
-            "requestBody": EMPTY,
-            "responses": {"200": json_response("Creation options.", OPTIONS), "400": error_response("The user has too many passkeys.")},
+            "summary": "Creation options for a new passkey of the signed-in user (for parseCreationOptionsFromJSON); "
+            "a sign-in by password alone gives the current password too.",
+            "requestBody": json_body({"type": "object", "properties": {"pwd": PWD}, "additionalProperties": False}, required=False),
+            "responses": {
+                "200": json_response("Creation options.", OPTIONS),
+                "400": error_response("The user has too many passkeys, or a password-only sign-in gave no or a wrong password."),
+                "429": LOCKED,
+            },
         }
     }
 
     async def post(self) -> None:
-        self.json_body()
+        assert self.throttle is not None
+        await require_proof(self, self.json_body(), self.throttle)
         self.send_options(await self.passkeys.registration_options(await self.signed_in_user()))
 
 
