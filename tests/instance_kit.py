@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+from pathlib import Path
+from typing import Any, AsyncIterator, Mapping
 
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from core.app import create_app
 from core.config import Settings
+from core.loader import PROJECT_PLUGINS
 from core.pytest_plugin import ApiClient
 
 
 @contextlib.asynccontextmanager
-async def instance(settings: Settings, http_client: Any) -> AsyncIterator[ApiClient]:
-    """A whole application of its own (own store connection, own bcrypt pool), served on a port of its own."""
-    app = await create_app(settings)
+async def instance(
+    settings: Settings, http_client: Any, plugins_dir: Path = PROJECT_PLUGINS, extra_plugins: Mapping[str, Path] | None = None
+) -> AsyncIterator[ApiClient]:
+    """A whole application of its own (own store connection, own bcrypt pool), served on a port of its own,
+    with the plugins the ``app`` fixture would load given its ``plugins_dir`` and ``extra_plugins``."""
+    app = await create_app(settings, plugins_dir, extra_plugins)
     sock, port = bind_unused_port()
     server = HTTPServer(app)
     server.add_sockets([sock])

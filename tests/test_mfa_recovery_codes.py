@@ -12,6 +12,7 @@ import pytest
 from mfa_kit import code_at, mfa_extra_plugins, store_dump
 
 from core.plugin import Accounts
+from core.pytest_plugin import DEFAULT_PASSWORD
 from plugins.mfa import codes as recovery
 
 CODE_SHAPE = re.compile(r"^[a-z2-7]{4}(-[a-z2-7]{4}){3}$")
@@ -23,7 +24,7 @@ def extra_plugins(tmp_path_factory):
 
 
 async def turn_on(client) -> tuple[str, list[str]]:
-    secret = (await client.post("/mfa/totp")).json()["secret"]
+    secret = (await client.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()["secret"]
     confirmed = await client.post("/mfa/totp/confirm", json={"code": code_at(secret)})
     assert confirmed.code == 200, confirmed.text
     return secret, confirmed.json()["recoveryCodes"]

@@ -13,6 +13,7 @@ import pytest
 from mfa_kit import Clock, code_at, data_files_text, mfa_extra_plugins, secret_of, store_dump
 
 from core.plugin import Accounts, SecretBox
+from core.pytest_plugin import DEFAULT_PASSWORD
 from plugins.mfa import codes as recovery
 from plugins.mfa.totp import NoEnrolment, TOTPAlreadyOn, TOTPFactor, TOTPNotOn
 
@@ -27,7 +28,7 @@ def extra_plugins(tmp_path_factory):
 
 async def turn_on(client) -> tuple[str, list[str]]:
     """Enrol and confirm TOTP for the client's user: the secret and the recovery codes."""
-    begun = await client.post("/mfa/totp")
+    begun = await client.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})
     assert begun.code == 200, begun.text
     secret = begun.json()["secret"]
     confirmed = await client.post("/mfa/totp/confirm", json={"code": code_at(secret)})
@@ -54,7 +55,7 @@ async def on_at(totp: TOTPFactor, clock: Clock, name: str = "ann") -> str:
 @pytest.mark.gen_test
 async def test_enrolment_gives_secret_uri_and_qr_and_changes_nothing_until_confirmed(logged_in, app):
     alice = await logged_in("alice")
-    begun = await alice.post("/mfa/totp")
+    begun = await alice.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})
     assert begun.code == 200
     body = begun.json()
     assert set(body) == {"secret", "uri", "qr"}
@@ -71,7 +72,7 @@ async def test_enrolment_gives_secret_uri_and_qr_and_changes_nothing_until_confi
 @pytest.mark.gen_test
 async def test_confirm_turns_it_on_with_ten_recovery_codes_and_refuses_a_wrong_code(logged_in):
     alice = await logged_in("alice")
-    secret = (await alice.post("/mfa/totp")).json()["secret"]
+    secret = (await alice.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()["secret"]
     wrong = str((int(code_at(secret)) + 1) % 1_000_000).zfill(6)
     for bad in (wrong, "abcdef", "12345"):
         answer = await alice.post("/mfa/totp/confirm", json={"code": bad})
@@ -82,7 +83,7 @@ async def test_confirm_turns_it_on_with_ten_recovery_codes_and_refuses_a_wrong_c
     codes = confirmed.json()["recoveryCodes"]
     assert len(codes) == 10 == len(set(codes)) and all(CODE_SHAPE.match(c) for c in codes)
     assert (await alice.get("/mfa")).json() == {"totp": True, "passkeys": [], "recoveryCodesLeft": 10}
-    again = await alice.post("/mfa/totp")
+    again = await alice.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})
     assert again.code == 409, "a new secret would replace the one in use without a code from it"
     assert (await alice.post("/mfa/totp/confirm", json={"code": code_at(secret)})).code == 400  # enrolment used up
 
@@ -142,7 +143,7 @@ async def test_wrong_codes_are_throttled_per_user_with_retry_after(logged_in):
     assert int(locked.headers["Retry-After"]) > 0
     assert (await alice.post("/mfa/recovery-codes", json={"code": "123456"})).code == 429
     assert (await alice.get("/mfa")).json()["totp"] is True
-    bob_secret = (await bob.post("/mfa/totp")).json()["secret"]  # another user is not locked
+    bob_secret = (await bob.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()["secret"]  # another user is not locked
     assert (await bob.post("/mfa/totp/confirm", json={"code": code_at(bob_secret)})).code == 200
 
 
@@ -150,7 +151,7 @@ async def test_wrong_codes_are_throttled_per_user_with_retry_after(logged_in):
 @pytest.mark.settings(login_max_failures=3)
 async def test_confirm_guesses_are_throttled_too(logged_in):
     alice = await logged_in("alice")
-    secret = (await alice.post("/mfa/totp")).json()["secret"]
+    secret = (await alice.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()["secret"]
     wrong = str((int(code_at(secret)) + 500_000) % 1_000_000).zfill(6)
     assert [(await alice.post("/mfa/totp/confirm", json={"code": wrong})).code for _ in range(4)] == [400, 400, 400, 429]
 
@@ -158,7 +159,7 @@ async def test_confirm_guesses_are_throttled_too(logged_in):
 @pytest.mark.gen_test
 async def test_the_secret_is_sealed_in_the_data(logged_in, app, turnstile_settings, turnstile_backend):
     alice = await logged_in("alice")
-    begun = (await alice.post("/mfa/totp")).json()
+    begun = (await alice.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()
     secret = begun["secret"]
     pending = await store_dump(app.services.store)
     assert "mfa.enrolments" in pending and secret not in pending
@@ -183,7 +184,7 @@ async def test_the_secret_is_sealed_in_the_data(logged_in, app, turnstile_settin
 async def test_no_secret_uri_or_code_is_logged(logged_in, caplog):
     caplog.set_level(logging.DEBUG)
     alice = await logged_in("alice")
-    begun = (await alice.post("/mfa/totp")).json()
+    begun = (await alice.post("/mfa/totp", json={"pwd": DEFAULT_PASSWORD})).json()
     secret = begun["secret"]
     wrong = str((int(code_at(secret)) + 500_000) % 1_000_000).zfill(6)
     await alice.post("/mfa/totp/confirm", json={"code": wrong})

@@ -16,7 +16,7 @@ from core.app import create_app
 from core.metrics import Metrics
 from core.plugin import PluginError
 
-BUILT_IN = ["auth", "employees", "users", "health", "metrics", "recovery", "site"]
+BUILT_IN = ["auth", "employees", "users", "health", "metrics", "mfa", "recovery", "site"]
 PLUGIN_SOURCES = [PROJECT / "plugins" / name for name in BUILT_IN] + [PROJECT / "examples" / "notes" / "turnstile_notes"]
 
 CODES_INIT = """

@@ -34,6 +34,7 @@ from core.plugin import (
 )
 
 from . import codes as recovery
+from .proof import PWD, require_proof
 from .totp import NoEnrolment, TOTPAlreadyOn, TOTPFactor, TOTPNotOn
 
 T = TypeVar("T")
@@ -63,6 +64,7 @@ CODE_BODY = json_body(
     }
 )
 EMPTY_BODY = json_body({"type": "object", "additionalProperties": False}, required=False)
+PROOF_BODY = json_body({"type": "object", "properties": {"pwd": PWD}, "additionalProperties": False}, required=False)
 RECOVERY_CODES = json_response(
     "The new recovery codes: shown this once, stored only as hashes.",
     {
@@ -177,8 +179,9 @@ class MFAStatusHandler(MFABase):
 class TOTPHandler(MFABase):
     openapi = {
         "post": {
-            "summary": "Start TOTP enrolment: a new secret, its otpauth URI and a QR code of it; on only once confirmed.",
-            "requestBody": EMPTY_BODY,
+            "summary": "Start TOTP enrolment: a new secret, its otpauth URI and a QR code of it; on only once confirmed. "
+            "A sign-in by password alone gives the current password too.",
+            "requestBody": PROOF_BODY,
             "responses": {
                 "200": json_response(
                     "The secret to put in an authenticator app (type it, or scan the QR code of the URI).",
@@ -204,7 +207,7 @@ class TOTPHandler(MFABase):
     }
 
     async def post(self) -> None:
-        self.json_body()
+        await require_proof(self, self.json_body(), self.throttle)
         await self.require_user()
         try:
             started = await self.totp.begin(self.user)
