@@ -233,14 +233,32 @@ async function browserPasskey(kind, options) {
   }
 }
 
-// The name in an access token, for the badge: a passkey sign-in names no user until the API answers.
-function tokenUser(token) {
+// An access token's claims, read (not checked: the API does that) for what the page shows.
+function tokenClaims(token) {
   try {
     const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "="))).username || "";
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
   } catch {
-    return "";
+    return {};
   }
+}
+
+// The name for the badge: a passkey sign-in names no user until the API answers.
+function tokenUser(token) {
+  return tokenClaims(token).username || "";
+}
+
+// Whether this sign-in used a second factor (its amr, RFC 8176); if not, adding a factor takes the password.
+function signedInWithSecondFactor() {
+  const amr = Array.isArray(tokenClaims(accessToken).amr) ? tokenClaims(accessToken).amr : [];
+  return amr.includes("mfa") || (amr.includes("user") && (amr.includes("hwk") || amr.includes("swk")));
+}
+
+// The body of a call that adds a factor: the current password too after a password-only sign-in.
+function proof() {
+  const pwd = $("mfa-pwd").value;
+  $("mfa-pwd").value = "";
+  return pwd && !$("mfa-proof").hidden ? { pwd } : {};
 }
 
 async function passkeyLogin() {
@@ -270,6 +288,7 @@ function showMfa(info) {
     : "Authenticator app: off.";
   $("mfa-status").className = info.totp ? "ok" : "muted";
   $("totp-setup").hidden = info.totp;
+  $("mfa-proof").hidden = signedInWithSecondFactor();
   $("totp-off").hidden = !info.totp;
   $("codes-new").hidden = !info.totp;
   const list = $("passkeys");
@@ -317,6 +336,7 @@ function resetMfaPanel() {
   $("mfa-ask").hidden = true;
   $("mfa-ask-code").value = "";
   $("passkey-name").value = "";
+  $("mfa-pwd").value = "";
 }
 
 function hideEnrolment() {
@@ -343,14 +363,14 @@ function hideRecoveryCodes() {
 
 async function startTotp() {
   $("mfa-ask").hidden = true;
-  const { status, data } = await protectedCall("POST", "/mfa/totp", { body: {} });
+  const { status, data, retryAfter } = await protectedCall("POST", "/mfa/totp", { body: proof() });
   if (status === 200 && data && data.secret) {
     $("totp-qr").src = data.qr;
     $("totp-secret").textContent = data.secret;
     $("totp-enrol").hidden = false;
     $("totp-code").focus();
     say("Scan the QR code with your authenticator app, then enter the code it shows.");
-  } else say(problem(status, data, `Could not start the set-up (${status}).`), "fail");
+  } else say(problem(status, data, `Could not start the set-up (${status}).`, retryAfter), "fail");
 }
 
 async function confirmTotp(event) {
@@ -403,9 +423,9 @@ async function submitAsk(event) {
 
 async function addPasskey(event) {
   event.preventDefault();
-  const options = await protectedCall("POST", "/webauthn/register/options", { body: {} });
+  const options = await protectedCall("POST", "/webauthn/register/options", { body: proof() });
   if (options.status !== 200 || !options.data) {
-    return say(problem(options.status, options.data, `Could not start adding a passkey (${options.status}).`), "fail");
+    return say(problem(options.status, options.data, `Could not start adding a passkey (${options.status}).`, options.retryAfter), "fail");
   }
   const credential = await browserPasskey("create", options.data);
   if (!credential) return;
