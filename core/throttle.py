@@ -52,7 +52,7 @@ import contextlib
 import math
 import secrets
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from .store import Collection, Doc, Namespace, StoreError, where
 
@@ -225,6 +225,26 @@ class Throttle:
                 if doc is not None and doc["pending"].pop(attempt.token, None) is not None:
                     await self._save(coll, key, doc)
         attempt.marked.clear()
+
+    async def guess(self, limits: Mapping[str, int], name: str, check: Callable[[], Awaitable[bool]]) -> tuple[int, bool]:
+        """One guess, the whole protocol: `begin`, ``await check()``, then `succeeded` or `failed`.
+
+        ``(0, verdict)`` when the client may be told; ``(seconds, False)`` when the
+        answer must be 429 with ``Retry-After`` and no verdict (a lock, or a
+        limit filled during the check). A check that raises is no guess: it is
+        taken back (`abandoned`) and the error propagates.
+        """
+        wait, attempt = await self.begin(limits, name)
+        if wait:
+            return wait, False
+        try:
+            right = await check()
+            wait = await (self.succeeded(attempt) if right else self.failed(attempt))
+        except BaseException:
+            with contextlib.suppress(StoreError):  # the error that got here is the one to report
+                await self.abandoned(attempt)
+            raise
+        return wait, (right and not wait)
 
     async def hit(self, limits: Mapping[str, int]) -> int:
         """Count one event (a mail sent, say) on every key: a rate limit rather than a limit on guesses.

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from core.plugin import (
@@ -35,7 +34,6 @@ from core.plugin import (
     PluginContext,
     RefreshOutcome,
     SignIn,
-    StoreError,
     Throttle,
     TokenInvalid,
     check_email,
@@ -154,20 +152,14 @@ class AuthBase(BaseHandler):
         """
         throttle = self.throttle
         assert throttle is not None
-        found, ok = None, False
-        wait, attempt = await throttle.begin(limits, f"user:{fold_username(user)}")
-        if not wait:
-            try:
-                found = await self.accounts.user(user)
-                ok = await self.services.passwords.check(pwd, found["password"] if found else None)
-                if ok:
-                    wait = await throttle.succeeded(attempt)
-                else:
-                    wait = await throttle.failed(attempt)
-            except BaseException:
-                with contextlib.suppress(StoreError):  # the error that got here is the one to report
-                    await throttle.abandoned(attempt)
-                raise
+        found = None
+
+        async def check() -> bool:
+            nonlocal found
+            found = await self.accounts.user(user)
+            return await self.services.passwords.check(pwd, found["password"] if found else None)
+
+        wait, ok = await throttle.guess(limits, f"user:{fold_username(user)}", check)
         if wait:
             raise APIError(429, locked, headers={"Retry-After": str(wait)})
         return found if ok else None

@@ -10,10 +10,9 @@ nothing more. Wrong passwords count on the user's throttle key, as codes do.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from core.plugin import APIError, BaseHandler, StoreError, Throttle, fold_username, has_second_factor
+from core.plugin import APIError, BaseHandler, Throttle, fold_username, has_second_factor
 
 PASSWORD_NEEDED = "Give your current password ('pwd') to add a factor to a sign-in by password alone."
 WRONG_PASSWORD = "Current password is incorrect."
@@ -31,17 +30,12 @@ async def require_proof(handler: BaseHandler, body: dict[str, Any], throttle: Th
         raise APIError(400, PASSWORD_NEEDED)
     username = handler.username or ""
     key = f"user:{fold_username(username)}"
-    wait, attempt = await throttle.begin({key: handler.services.settings.login_max_failures}, key)
-    if wait:
-        raise APIError(429, TOO_MANY, headers={"Retry-After": str(wait)})
-    try:
+
+    async def check() -> bool:
         user = await handler.services.accounts.user(username)
-        right = await handler.services.passwords.check(pwd, user["password"] if user else None)
-        wait = await (throttle.succeeded(attempt) if right else throttle.failed(attempt))
-    except BaseException:
-        with contextlib.suppress(StoreError):
-            await throttle.abandoned(attempt)
-        raise
+        return await handler.services.passwords.check(pwd, user["password"] if user else None)
+
+    wait, right = await throttle.guess({key: handler.services.settings.login_max_failures}, key, check)
     if wait:
         raise APIError(429, TOO_MANY, headers={"Retry-After": str(wait)})
     if not right:

@@ -13,7 +13,6 @@ every worker and instance, so a user cannot be guessed through many tokens.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 import time
@@ -27,7 +26,6 @@ from core.plugin import (
     Namespace,
     PluginContext,
     SignIn,
-    StoreError,
     Throttle,
     error_response,
     finish_sign_in,
@@ -186,19 +184,17 @@ class SecondStepHandler(BaseHandler):
         username = doc["username"]
         settings = self.services.settings
         user_key = f"user:{fold_username(username)}"  # the same key the account routes count wrong codes under
-        wait, attempt = await self.throttle.begin({user_key: settings.login_max_failures}, user_key)
-        if wait:
-            raise APIError(429, "Too many wrong codes. Try again later.", headers={"Retry-After": str(wait)})
-        try:
+        added: list[str] | None = None
+
+        async def check() -> bool:
+            nonlocal added
             added = await self.check(body, username)
-            wait = await (self.throttle.succeeded(attempt) if added is not None else self.throttle.failed(attempt))
-        except BaseException:
-            with contextlib.suppress(StoreError):
-                await self.throttle.abandoned(attempt)
-            raise
+            return added is not None
+
+        wait, right = await self.throttle.guess({user_key: settings.login_max_failures}, user_key, check)
         if wait:
             raise APIError(429, "Too many wrong codes. Try again later.", headers={"Retry-After": str(wait)})
-        if added is None:
+        if not right or added is None:
             raise APIError(401, WRONG)
         user = await self.services.accounts.user(username)
         if user is None or fingerprint(user["password"]) != doc["password"] or not await self.pending.spend(body["mfaToken"]):

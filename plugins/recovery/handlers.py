@@ -11,7 +11,6 @@ token that is unknown, used, expired or voided.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,6 @@ from core.plugin import (
     APIError,
     BaseHandler,
     PluginContext,
-    StoreError,
     Throttle,
     check_email,
     check_password_length,
@@ -97,18 +95,14 @@ class RecoveryBase(BaseHandler):
         every worker and instance), with the login's limits.
         """
         settings, user_key = self.services.settings, f"user:{fold_username(self.username or '')}"
-        throttle = self.recovery.passwords
-        wait, attempt = await throttle.begin({user_key: settings.login_max_failures}, user_key)
-        if wait:
-            raise APIError(429, "Too many wrong passwords. Try again later.", headers={"Retry-After": str(wait)})
-        try:
+        user = None
+
+        async def check() -> bool:
+            nonlocal user
             user = await self.services.accounts.user(self.username or "")
-            right = await self.services.passwords.check(pwd, user["password"] if user else None)
-            wait = await (throttle.succeeded(attempt) if right else throttle.failed(attempt))
-        except BaseException:
-            with contextlib.suppress(StoreError):
-                await throttle.abandoned(attempt)
-            raise
+            return await self.services.passwords.check(pwd, user["password"] if user else None)
+
+        wait, right = await self.recovery.passwords.guess({user_key: settings.login_max_failures}, user_key, check)
         if wait:
             raise APIError(429, "Too many wrong passwords. Try again later.", headers={"Retry-After": str(wait)})
         if not right or user is None:
