@@ -191,7 +191,9 @@ class TOTPHandler(MFABase):
                         "required": ["secret", "uri", "qr"],
                     },
                 ),
+                "400": error_response("A sign-in by password alone gave no or a wrong current password."),
                 "409": error_response(ALREADY_ON),
+                "429": THROTTLED,
             },
         },
         "delete": {
