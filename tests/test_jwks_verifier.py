@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
+from clock_kit import Clock
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -100,13 +101,6 @@ class KeySet:
         return json.dumps({"keys": [k.jwk for k in self.keys]}).encode()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 class JWKSHandler(RequestHandler):
     def initialize(self, keyset: KeySet) -> None:
@@ -147,7 +141,7 @@ def keyset(keys: dict[str, Key]) -> KeySet:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import time
 
 import jwt
 import pytest
+from clock_kit import Clock
 
 from core.app import create_app
 from core.keyring import COLLECTION, RELOAD_EVERY, KeyringError
@@ -18,15 +19,6 @@ ALGORITHMS = pytest.mark.parametrize(
     "turnstile_settings", [{"access_algorithm": alg} for alg in ASYMMETRIC], indirect=True, ids=list(ASYMMETRIC)
 )
 
-
-class Clock:
-    """A clock the test moves; it starts at the real time."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def kid_of(token: str) -> str:

@@ -9,18 +9,13 @@ import re
 import time
 
 import pytest
-from mfa_kit import code_at, mfa_extra_plugins, store_dump
+from mfa_kit import code_at, store_dump
 
 from core.plugin import Accounts
 from core.pytest_plugin import DEFAULT_PASSWORD
 from plugins.mfa import codes as recovery
 
 CODE_SHAPE = re.compile(r"^[a-z2-7]{4}(-[a-z2-7]{4}){3}$")
-
-
-@pytest.fixture
-def extra_plugins(tmp_path_factory):
-    return mfa_extra_plugins(tmp_path_factory.getbasetemp() / "mfa_stand_in")
 
 
 async def turn_on(client) -> tuple[str, list[str]]:

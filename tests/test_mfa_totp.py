@@ -10,7 +10,8 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from mfa_kit import Clock, code_at, data_files_text, mfa_extra_plugins, secret_of, store_dump
+from clock_kit import Clock
+from mfa_kit import code_at, data_files_text, secret_of, store_dump
 
 from core.plugin import Accounts, SecretBox
 from core.pytest_plugin import DEFAULT_PASSWORD
@@ -19,11 +20,6 @@ from plugins.mfa.totp import NoEnrolment, TOTPAlreadyOn, TOTPFactor, TOTPNotOn
 
 CODE_SHAPE = re.compile(r"^[a-z2-7]{4}(-[a-z2-7]{4}){3}$")
 STEP = 30
-
-
-@pytest.fixture
-def extra_plugins(tmp_path_factory):
-    return mfa_extra_plugins(tmp_path_factory.getbasetemp() / "mfa_stand_in")
 
 
 async def turn_on(client) -> tuple[str, list[str]]:
@@ -206,7 +202,7 @@ async def test_no_secret_uri_or_code_is_logged(logged_in, caplog):
 
 @pytest.mark.gen_test
 async def test_one_step_either_side_is_accepted_two_are_not(open_store):
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     async with open_store() as store:
         totp = await factor(store, clock)
         secret = await on_at(totp, clock)  # confirmed at step s
@@ -221,7 +217,7 @@ async def test_one_step_either_side_is_accepted_two_are_not(open_store):
 
 @pytest.mark.gen_test
 async def test_a_code_is_accepted_once_and_an_earlier_one_never_after(open_store):
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     async with open_store() as store:
         totp = await factor(store, clock)
         secret = await on_at(totp, clock)
@@ -239,7 +235,7 @@ async def test_a_code_is_accepted_once_and_an_earlier_one_never_after(open_store
 
 @pytest.mark.gen_test(timeout=30)
 async def test_one_code_sent_at_once_on_two_instances_passes_once(open_store):
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     async with open_store() as one, open_store() as two:
         first = await factor(one, clock)
         second = TOTPFactor(await Accounts.open(two), two.namespace("mfa"), first.box, "Turnstile", clock=clock)
@@ -252,7 +248,7 @@ async def test_one_code_sent_at_once_on_two_instances_passes_once(open_store):
 
 @pytest.mark.gen_test
 async def test_enrolment_expires_and_is_pruned(open_store):
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     async with open_store() as store:
         totp = await factor(store, clock)
         secret = (await totp.begin("ann"))["secret"]
@@ -265,7 +261,7 @@ async def test_enrolment_expires_and_is_pruned(open_store):
 
 @pytest.mark.gen_test
 async def test_state_errors(open_store):
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     async with open_store() as store:
         totp = await factor(store, clock)
         with pytest.raises(TOTPNotOn):
@@ -281,7 +277,7 @@ async def test_state_errors(open_store):
 
 @pytest.mark.gen_test
 async def test_a_secret_sealed_under_another_server_secret_checks_nothing(open_store, caplog):
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     async with open_store() as store:
         totp = await factor(store, clock)
         secret = await on_at(totp, clock)

@@ -7,16 +7,10 @@ import base64
 import hashlib
 
 import pytest
+from clock_kit import Clock
 
 from plugins.recovery.tokens import RESET, VERIFY, OneTimeTokens
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.mark.gen_test
@@ -52,7 +46,7 @@ async def test_of_concurrent_redeems_on_two_instances_one_wins(open_store):
 
 @pytest.mark.gen_test
 async def test_kind_and_expiry_are_checked(open_store):
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     async with open_store() as store:
         tokens = OneTimeTokens(store.namespace("recovery"), clock=clock)
         raw = await tokens.issue(VERIFY, "ann", 60)
