@@ -1,76 +1,23 @@
 """Passkeys (plugins/mfa/passkeys.py and passkey_handlers.py): register, sign in without a password, refusals.
 
-Real WebAuthn responses come from the software authenticator in webauthn_kit.
-The routes are served by a plugin named ``mfa`` built here from the module
-files of plugins/mfa (in place of that folder's own ``__init__``), so these
-tests need nothing from the rest of the MFA plugin.
+Real WebAuthn responses come from the software authenticator in webauthn_kit;
+the routes are the mfa plugin's own.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from clock_kit import Clock
 from instance_kit import instance
-from plugin_kit import PROJECT, write_plugin
 from webauthn_kit import SoftAuthenticator, b64url, unb64url
 
 from core.config import Settings
 from core.plugin import ACCESS, REFRESH_COOKIE, APIError, Namespace
 from core.pytest_plugin import DEFAULT_PASSWORD, ApiClient
-
-MFA = PROJECT / "plugins" / "mfa"
-
-INIT = """
-from core.plugin import PluginContext
-
-from .passkey_handlers import CredentialHandler, LoginHandler, LoginOptionsHandler, RegisterHandler, RegisterOptionsHandler
-from .passkeys import Passkeys
-
-
-def routes(plugin: PluginContext) -> list:
-    settings = plugin.settings
-    origins = [*settings.allowed_origins, f"http://localhost:{settings.port}"]
-    passkeys = Passkeys(plugin.services.accounts, plugin.db, "localhost", "Turnstile", origins)
-    options = {"passkeys": passkeys, "throttle": plugin.throttle(window=900, lockout=900, collection="passkey_tries")}
-    return [
-        (r"/webauthn/register/options", RegisterOptionsHandler, options),
-        (r"/webauthn/register", RegisterHandler, options),
-        (r"/webauthn/login/options", LoginOptionsHandler, options),
-        (r"/webauthn/login", LoginHandler, options),
-        (r"/webauthn/credentials/([^/]+)", CredentialHandler, options),
-    ]
-"""
-
-
-@pytest.fixture(scope="module")
-def passkeys_plugin(tmp_path_factory) -> Path:
-    """Plugin ``mfa``: this file's routes over plugins/mfa's modules (linked, so the code under test is the project's)."""
-    folder = write_plugin(tmp_path_factory.mktemp("passkeys"), "mfa", INIT)
-    for module in MFA.glob("*.py"):
-        if module.name != "__init__.py":
-            (folder / module.name).symlink_to(module)
-    return folder
-
-
-@pytest.fixture
-def plugins_dir(plugins_dir, tmp_path) -> Path:
-    """The project's plugins less its own ``mfa`` (whatever else it wires): the one above stands in for it."""
-    root = tmp_path / "plugins"
-    root.mkdir()
-    for folder in plugins_dir.iterdir():
-        if folder.name != "mfa":
-            (root / folder.name).symlink_to(folder, target_is_directory=folder.is_dir())
-    return root
-
-
-@pytest.fixture
-def extra_plugins(passkeys_plugin):
-    return {"mfa": passkeys_plugin}
-
+from plugins.mfa.passkeys import Passkeys
 
 @pytest.fixture
 def origin(turnstile_settings: Settings) -> str:
@@ -325,11 +272,9 @@ async def test_delete_removes_only_the_callers_own_passkey(app, api, logged_in, 
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_ceremony_begun_on_one_instance_ends_on_another(turnstile_settings, http_client, plugins_dir, extra_plugins, origin, tokens):
+async def test_a_ceremony_begun_on_one_instance_ends_on_another(turnstile_settings, http_client, origin, tokens):
     device = SoftAuthenticator(origin)
-    async with instance(turnstile_settings, http_client, plugins_dir, extra_plugins) as a, instance(
-        turnstile_settings, http_client, plugins_dir, extra_plugins
-    ) as b:
+    async with instance(turnstile_settings, http_client) as a, instance(turnstile_settings, http_client) as b:
         assert (await a.post("/register", json={"user": "alice", "pwd": DEFAULT_PASSWORD})).code == 201
         token = await b.login("alice")
         a.use_token(token)
@@ -346,29 +291,16 @@ async def test_a_ceremony_begun_on_one_instance_ends_on_another(turnstile_settin
         assert_refused(await b.post("/webauthn/login", json={"credential": assertion}), 401)  # used up on a
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def passkeys_module(app, passkeys_plugin):
-    """plugins/mfa/passkeys.py as the app loaded it (inside the plugin's package, whose name the loader chooses)."""
-    return next(m for name, m in sys.modules.items() if name.endswith(".mfa.passkeys") and Path(m.__file__).parent == passkeys_plugin)
-
-
-def passkeys_on(app, module, clock: Clock, origin: str):
+def passkeys_on(app, clock: Clock, origin: str) -> Passkeys:
     """A `Passkeys` on the app's store and accounts, with a clock of the test's."""
-    return module.Passkeys(app.services.accounts, Namespace(app.services.store, "mfa"), "localhost", "Turnstile", [origin], clock=clock)
+    return Passkeys(app.services.accounts, Namespace(app.services.store, "mfa"), "localhost", "Turnstile", [origin], clock=clock)
 
 
 @pytest.mark.gen_test
-async def test_an_expired_challenge_is_refused_and_pruned(app, make_user, device, origin, passkeys_module):
-    clock = Clock()
-    passkeys = passkeys_on(app, passkeys_module, clock, origin)
+async def test_an_expired_challenge_is_refused_and_pruned(app, make_user, device, origin):
+    clock = Clock(1_000_000.0)
+    passkeys = passkeys_on(app, clock, origin)
     await make_user("alice")
     user = await app.services.accounts.user("alice")
     creation = json.loads(await passkeys.registration_options(user))
@@ -393,8 +325,8 @@ async def test_an_expired_challenge_is_refused_and_pruned(app, make_user, device
 
 
 @pytest.mark.gen_test
-async def test_as_a_second_factor_the_passkey_must_be_that_users(app, make_user, device, origin, passkeys_module):
-    passkeys = passkeys_on(app, passkeys_module, Clock(), origin)
+async def test_as_a_second_factor_the_passkey_must_be_that_users(app, make_user, device, origin):
+    passkeys = passkeys_on(app, Clock(1_000_000.0), origin)
     for name in ("alice", "bob"):
         await make_user(name)
     alice = await app.services.accounts.user("alice")
