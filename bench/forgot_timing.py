@@ -19,24 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tornado.httpclient import AsyncHTTPClient  # noqa: E402
-from tornado.httpserver import HTTPServer  # noqa: E402
-from tornado.netutil import bind_sockets  # noqa: E402
-
-from bench.harness import admin_sql, with_database  # noqa: E402
-from core.app import create_app  # noqa: E402
+from bench.harness import Post, admin_sql, served, with_database  # noqa: E402
 from core.pytest_plugin import make_settings  # noqa: E402
 
 KINDS = {
@@ -65,51 +59,44 @@ async def main(n: int, admin_url: str) -> None:
 async def measure(n: int, database_url: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = make_settings(Path(tmp), cookie_secure=False, database_url=database_url, extra=NO_LIMITS)
-        app = await create_app(settings)
-        accounts = app.services.accounts
-        [sock] = bind_sockets(0, "127.0.0.1")
-        server = HTTPServer(app)
-        server.add_sockets([sock])
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        client = AsyncHTTPClient()
+        async with served(settings) as (app, post):
+            passes = await run(app, post, n)
+            sent = len(list((settings.log_dir / "outbox").glob("*.eml")))
+    report(passes, n, sent, "PostgreSQL" if database_url else "JSON store")
 
-        async def post(path: str, body: dict) -> tuple[int, float]:
-            start = time.perf_counter()
-            response = await client.fetch(
-                base + path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}, raise_error=False
-            )
-            return response.code, time.perf_counter() - start
 
-        assert (await post("/register", {"user": "ann", "pwd": "the right password", "email": "ann@example.com"}))[0] == 201
-        assert (await post("/register", {"user": "bob", "pwd": "the right password", "email": "bob@example.com"}))[0] == 201
-        assert await accounts.mark_email_verified("ann", "ann@example.com")
-        queue = app.services.store.collection("recovery.mail_queue")
+async def run(app: Any, post: Post, n: int) -> dict[str, dict[str, list[float]]]:
+    """Both passes: each kind of request ``n`` times, timed."""
+    assert (await post("/register", {"user": "ann", "pwd": "the right password", "email": "ann@example.com"}))[0] == 201
+    assert (await post("/register", {"user": "bob", "pwd": "the right password", "email": "bob@example.com"}))[0] == 201
+    assert await app.services.accounts.mark_email_verified("ann", "ann@example.com")
+    queue = app.services.store.collection("recovery.mail_queue")
 
-        async def drained() -> None:
-            while await queue.count():
-                await asyncio.sleep(0.001)
+    async def drained() -> None:
+        while await queue.count():
+            await asyncio.sleep(0.001)
 
-        passes: dict[str, dict[str, list[float]]] = {}
-        labels = list(KINDS)
-        for mode in ("isolated", "back to back"):
-            times: dict[str, list[float]] = {k: [] for k in KINDS}
-            shuffled = random.Random(7)
-            for i in range(n):
-                order = labels[i % len(labels):] + labels[: i % len(labels)]
-                if mode == "back to back":  # each kind after any other: no kind always follows the same one
-                    shuffled.shuffle(order)
-                for label in order:
-                    if mode == "isolated":
-                        await drained()
-                    code, took = await post("/password/forgot", KINDS[label])
-                    assert code == 202, code
-                    times[label].append(took)
-            passes[mode] = times
-            await drained()
-        sent = len(list((settings.log_dir / "outbox").glob("*.eml")))
-        server.stop()
-        await app.services.close()
-    backend = "PostgreSQL" if database_url else "JSON store"
+    passes: dict[str, dict[str, list[float]]] = {}
+    labels = list(KINDS)
+    for mode in ("isolated", "back to back"):
+        times: dict[str, list[float]] = {k: [] for k in KINDS}
+        shuffled = random.Random(7)
+        for i in range(n):
+            order = labels[i % len(labels):] + labels[: i % len(labels)]
+            if mode == "back to back":  # each kind after any other: no kind always follows the same one
+                shuffled.shuffle(order)
+            for label in order:
+                if mode == "isolated":
+                    await drained()
+                code, took = await post("/password/forgot", KINDS[label])
+                assert code == 202, code
+                times[label].append(took)
+        passes[mode] = times
+        await drained()
+    return passes
+
+
+def report(passes: dict[str, dict[str, list[float]]], n: int, sent: int, backend: str) -> None:
     print(f"{backend}: {n} requests of each kind per pass, rotating order; {sent} reset mails written to the outbox")
     for mode, times in passes.items():
         print(f" {mode}:")

@@ -4,6 +4,7 @@ measurements."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,13 +19,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import bcrypt
 
 from core.accounts import Accounts
+from core.app import create_app
+from core.config import Settings
 from core.jsondb import JsonStore
 from core.store import Store
 
@@ -397,3 +400,37 @@ async def lookup_latencies(store: Store, seeded: int, count: int = LOOKUPS, seed
         out.append((time.perf_counter() - started) * 1000)
         assert found is not None and found["username"] == name, name
     return out
+
+
+# -- an app served in this process, for the timing benchmarks (login_timing.py, forgot_timing.py) -------------
+
+Post = Callable[[str, dict], Awaitable[tuple[int, float]]]
+
+
+@contextlib.asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[tuple[Any, Post]]:
+    """The app on a free loopback port: ``(app, post)``, where ``await post(path, body)`` gives ``(status, seconds)``."""
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    app = await create_app(settings)
+    [sock] = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app)
+    server.add_sockets([sock])
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = AsyncHTTPClient()
+
+    async def post(path: str, body: dict) -> tuple[int, float]:
+        start = time.perf_counter()
+        response = await client.fetch(
+            base + path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}, raise_error=False
+        )
+        return response.code, time.perf_counter() - start
+
+    try:
+        yield app, post
+    finally:
+        server.stop()
+        await app.services.close()
+

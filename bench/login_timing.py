@@ -9,49 +9,28 @@ for the run. Usage: ``.venv/bin/python bench/login_timing.py [ROUNDS] [N]``.
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tornado.httpclient import AsyncHTTPClient  # noqa: E402
-from tornado.netutil import bind_sockets  # noqa: E402
-from tornado.httpserver import HTTPServer  # noqa: E402
-
-from core.app import create_app  # noqa: E402
+from bench.harness import served  # noqa: E402
 from core.pytest_plugin import make_settings  # noqa: E402
 
 
 async def main(rounds: int, n: int) -> None:
+    times: dict[str, list[float]] = {"unknown user": [], "wrong password": []}
     with tempfile.TemporaryDirectory() as tmp:
         settings = make_settings(Path(tmp), bcrypt_rounds=rounds, login_max_failures=0, login_max_failures_per_address=0)
-        app = await create_app(settings)
-        [sock] = bind_sockets(0, "127.0.0.1")
-        server = HTTPServer(app)
-        server.add_sockets([sock])
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        client = AsyncHTTPClient()
-
-        async def post(path: str, body: dict) -> tuple[int, float]:
-            start = time.perf_counter()
-            response = await client.fetch(
-                base + path, method="POST", body=json.dumps(body), headers={"Content-Type": "application/json"}, raise_error=False
-            )
-            return response.code, time.perf_counter() - start
-
-        assert (await post("/register", {"user": "alice", "pwd": "the right password"}))[0] == 201
-        times: dict[str, list[float]] = {"unknown user": [], "wrong password": []}
-        for i in range(n):
-            for label, user in (("unknown user", f"ghost{i}"), ("wrong password", "alice")):
-                code, took = await post("/auth", {"user": user, "pwd": "not the password"})
-                assert code == 401, code
-                times[label].append(took)
-        server.stop()
-        await app.services.close()
+        async with served(settings) as (_, post):
+            assert (await post("/register", {"user": "alice", "pwd": "the right password"}))[0] == 201
+            for i in range(n):
+                for label, user in (("unknown user", f"ghost{i}"), ("wrong password", "alice")):
+                    code, took = await post("/auth", {"user": user, "pwd": "not the password"})
+                    assert code == 401, code
+                    times[label].append(took)
     medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
     print(f"bcrypt rounds {rounds}, {n} logins of each kind, alternating")
     for label, ms in medians.items():
