@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
 from .accounts import PASSWORD_AMR
 from .cookies import set_cookie_header
@@ -29,9 +29,6 @@ from .errors import APIError
 from .roles import stored_roles
 from .security import token_digest
 from .signing import ACCESS, REFRESH
-
-if TYPE_CHECKING:
-    from .base import BaseHandler
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,13 +39,25 @@ PASSKEY_KEYS = frozenset({"hwk", "swk"})
 MFA_REQUIRED = "This needs a sign-in with a second factor."
 
 
+class Handler(Protocol):
+    """What signing in needs of a request handler (a `BaseHandler`; named structurally so this module, which
+    `Services` and `PluginContext` name, does not import the handler module that imports them)."""
+
+    services: Any
+    current_user: Any
+
+    def add_header(self, name: str, value: str) -> None: ...
+
+    def finish(self, chunk: Any = None) -> Any: ...
+
+
 @dataclass(frozen=True)
 class SignIn:
     """A sign-in in progress: the user (as stored), how they have proved it so far, and the request."""
 
     user: dict[str, Any]
     amr: tuple[str, ...]
-    handler: "BaseHandler"
+    handler: Handler
 
     @property
     def username(self) -> str:
@@ -68,7 +77,7 @@ async def run_sign_in_steps(steps: Sequence[SignInStep], sign_in: SignIn) -> dic
     return None
 
 
-async def finish_sign_in(handler: "BaseHandler", user: dict[str, Any], amr: Sequence[str], password_hash: str | None = None) -> None:
+async def finish_sign_in(handler: Handler, user: dict[str, Any], amr: Sequence[str], password_hash: str | None = None) -> None:
     """End a sign-in as ``/auth`` does: a session with ``amr``, the refresh cookie, ``{"roles", "accessToken"}``.
 
     ``password_hash`` is the hash the password was checked against, if one was:
