@@ -132,6 +132,8 @@ class Refreshed:
     token: str | None = None
     #: How the sign-in this session descends from was made (RFC 8176), for the new access token.
     amr: list[str] = field(default_factory=lambda: list(PASSWORD_AMR))
+    #: When that sign-in was (0: a session from before it was kept), for the token's ``auth_time``.
+    auth_time: int = 0
 
 
 class Accounts:
@@ -327,18 +329,20 @@ class Accounts:
         return await self._sessions.delete_where(username=name)
 
     async def start_session(
-        self, name: str, digest: str, ttl: int, password_hash: str, amr: Sequence[str] = PASSWORD_AMR
+        self, name: str, digest: str, ttl: int, password_hash: str, amr: Sequence[str] = PASSWORD_AMR, auth_time: int | None = None
     ) -> bool:
         """Record a new sign-in's first refresh token, if the user and password are unchanged.
 
-        ``amr`` says how the user signed in; every token refreshed from this session carries it.
+        ``amr`` says how the user signed in and ``auth_time`` when (now by
+        default); every token refreshed from this session carries both.
         """
         now = int(time.time())
+        signed_in = now if auth_time is None else auth_time
         async with self.store.transaction() as tx:
             user = await tx.collection(USERS).get(name)
             if user is None or user["password"] != password_hash:
                 return False
-            await tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl, list(amr)))
+            await tx.collection(SESSIONS).put(digest, _session(digest, name, secrets.token_hex(16), now, ttl, list(amr), signed_in))
         return True
 
     async def refresh(self, digest: str, username: str, new_token: str, new_digest: str, ttl: int, grace: int) -> Refreshed:
@@ -367,12 +371,13 @@ class Accounts:
             retired = record["retired"]
             if retired is not None:
                 if grace > 0 and now - retired <= grace:
-                    return Refreshed(RefreshOutcome.GRACE, username, roles, amr=_amr(record))
+                    return Refreshed(RefreshOutcome.GRACE, username, roles, amr=_amr(record), auth_time=record.get("auth_time", 0))
                 await _drop_family(sessions, family)
                 return Refreshed(RefreshOutcome.REUSED, username)
             await sessions.update(digest, {"retired": now, "successor": new_digest})
-            await sessions.put(new_digest, _session(new_digest, username, family, now, ttl, _amr(record)))
-        return Refreshed(RefreshOutcome.ROTATED, username, roles, new_token, _amr(record))
+            signed_in = record.get("auth_time", 0)
+            await sessions.put(new_digest, _session(new_digest, username, family, now, ttl, _amr(record), signed_in))
+        return Refreshed(RefreshOutcome.ROTATED, username, roles, new_token, _amr(record), signed_in)
 
     async def end_session(self, digest: str) -> int:
         """Log out: end the family of the token whose SHA-256 is ``digest``."""
@@ -392,7 +397,7 @@ def _amr(record: dict[str, Any]) -> list[str]:
     return list(record.get("amr") or PASSWORD_AMR)
 
 
-def _session(digest: str, username: str, family: str, now: int, ttl: int, amr: list[str]) -> dict[str, Any]:
+def _session(digest: str, username: str, family: str, now: int, ttl: int, amr: list[str], auth_time: int) -> dict[str, Any]:
     return {
         "digest": digest,
         "username": username,
@@ -402,6 +407,7 @@ def _session(digest: str, username: str, family: str, now: int, ttl: int, amr: l
         "retired": None,
         "successor": None,
         "amr": amr,
+        "auth_time": auth_time,
     }
 
 

@@ -210,6 +210,8 @@ class Settings:
     plugins: str = ""
     refresh_reuse_grace: int = 10
     password_min_length: int = 8
+    #: How long after signing in a session may change where reset links go or add a factor without the password.
+    reauth_window: int = 15 * 60
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window: int = 15 * 60
@@ -331,6 +333,7 @@ class Settings:
             plugins=raw("PLUGINS").strip(),
             refresh_reuse_grace=parse_int("REFRESH_REUSE_GRACE", get("REFRESH_REUSE_GRACE", "10")),
             password_min_length=parse_int("PASSWORD_MIN_LENGTH", get("PASSWORD_MIN_LENGTH", "8"), minimum=1),
+            reauth_window=parse_duration("REAUTH_WINDOW", get("REAUTH_WINDOW", "15m")),
             login_max_failures=parse_int("LOGIN_MAX_FAILURES", get("LOGIN_MAX_FAILURES", "5")),
             login_max_failures_per_address=parse_int(
                 "LOGIN_MAX_FAILURES_PER_ADDRESS", get("LOGIN_MAX_FAILURES_PER_ADDRESS", "20")

@@ -53,7 +53,17 @@ from .plugin_settings import duration, setting
 from .roles import ADMIN, EDITOR, ROLES, USER, check_roles, require_roles, role_codes, stored_roles
 from .security import BCRYPT_MAX_BYTES, HashingBusy, token_digest
 from .secretbox import SealBroken, SecretBox
-from .signin import MFA, SignIn, SignInStep, finish_sign_in, has_second_factor, require_mfa, run_sign_in_steps
+from .signin import (
+    MFA,
+    SignIn,
+    SignInStep,
+    confirm_identity,
+    finish_sign_in,
+    has_second_factor,
+    require_mfa,
+    run_sign_in_steps,
+    signed_in_within,
+)
 from .signing import ACCESS, REFRESH, TokenInvalid
 
 # The store, through the plugin's namespace (``plugin.db``, ``self.db``).
@@ -107,10 +117,12 @@ __all__ = [
     "PASSWORD_AMR",
     "SignIn",
     "SignInStep",
+    "confirm_identity",
     "finish_sign_in",
     "has_second_factor",
     "require_mfa",
     "run_sign_in_steps",
+    "signed_in_within",
     # secrets at rest
     "SecretBox",
     "SealBroken",

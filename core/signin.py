@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence, TypeVar
 
-from .accounts import PASSWORD_AMR
+from .accounts import PASSWORD_AMR, fold_username
 from .cookies import set_cookie_header
 from .errors import APIError
 from .roles import stored_roles
@@ -37,6 +38,9 @@ MFA = "mfa"
 #: A passkey: proof of a hardware- or software-held key, with the user verified on the device (PIN, biometrics).
 PASSKEY_KEYS = frozenset({"hwk", "swk"})
 MFA_REQUIRED = "This needs a sign-in with a second factor."
+REAUTH_NEEDED = "Your sign-in is not recent: give your current password ('pwd'), or sign in again."
+WRONG_PASSWORD = "Current password is incorrect."
+TOO_MANY_PASSWORDS = "Too many wrong passwords. Try again later."
 
 
 class Handler(Protocol):
@@ -45,6 +49,7 @@ class Handler(Protocol):
 
     services: Any
     current_user: Any
+    username: Any
 
     def add_header(self, name: str, value: str) -> None: ...
 
@@ -90,11 +95,12 @@ async def finish_sign_in(handler: Handler, user: dict[str, Any], amr: Sequence[s
     username = user["username"]
     refresh = tokens.issue(REFRESH, username)
     current = password_hash if password_hash is not None else user["password"]
-    if not await services.accounts.start_session(username, token_digest(refresh), tokens.ttl[REFRESH], current, list(amr)):
+    now = int(time.time())
+    if not await services.accounts.start_session(username, token_digest(refresh), tokens.ttl[REFRESH], current, list(amr), now):
         raise APIError(401, "Invalid username or password.", log_message="account changed during sign-in")
     roles = stored_roles(user)
     handler.add_header("Set-Cookie", set_cookie_header(services.settings, refresh, tokens.ttl[REFRESH]))
-    handler.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles, amr=list(amr))})
+    handler.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles, amr=list(amr), auth_time=now)})
 
 
 def has_second_factor(amr: Sequence[str] | None) -> bool:
@@ -121,3 +127,37 @@ def require_mfa(method: F) -> F:
 
     guarded.requires_mfa = True  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]
+
+
+def signed_in_within(claims: dict[str, Any] | None, seconds: int) -> bool:
+    """Whether the sign-in an access token descends from (its ``auth_time``) was at most ``seconds`` ago."""
+    return time.time() - int((claims or {}).get("auth_time") or 0) <= seconds
+
+
+async def confirm_identity(handler: Handler, pwd: str | None, throttle: Any) -> None:
+    """Ask for more than an access token before a change that would outlive it (where reset links go, a new factor).
+
+    A sign-in within ``REAUTH_WINDOW`` is enough, as is the current password
+    (``pwd``), checked as one guess on the user's key in ``throttle`` (a
+    `Throttle`): 400 for a wrong one, 429 while locked. Otherwise 400 asking for
+    the password: a token refreshed long after its sign-in (a stolen refresh
+    cookie, an unattended browser) proves less than the person typing it.
+    """
+    settings = handler.services.settings
+    if pwd is None:
+        if signed_in_within(handler.current_user, settings.reauth_window):
+            return
+        raise APIError(400, REAUTH_NEEDED)
+    username = handler.username or ""
+    key = f"user:{fold_username(username)}"
+
+    async def check() -> bool:
+        user = await handler.services.accounts.user(username)
+        return bool(await handler.services.passwords.check(pwd, user["password"] if user else None))
+
+    wait, right = await throttle.guess({key: settings.login_max_failures}, key, check)
+    if wait:
+        raise APIError(429, TOO_MANY_PASSWORDS, headers={"Retry-After": str(wait)})
+    if not right:
+        raise APIError(400, WRONG_PASSWORD)
+

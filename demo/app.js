@@ -248,13 +248,15 @@ function tokenUser(token) {
   return tokenClaims(token).username || "";
 }
 
-// Whether this sign-in used a second factor (its amr, RFC 8176); if not, adding a factor takes the password.
-function signedInWithSecondFactor() {
-  const amr = Array.isArray(tokenClaims(accessToken).amr) ? tokenClaims(accessToken).amr : [];
-  return amr.includes("mfa") || (amr.includes("user") && (amr.includes("hwk") || amr.includes("swk")));
+// Whether the sign-in is recent (its auth_time, kept through refresh): after REAUTH_WINDOW (15 minutes by default)
+// adding a factor takes the password. A hint for the page only: the API decides.
+const REAUTH_WINDOW = 15 * 60;
+function signedInRecently() {
+  const when = Number(tokenClaims(accessToken).auth_time) || 0;
+  return Date.now() / 1000 - when <= REAUTH_WINDOW;
 }
 
-// The body of a call that adds a factor: the current password too after a password-only sign-in.
+// The body of a call that adds a factor: the current password too once the sign-in is not recent.
 function proof() {
   const pwd = $("mfa-pwd").value;
   $("mfa-pwd").value = "";
@@ -288,7 +290,7 @@ function showMfa(info) {
     : "Authenticator app: off.";
   $("mfa-status").className = info.totp ? "ok" : "muted";
   $("totp-setup").hidden = info.totp;
-  $("mfa-proof").hidden = signedInWithSecondFactor();
+  $("mfa-proof").hidden = signedInRecently();
   $("totp-off").hidden = !info.totp;
   $("codes-new").hidden = !info.totp;
   const list = $("passkeys");

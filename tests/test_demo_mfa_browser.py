@@ -106,17 +106,12 @@ def open_panel(page: Page, calls: Calls, status: str) -> None:
 
 
 def turn_on_totp(page: Page, calls: Calls) -> tuple[str, list[str]]:
-    """Set up the authenticator app from the page, signed in by password alone (so the password is asked again;
-    first forgotten, and a wrong code first): the secret, and the recovery codes shown."""
+    """Set up the authenticator app from the page, just signed in (so no password is asked again; a wrong code
+    first): the secret, and the recovery codes shown."""
     open_panel(page, calls, "Authenticator app: off.")
     assert page.is_visible("#totp-setup") and page.is_hidden("#totp-off") and page.is_hidden("#codes-new")
-    assert page.is_visible("#mfa-pwd")  # a password-only sign-in: adding a factor takes the password
-    refused = act(page, "#totp-setup")
-    assert "Give your current password" in refused and page.get_attribute("#message", "class") == "fail"
-    assert page.is_hidden("#totp-enrol")
-    page.fill("#mfa-pwd", PASSWORD)
+    assert page.is_hidden("#mfa-pwd")  # a sign-in moments ago: adding a factor needs nothing more
     click(page, "#totp-setup", "Scan the QR code")
-    assert page.input_value("#mfa-pwd") == ""
     assert page.get_attribute("#totp-qr", "src").startswith("data:image/svg+xml")
     assert page.evaluate("document.getElementById('totp-qr').naturalWidth") > 100  # the QR code renders
     secret = page.inner_text("#totp-secret")
@@ -130,7 +125,6 @@ def turn_on_totp(page: Page, calls: Calls) -> tuple[str, list[str]]:
     page.fill("#totp-code", pyotp.TOTP(secret).now())
     click(page, "#totp-confirm", "Save the recovery codes now")
     assert calls.since_mark() == [
-        ("POST", "/mfa/totp", 400),
         ("POST", "/mfa/totp", 200),
         ("POST", "/mfa/totp/confirm", 400),
         ("POST", "/mfa/totp/confirm", 200),
@@ -197,7 +191,7 @@ def test_app_code_and_passkeys(site: Site, browser: BrowserContext) -> None:
     # A passkey, named, from the virtual authenticator.
     open_panel(page, calls, "Authenticator app: on, 10 recovery codes left.")
     assert page.inner_text("#passkeys") == "No passkeys yet."
-    assert page.is_hidden("#mfa-pwd")  # signed in with a second factor: no password asked to add one
+    assert page.is_hidden("#mfa-pwd")  # a recent sign-in: no password asked to add one
     page.fill("#passkey-name", "Work laptop")
     click(page, "#passkey-add", 'Passkey "Work laptop" added')
     assert calls.since_mark() == [("POST", "/webauthn/register/options", 200), ("POST", "/webauthn/register", 201), ("GET", "/mfa", 200)]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from recovery_kit import settled, token_in, with_smtp
 
+from core.plugin import ACCESS
 from core.pytest_plugin import DEFAULT_PASSWORD
 
 
@@ -66,23 +69,34 @@ async def test_a_link_for_an_address_since_changed_verifies_nothing(api, make_us
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_put_email_takes_the_current_password(api, make_user, logged_in):
-    """The address is where reset links go: an access token alone (a stolen one) must not be able to move it."""
+async def test_put_email_sets_and_changes_the_address(api, make_user, logged_in):
     await make_user("bob", email="bob@example.com")
     ann = await logged_in("ann")
     assert (await ann.get("/email")).json() == {"email": None, "email_verified": False}
-    no_pwd = await ann.put("/email", json={"email": "ann@example.com"})
-    assert (no_pwd.code, no_pwd.json()) == (400, {"message": "Fields 'email' and 'pwd' (the current password) are required."})
-    wrong = await ann.put("/email", json={"email": "ann@example.com", "pwd": "not the password"})
-    assert (wrong.code, wrong.json()) == (400, {"message": "Current password is incorrect."})
-    assert (await ann.get("/email")).json()["email"] is None
-    set_ = await ann.put("/email", json={"email": "ANN@example.com", "pwd": DEFAULT_PASSWORD})
+    set_ = await ann.put("/email", json={"email": "ANN@example.com"})  # a sign-in moments ago: nothing more asked
     assert set_.json() == {"email": "ann@example.com", "email_verified": False}
-    other = await ann.put("/email", json={"email": "Bob@Example.com", "pwd": DEFAULT_PASSWORD})
+    other = await ann.put("/email", json={"email": "Bob@Example.com"})
     assert other.json() == {"email": "bob@example.com", "email_verified": False}  # no refusal: an unverified address is nobody's
-    bad = await ann.put("/email", json={"email": "not an address", "pwd": DEFAULT_PASSWORD})
+    bad = await ann.put("/email", json={"email": "not an address"})
     assert bad.code == 400 and bad.json()["message"].startswith("Invalid email address")
-    assert (await api.put("/email", json={"email": "x@example.com", "pwd": DEFAULT_PASSWORD})).code == 401
+    wrong = await ann.put("/email", json={"email": "ann@example.com", "pwd": "not the password"})
+    assert (wrong.code, wrong.json()) == (400, {"message": "Current password is incorrect."})  # a password given is checked
+    assert (await ann.get("/email")).json()["email"] == "bob@example.com"
+    assert (await api.put("/email", json={"email": "x@example.com"})).code == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_sign_in_older_than_the_reauth_window_needs_the_password(api, make_user, tokens, turnstile_settings):
+    """The address is where reset links go: a token refreshed long after its sign-in (a stolen refresh cookie) must
+    not move it without the password."""
+    await make_user("ann")
+    old = tokens.issue(ACCESS, "ann", roles=[2001], amr=["pwd"], auth_time=int(time.time()) - turnstile_settings.reauth_window - 5)
+    headers = {"Authorization": f"Bearer {old}"}
+    refused = await api.put("/email", json={"email": "ann@example.com"}, headers=headers)
+    assert (refused.code, refused.json()) == (400, {"message": "Your sign-in is not recent: give your current password ('pwd'), or sign in again."})
+    assert (await api.get("/email", headers=headers)).json()["email"] is None
+    done = await api.put("/email", json={"email": "ann@example.com", "pwd": DEFAULT_PASSWORD}, headers=headers)
+    assert done.json() == {"email": "ann@example.com", "email_verified": False}
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -19,9 +19,10 @@ async def test_access_and_refresh_claims(api, make_user, tokens, turnstile_setti
     await make_user("alice")
     response = await api.post("/auth", json={"user": "alice", "pwd": "correct horse battery staple"})
     claims = tokens.verify(ACCESS, response.json()["accessToken"])
-    assert set(claims) == {"typ", "jti", "iat", "exp", "username", "roles", "amr"}
+    assert set(claims) == {"typ", "jti", "iat", "exp", "username", "roles", "amr", "auth_time"}
     assert claims["typ"] == "access" and claims["username"] == "alice" and claims["roles"] == [2001]
     assert claims["amr"] == ["pwd"]  # RFC 8176: a password alone
+    assert abs(claims["auth_time"] - claims["iat"]) <= 1  # the sign-in is now
     assert claims["exp"] - claims["iat"] == turnstile_settings.access_ttl
     refresh = tokens.verify(REFRESH, api.cookies["jwt"])
     assert set(refresh) == {"typ", "jti", "iat", "exp", "username"}

@@ -127,13 +127,13 @@ class AuthBase(BaseHandler):
         check_password_length(pwd, self.services.settings.password_min_length if register else 0)
         return body["user"].strip(), pwd
 
-    def send_tokens(self, username: str, roles: list[int], refresh: str | None, amr: list[str]) -> None:
+    def send_tokens(self, username: str, roles: list[int], refresh: str | None, amr: list[str], auth_time: int) -> None:
         """``{"roles", "accessToken"}`` for a refresh, plus the successor cookie when one was issued; the access
-        token keeps the ``amr`` of the sign-in the session descends from."""
+        token keeps the ``amr`` and ``auth_time`` of the sign-in the session descends from."""
         tokens = self.services.tokens
         if refresh is not None:
             self.add_header("Set-Cookie", set_cookie_header(self.services.settings, refresh, tokens.ttl[REFRESH]))
-        self.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles, amr=amr)})
+        self.finish({"roles": roles, "accessToken": tokens.issue(ACCESS, username, roles=roles, amr=amr, auth_time=auth_time)})
 
     def clear_cookie_and_end(self) -> None:
         self.add_header("Set-Cookie", clear_cookie_header(self.services.settings))
@@ -295,7 +295,7 @@ class RefreshHandler(AuthBase):
         if result.outcome is RefreshOutcome.UNKNOWN:
             raise APIError(403, REFRESH_REFUSED)
         assert result.roles is not None
-        self.send_tokens(username, result.roles, result.token, result.amr)
+        self.send_tokens(username, result.roles, result.token, result.amr, result.auth_time)
 
 
 @public

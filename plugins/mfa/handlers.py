@@ -22,6 +22,7 @@ import segno
 from core.plugin import MESSAGE_KEY as MESSAGE
 from core.plugin import (
     APIError,
+    confirm_identity,
     BaseHandler,
     PluginContext,
     StoreError,
@@ -34,7 +35,6 @@ from core.plugin import (
 )
 
 from . import codes as recovery
-from .proof import PWD, require_proof
 from .totp import NoEnrolment, TOTPAlreadyOn, TOTPFactor, TOTPNotOn
 
 T = TypeVar("T")
@@ -64,6 +64,8 @@ CODE_BODY = json_body(
     }
 )
 EMPTY_BODY = json_body({"type": "object", "additionalProperties": False}, required=False)
+#: The optional ``pwd`` of the bodies that add a factor (`confirm_identity`).
+PWD = {"type": "string", "minLength": 1, "maxLength": 72, "description": "the current password; needed after REAUTH_WINDOW"}
 PROOF_BODY = json_body({"type": "object", "properties": {"pwd": PWD}, "additionalProperties": False}, required=False)
 RECOVERY_CODES = json_response(
     "The new recovery codes: shown this once, stored only as hashes.",
@@ -180,7 +182,7 @@ class TOTPHandler(MFABase):
     openapi = {
         "post": {
             "summary": "Start TOTP enrolment: a new secret, its otpauth URI and a QR code of it; on only once confirmed. "
-            "A sign-in by password alone gives the current password too.",
+            "After REAUTH_WINDOW since the sign-in, the current password too.",
             "requestBody": PROOF_BODY,
             "responses": {
                 "200": json_response(
@@ -191,7 +193,7 @@ class TOTPHandler(MFABase):
                         "required": ["secret", "uri", "qr"],
                     },
                 ),
-                "400": error_response("A sign-in by password alone gave no or a wrong current password."),
+                "400": error_response("A wrong current password, or none after REAUTH_WINDOW."),
                 "409": error_response(ALREADY_ON),
                 "429": THROTTLED,
             },
@@ -209,7 +211,7 @@ class TOTPHandler(MFABase):
     }
 
     async def post(self) -> None:
-        await require_proof(self, self.json_body(), self.throttle)
+        await confirm_identity(self, self.json_body().get("pwd"), self.throttle)
         await self.require_user()
         try:
             started = await self.totp.begin(self.user)

@@ -15,6 +15,7 @@ from typing import Any
 from core.plugin import MESSAGE_KEY as MESSAGE
 from core.plugin import (
     APIError,
+    confirm_identity,
     BaseHandler,
     PluginContext,
     StoreError,
@@ -27,8 +28,8 @@ from core.plugin import (
     public,
 )
 
+from .handlers import PWD
 from .passkeys import NAME_LENGTH, Passkeys
-from .proof import PWD, require_proof
 
 #: Failed passkey sign-ins per client address within the throttle's window before it is locked out.
 MAX_FAILURES_PER_ADDRESS = 20
@@ -89,11 +90,11 @@ class RegisterOptionsHandler(PasskeyBase):
     openapi = {
         "post": {
             "summary": "Creation options for a new passkey of the signed-in user (for parseCreationOptionsFromJSON); "
-            "a sign-in by password alone gives the current password too.",
+            "after REAUTH_WINDOW since the sign-in, the current password too.",
             "requestBody": json_body({"type": "object", "properties": {"pwd": PWD}, "additionalProperties": False}, required=False),
             "responses": {
                 "200": json_response("Creation options.", OPTIONS),
-                "400": error_response("The user has too many passkeys, or a password-only sign-in gave no or a wrong password."),
+                "400": error_response("The user has too many passkeys, or a wrong current password, or none after REAUTH_WINDOW."),
                 "429": LOCKED,
             },
         }
@@ -101,7 +102,7 @@ class RegisterOptionsHandler(PasskeyBase):
 
     async def post(self) -> None:
         assert self.throttle is not None
-        await require_proof(self, self.json_body(), self.throttle)
+        await confirm_identity(self, self.json_body().get("pwd"), self.throttle)
         self.send_options(await self.passkeys.registration_options(await self.signed_in_user()))
 
 

@@ -21,6 +21,7 @@ from core.plugin import (
     PluginContext,
     Throttle,
     check_email,
+    confirm_identity,
     check_password_length,
     error_response,
     fold_username,
@@ -40,7 +41,7 @@ VERIFY_ANSWER = "A verification link is on its way to your email address."
 TOKEN_REFUSED = "This link is invalid or has expired; ask for a new one."
 NO_ADDRESS = "Your account has no email address; set one with PUT /email first."
 ALREADY_VERIFIED = "Your email address is already verified."
-PASSWORD_REQUIRED = "Field 'pwd' (the current password) is required."
+PASSWORD_REQUIRED = "Field 'pwd', when given, must be the current password."
 TOO_MANY = "Too many mails asked for. Try again later."
 EITHER = "Give either 'user' or 'email'."
 
@@ -88,28 +89,6 @@ class RecoveryBase(BaseHandler):
         self.recovery = recovery
         self.queue = queue
 
-    async def check_password(self, pwd: str) -> dict[str, Any]:
-        """The signed-in user's record if ``pwd`` is their password; 400 if not, 429 while wrong guesses are locked out.
-
-        Guesses count per user in this plugin's password throttle (shared by
-        every worker and instance), with the login's limits.
-        """
-        settings, user_key = self.services.settings, f"user:{fold_username(self.username or '')}"
-        user = None
-
-        async def check() -> bool:
-            nonlocal user
-            user = await self.services.accounts.user(self.username or "")
-            return await self.services.passwords.check(pwd, user["password"] if user else None)
-
-        wait, right = await self.recovery.passwords.guess({user_key: settings.login_max_failures}, user_key, check)
-        if wait:
-            raise APIError(429, "Too many wrong passwords. Try again later.", headers={"Retry-After": str(wait)})
-        if not right or user is None:
-            # 400, not 401/403: those say the access token is bad, and a client would refresh or sign out.
-            raise APIError(400, "Current password is incorrect.")
-        return user
-
     async def limit(self, **keys: str) -> None:
         """Count one mail on each key (``user=``, ``address=``) and on the client's IP; 429 past a limit."""
         limits = self.recovery.limits
@@ -129,15 +108,17 @@ class RecoveryBase(BaseHandler):
 class EmailHandler(RecoveryBase):
     """The signed-in user's address: read it, or set a new one (unverified until its link is opened).
 
-    Setting one asks for the current password, as ``/password`` does: the
-    address is where password resets go, so whoever could change it with an
-    access token alone (a stolen one lasts its TTL) could take the account.
+    The address is where password resets go, so setting one asks for more
+    than an access token: a sign-in within ``REAUTH_WINDOW``, or the current
+    password (``pwd``). A token refreshed long after its sign-in (a stolen
+    refresh cookie) cannot move it.
     """
 
     openapi = {
         "get": {"summary": "The signed-in user's email address and whether it is verified.", "responses": {"200": EMAIL_STATE}},
         "put": {
-            "summary": "Set or change the signed-in user's email address (the current password is required); it is unverified until confirmed.",
+            "summary": "Set or change the signed-in user's email address (with the current password after REAUTH_WINDOW); "
+            "it is unverified until confirmed.",
             "requestBody": json_body(
                 {
                     "type": "object",
@@ -145,14 +126,14 @@ class EmailHandler(RecoveryBase):
                         "email": EMAIL,
                         "pwd": {"type": "string", "minLength": 1, "maxLength": 72, MESSAGE: {"minLength": PASSWORD_REQUIRED, "maxLength": "Password must be at most 72 bytes."}},
                     },
-                    "required": ["email", "pwd"],
+                    "required": ["email"],
                     "additionalProperties": False,
-                    MESSAGE: {"required": "Fields 'email' and 'pwd' (the current password) are required."},
+                    MESSAGE: {"required": "Field 'email' is required."},
                 }
             ),
             "responses": {
                 "200": EMAIL_STATE,
-                "400": error_response("A missing or invalid address, or a missing or wrong current password."),
+                "400": error_response("A missing or invalid address, or a wrong current password, or none after REAUTH_WINDOW."),
                 "429": THROTTLED,
             },
         },
@@ -168,10 +149,11 @@ class EmailHandler(RecoveryBase):
         """Set the address; if it replaces a verified one, tell that one (whoever holds the token may not be the owner)."""
         body = self.json_body()
         email = check_email(body["email"])
+        await confirm_identity(self, body.get("pwd"), self.recovery.passwords)
         accounts = self.services.accounts
-        before = await self.check_password(body["pwd"])
-        user = await accounts.set_email(before["username"], email)
-        if user is None:
+        before = await accounts.user(self.username or "")
+        user = await accounts.set_email(self.username or "", email)
+        if user is None or before is None:
             raise APIError(403, "No such user.")
         old = before.get("email")
         if old and old != email and before.get("email_verified"):
