@@ -25,9 +25,10 @@ layout lives in one place:
   another account has it.
 * ``auth.sessions``, keyed by the SHA-256 of a refresh token (the raw token
   is never stored): ``{digest (the key again), username, family, created,
-  expires, retired, successor}``. A *family* is one login; every ``/refresh``
-  retires the presented token (``retired`` = when) and adds its successor to
-  the family. ``family`` and ``username`` are indexed, so ending a session or
+  expires, retired, successor, amr, auth_time}``. A *family* is one login;
+  every ``/refresh`` retires the presented token (``retired`` = when) and adds
+  its successor to the family, which keeps the login's ``amr`` (how it was
+  made) and ``auth_time`` (when) for the access tokens it goes on to get. ``family`` and ``username`` are indexed, so ending a session or
   all of a user's sessions costs O(their records), not a scan.
 
 Every read-modify-write runs in one store transaction, so concurrent
